@@ -1,0 +1,1 @@
+"""Command modules for ``rdb24``; each defines ``register(main)``."""

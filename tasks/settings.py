@@ -1,0 +1,105 @@
+"""The one configuration object of the system, read from the environment and ``.env``.
+
+Only the task layer reads it; clients get explicit config objects built from it. Secrets are
+``SecretStr`` so they never print. Every field is documented in ``.env.example`` (a test checks).
+Env names keep the upstream ``rosdomofon`` library's spelling where it had one
+(``KAFKA_BOOTSTRAP_SERVERS``, ``COMPANY_SHORT_NAME``, ...).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ChatMode(StrEnum):
+    """How subscriber messages reach operators in Bitrix24."""
+
+    AUTO = "auto"  # Open Lines when an OAuth app is configured, else CRM-linked chat
+    OPENLINES = "openlines"
+    CRM_CHAT = "crm_chat"
+
+
+class ReplyTransport(StrEnum):
+    """How operator replies reach the subscriber."""
+
+    REST = "rest"
+    KAFKA = "kafka"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- Redis: Celery broker, result backend, locks, indexes, dead letters, rate limiter
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+
+    # --- RosDomofon REST
+    rosdomofon_base_url: AnyHttpUrl = Field(default="https://rdba.rosdomofon.com", alias="ROSDOMOFON_BASE_URL")
+    rosdomofon_username: str = Field(default="", alias="ROSDOMOFON_USERNAME")
+    rosdomofon_password: SecretStr = Field(default=SecretStr(""), alias="ROSDOMOFON_PASSWORD")
+    rosdomofon_timeout: float = Field(default=30.0, gt=0, alias="ROSDOMOFON_TIMEOUT")
+    company_short_name: str = Field(default="", alias="COMPANY_SHORT_NAME")
+
+    # --- Kafka (RosDomofon's broker in production: SASL_SSL + SCRAM-SHA-512)
+    kafka_bootstrap_servers: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_username: str = Field(default="", alias="KAFKA_USERNAME")
+    kafka_password: SecretStr = Field(default=SecretStr(""), alias="KAFKA_PASSWORD")
+    kafka_group_id: str = Field(default="", alias="KAFKA_GROUP_ID")
+    kafka_ssl_ca_cert_path: str = Field(default="", alias="KAFKA_SSL_CA_CERT_PATH")
+
+    # --- Bitrix24: an incoming webhook, or an OAuth local app (needed for Open Lines)
+    bitrix24_webhook_url: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_WEBHOOK_URL")
+    bitrix24_client_endpoint: str = Field(default="", alias="BITRIX24_CLIENT_ENDPOINT")
+    bitrix24_client_id: str = Field(default="", alias="BITRIX24_CLIENT_ID")
+    bitrix24_client_secret: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_CLIENT_SECRET")
+    bitrix24_access_token: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_ACCESS_TOKEN")
+    bitrix24_refresh_token: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_REFRESH_TOKEN")
+    bitrix24_application_token: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_APPLICATION_TOKEN")
+    bitrix24_rate: float = Field(default=2.0, gt=0, alias="BITRIX24_RATE")
+    bitrix24_burst: int = Field(default=50, gt=0, alias="BITRIX24_BURST")
+    bitrix24_timeout: float = Field(default=30.0, gt=0, alias="BITRIX24_TIMEOUT")
+
+    # --- Chat
+    chat_mode: ChatMode = Field(default=ChatMode.AUTO, alias="CHAT_MODE")
+    openlines_connector_id: str = Field(default="rosdomofon", alias="OPENLINES_CONNECTOR_ID")
+    openlines_line_id: str = Field(default="", alias="OPENLINES_LINE_ID")
+    reply_transport: ReplyTransport = Field(default=ReplyTransport.REST, alias="REPLY_TRANSPORT")
+
+    # --- Logging
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_json: bool = Field(default=False, alias="LOG_JSON")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {value[:20]!r}")
+        return value
+
+    @property
+    def bitrix24_oauth_configured(self) -> bool:
+        return bool(self.bitrix24_client_id and self.bitrix24_client_secret.get_secret_value())
+
+
+class SettingsError(RuntimeError):
+    """The environment is missing or has a malformed variable; the message names each one."""
+
+
+def load_settings() -> Settings:
+    """Build settings, turning a validation error into one message that names each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "?"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

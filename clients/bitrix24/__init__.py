@@ -8,6 +8,7 @@ Public surface (everything else in the package is private)::
 
 from __future__ import annotations
 
+from clients.bitrix24.client import Bitrix24Client, CallStats
 from clients.bitrix24.config import Bitrix24Config
 from clients.bitrix24.errors import (
     Bitrix24AccessError,
@@ -22,11 +23,14 @@ from clients.bitrix24.errors import (
     Bitrix24RateLimitedError,
     Bitrix24ServerError,
 )
+from clients.bitrix24.events import parse_connector_event, verify_application_token
+from clients.bitrix24.token_store import MemoryTokenStore, RedisTokenStore, TokenStore
 
 __all__ = [
     "Bitrix24AccessError",
     "Bitrix24AmbiguousWriteError",
     "Bitrix24AuthError",
+    "Bitrix24Client",
     "Bitrix24Config",
     "Bitrix24ConnectError",
     "Bitrix24Error",
@@ -36,4 +40,10 @@ __all__ = [
     "Bitrix24OverloadError",
     "Bitrix24RateLimitedError",
     "Bitrix24ServerError",
+    "CallStats",
+    "MemoryTokenStore",
+    "RedisTokenStore",
+    "TokenStore",
+    "parse_connector_event",
+    "verify_application_token",
 ]

@@ -1,0 +1,137 @@
+"""A leaky bucket shared by every process through Redis, plus Bitrix24's per-method time budget.
+
+The portal counts +1 per HTTP request into a bucket draining ``rate`` per second and answers 503 once
+it holds more than ``burst``. Every worker reserves its slot with one atomic Lua script against the
+same Redis key, so a fleet never exceeds what the portal allows. The script *reserves* a slot (the
+level may run ahead of ``burst`` by the queued requests) and returns how long to wait for it, which
+keeps callers FIFO and costs one round trip per request. Redis's own clock is used so processes on
+different hosts agree on time.
+
+The operating-time tracker keeps, per method, the ``time.operating`` the portal reports and the moment
+a method is parked after ``OPERATION_TIME_LIMIT``, so no process calls a parked method before reset.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+import redis
+
+_RESERVE = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'level', 'ts')
+local level = tonumber(state[1]) or 0
+local ts = tonumber(state[2]) or now
+level = math.max(0, level - (now - ts) * rate) + cost
+local wait = 0
+if level > capacity then
+  wait = (level - capacity) / rate
+end
+redis.call('HSET', key, 'level', tostring(level), 'ts', tostring(now))
+redis.call('PEXPIRE', key, math.ceil((level / rate + 60) * 1000))
+return tostring(wait)
+"""
+
+
+class Limiter(Protocol):
+    def acquire(self, cost: int = 1) -> float: ...
+
+
+class RedisLeakyBucket:
+    """The portal's bucket mirrored in Redis. ``acquire()`` blocks until the slot is due."""
+
+    def __init__(
+        self, client: redis.Redis, key: str, *, rate: float = 2.0, burst: int = 50, margin: int = 1
+    ) -> None:
+        self._redis = client
+        self.key = f"rdb24:b24:bucket:{key}"
+        self.rate = rate
+        self.capacity = max(1, burst - margin)
+        self._script = client.register_script(_RESERVE)
+
+    def reserve(self, cost: int = 1) -> float:
+        """Reserve a slot now; return the seconds until it may be used (no sleeping)."""
+        return float(self._script(keys=[self.key], args=[self.rate, self.capacity, cost]))
+
+    def acquire(self, cost: int = 1) -> float:
+        wait = self.reserve(cost)
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+
+class LocalLeakyBucket:
+    """The same bucket for a single process (no Redis): threads share it."""
+
+    def __init__(self, *, rate: float = 2.0, burst: int = 50, margin: int = 1) -> None:
+        self.rate = rate
+        self.capacity = max(1, burst - margin)
+        self._level = 0.0
+        self._ts = time.monotonic()
+        self._lock = threading.Lock()
+
+    def reserve(self, cost: int = 1) -> float:
+        with self._lock:
+            now = time.monotonic()
+            self._level = max(0.0, self._level - (now - self._ts) * self.rate) + cost
+            self._ts = now
+            return max(0.0, (self._level - self.capacity) / self.rate)
+
+    def acquire(self, cost: int = 1) -> float:
+        wait = self.reserve(cost)
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+
+class OperatingTime:
+    """Per-method operating time and parking, shared through Redis when given (else in memory)."""
+
+    def __init__(self, client: redis.Redis | None, key: str, *, limit: float = 480.0) -> None:
+        self._redis = client
+        self._prefix = f"rdb24:b24:operating:{key}"
+        self.limit = limit
+        self._local: dict[str, tuple[float, float]] = {}
+        self._parked: dict[str, float] = {}
+
+    def record(self, method: str, operating: float | None, reset_at: float | None) -> None:
+        """Remember the portal's latest ``operating`` seconds for ``method``."""
+        if operating is None:
+            return
+        if self._redis is not None:
+            self._redis.hset(f"{self._prefix}:used", method, f"{operating}:{reset_at or 0}")
+        else:
+            self._local[method] = (operating, reset_at or 0.0)
+
+    def used(self, method: str) -> float:
+        if self._redis is not None:
+            raw = self._redis.hget(f"{self._prefix}:used", method)
+            return float(raw.decode().split(":")[0]) if raw else 0.0
+        return self._local.get(method, (0.0, 0.0))[0]
+
+    def park(self, method: str, until: float) -> None:
+        """Stop every process calling ``method`` until the unix time ``until``."""
+        if self._redis is not None:
+            ttl_ms = max(1, int((until - time.time()) * 1000))
+            self._redis.set(f"{self._prefix}:parked:{method}", str(until), px=ttl_ms)
+        else:
+            self._parked[method] = until
+
+    def parked_for(self, method: str) -> float:
+        """Seconds ``method`` stays parked (0 when callable)."""
+        if self._redis is not None:
+            raw = self._redis.get(f"{self._prefix}:parked:{method}")
+            until = float(raw) if raw else 0.0
+        else:
+            until = self._parked.get(method, 0.0)
+        return max(0.0, until - time.time())
+
+
+__all__ = ["Limiter", "LocalLeakyBucket", "OperatingTime", "RedisLeakyBucket"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from loguru import logger
 
+from clients.kafka.delegation import KafkaDelegationMixin
 from clients.rosdomofon.config import RosDomofonKafkaConfig
 from clients.rosdomofon.requestor import API_V1, API_V2, RDAS_V1, Requestor
 from schemas.phone import normalize_phone
@@ -47,8 +48,8 @@ DEFAULT_BASE_URL = "https://rdba.rosdomofon.com"
 Recipient = int | dict[str, Any] | AbonentInfo | MessageRecipient
 
 
-class RosDomofonAPI:
-    """The RosDomofon operator ("machine") REST API."""
+class RosDomofonAPI(KafkaDelegationMixin):
+    """The RosDomofon operator ("machine") REST API; Kafka methods come from the mixin when configured."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class RosDomofonAPI:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        self.close_kafka()
         self._http.close()
 
     def __enter__(self) -> RosDomofonAPI:

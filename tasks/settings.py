@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     kafka_password: SecretStr = Field(default=SecretStr(""), alias="KAFKA_PASSWORD")
     kafka_group_id: str = Field(default="", alias="KAFKA_GROUP_ID")
     kafka_ssl_ca_cert_path: str = Field(default="", alias="KAFKA_SSL_CA_CERT_PATH")
+    # No CA file + this flag: TLS without certificate checks (upstream's behaviour), with a warning
+    kafka_ssl_skip_verify: bool = Field(default=False, alias="KAFKA_SSL_SKIP_VERIFY")
+    # auto = SASL_SSL when KAFKA_USERNAME/PASSWORD are set, else PLAINTEXT (a local broker)
+    kafka_security_protocol: str = Field(default="auto", alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", alias="KAFKA_SASL_MECHANISM")
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000, alias="KAFKA_SESSION_TIMEOUT_MS")
+    kafka_delivery_timeout: float = Field(default=10.0, gt=0, alias="KAFKA_DELIVERY_TIMEOUT")  # s per send
+    kafka_dlq_suffix: str = Field(default=".DLQ", min_length=1, alias="KAFKA_DLQ_SUFFIX")  # <topic><suffix>
+
+    # --- Kafka ingest worker (rdb24 ingest)
+    # Pause consuming when the Celery flows queue holds more than this; resume below the lower mark
+    ingest_pause_queue_depth: int = Field(default=5000, gt=0, alias="INGEST_PAUSE_QUEUE_DEPTH")
+    ingest_resume_queue_depth: int = Field(default=1000, ge=0, alias="INGEST_RESUME_QUEUE_DEPTH")
+    ingest_metrics_port: int = Field(default=9809, ge=0, lt=65536, alias="INGEST_METRICS_PORT")  # 0: off
+    ingest_shutdown_timeout: float = Field(default=20.0, gt=0, alias="INGEST_SHUTDOWN_TIMEOUT")  # seconds
+    ingest_retry_backoff_max: float = Field(default=30.0, gt=0, alias="INGEST_RETRY_BACKOFF_MAX")  # seconds
+    ingest_stats_interval_ms: int = Field(default=5000, ge=0, alias="INGEST_STATS_INTERVAL_MS")  # lag stats
 
     # --- Bitrix24: an incoming webhook, or an OAuth local app (needed for Open Lines)
     bitrix24_webhook_url: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_WEBHOOK_URL")

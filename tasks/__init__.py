@@ -1,0 +1,7 @@
+"""The task layer: ``celery -A tasks worker|beat|flower|inspect`` finds the Celery app as ``tasks.app``."""
+
+from __future__ import annotations
+
+from tasks.celery import app
+
+__all__ = ["app"]

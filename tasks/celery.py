@@ -1,0 +1,168 @@
+"""The Celery app (``celery -A tasks worker|beat|flower|inspect``), configured for "nothing lost,
+nothing twice".
+
+Configuration is lazy (``add_defaults`` with a function): importing ``tasks`` reads no environment, so
+``rdb24 --help`` or ``rdb24 tasks`` work without credentials; the first use of ``app.conf`` (worker
+start, sending a task) loads ``Settings`` and a bad variable stops the process with a message naming
+it. Each setting below says why it is chosen.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+import sys
+from importlib import util
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue as KombuQueue
+
+from tasks.queues import DEFAULT_QUEUE, Queue, route_task
+
+# Modules holding tasks; every submodule of a package listed in TASK_PACKAGES is included too.
+TASK_MODULES = ("tasks.rosdomofon", "tasks.bitrix24")
+TASK_PACKAGES = ("tasks.flows", "tasks.reconcile")
+
+
+def task_modules() -> list[str]:
+    """Every module a worker must import so that it registers every task."""
+    found = [name for name in TASK_MODULES if util.find_spec(name) is not None]
+    for package in TASK_PACKAGES:
+        spec = util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        found.append(package)
+        found.extend(f"{package}.{m.name}" for m in pkgutil.iter_modules(spec.submodule_search_locations))
+    return found
+
+
+def celery_config() -> dict[str, Any]:
+    """Celery settings from ``Settings``; evaluated on first use of ``app.conf``."""
+    from tasks.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"rdb24: {exc}", file=sys.stderr)
+        raise
+    transport = {
+        # A message fetched but not acked is redelivered after this; it must exceed every retry
+        # countdown (held as an ETA message in worker memory) or the retry runs twice. Same value on
+        # every process: the restore sweep uses its own process's value.
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        # JSON only: payloads are ids and JSON, readable by services that do not import our code,
+        # and pickle would let anyone who can write to Redis run code in the worker.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Ack after the task returns: a worker killed mid-task leaves the message to be redelivered.
+        "task_acks_late": True,
+        # ...also when only the child process dies (OOM, SIGKILL): requeue instead of ack.
+        "task_reject_on_worker_lost": True,
+        # Reserve one message per process: a late-acked message held by a busy process is not
+        # delayed behind a long task, and a crash loses at most what is running.
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": dict(transport),
+        "result_backend_transport_options": dict(transport),
+        # Events for Flower's live view and the sent event so it sees queued tasks too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # STARTED state, so a task being run is distinguishable from one waiting in the queue.
+        "task_track_started": True,
+        # Results kept long enough for chains, dedup and inspection; Redis expires them itself.
+        "result_expires": settings.result_expires,
+        # Name, args and worker stored with the result: readable in Flower and `AsyncResult`.
+        "result_extended": True,
+        # A redelivered message whose task id already SUCCEEDED (crash after success, before ack) is
+        # skipped. Needs a persistent result backend (Redis is) and result_expires longer than
+        # the visibility timeout; it does not guard side effects of a run that crashed midway
+        # (the flows' effect markers do that).
+        "worker_deduplicate_successful_tasks": True,
+        # Reconnect to Redis forever, at start and after a loss: a worker must outlive a Redis restart.
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        # After a connection loss running late-ack tasks can no longer ack and will be redelivered;
+        # cancel them rather than let both copies run at once.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Soft shutdown: on SIGQUIT (SIGTERM with REMAP_SIGTERM=SIGQUIT) running tasks get this long
+        # to finish, then unfinished late-ack messages are requeued at once instead of waiting out
+        # the visibility timeout. Also when idle, so held ETA retries go back to the queue.
+        "worker_soft_shutdown_timeout": settings.worker_soft_shutdown_timeout,
+        "worker_enable_soft_shutdown_on_idle": True,
+        # Queues: one per service so a slow or rate-limited one cannot starve the others.
+        "task_queues": [KombuQueue(q.value, routing_key=q.value) for q in Queue],
+        "task_default_queue": DEFAULT_QUEUE.value,
+        "task_routes": (route_task,),
+        "task_create_missing_queues": False,
+        # Never run tasks in the caller: tests and production both go through the broker.
+        "task_always_eager": False,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts_level": "INFO",
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+app = Celery("rdb24", include=task_modules(), set_as_current=True)
+app.add_defaults(celery_config)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Having a receiver stops Celery installing its own handlers; loguru becomes the one sink."""
+    from tasks import log
+    from tasks.settings import get_settings
+
+    log.configure(get_settings())
+
+
+@signals.worker_init.connect
+def _check_settings(**_: Any) -> None:
+    """Warn, naming each variable, when a service a queue needs is not configured."""
+    from loguru import logger
+
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    missing = []
+    if not settings.rosdomofon_username or not settings.rosdomofon_password.get_secret_value():
+        missing.append("ROSDOMOFON_USERNAME/ROSDOMOFON_PASSWORD (rosdomofon.* tasks will fail)")
+    if not settings.bitrix24_webhook_url.get_secret_value() and not settings.bitrix24_oauth_configured:
+        missing.append(
+            "BITRIX24_WEBHOOK_URL or BITRIX24_CLIENT_ID/BITRIX24_CLIENT_SECRET (bitrix24.* tasks will fail)"
+        )
+    for item in missing:
+        logger.warning("not configured: {}", item)
+
+
+@signals.worker_ready.connect
+def _start_metrics(**_: Any) -> None:
+    from tasks import metrics
+    from tasks.settings import get_settings
+
+    metrics.serve(get_settings().metrics_port)
+
+
+def _configure_flower() -> None:
+    """When this process is ``celery -A tasks flower``: basic auth, port and redaction from Settings.
+
+    Runs at app import (Flower reads its options after loading the app, so ``FLOWER_*`` env vars or
+    flags still override these).
+    """
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.invoked_subcommand != "flower":
+        return
+    from tasks import flower
+
+    flower.configure()
+
+
+_configure_flower()

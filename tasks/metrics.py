@@ -1,0 +1,142 @@
+"""Our own Prometheus counters, stored in Redis so every process and host adds to the same numbers.
+
+Why Redis and not ``prometheus_client``'s multiprocess mode: counts come from prefork children,
+the ingest process and the webhook receiver, possibly on several hosts. Each increment is one
+``HINCRBY`` (cheap next to the HTTP call it counts); any process can export the totals, so the
+exporter started by each worker (``METRICS_PORT``) serves the same numbers and a second one on the
+same host simply does not bind. A failed increment is logged and never fails a task.
+
+Use: ``metrics.RETRIES.inc(task="rosdomofon.block_account", cause="rate_limited")``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from loguru import logger
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+KEY_PREFIX = "rdb24:metrics:"
+_REGISTRY_LOCK = threading.Lock()
+_counters: dict[str, RedisCounter] = {}
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        from tasks.settings import get_settings
+
+        _client = redis.Redis.from_url(get_settings().redis_url, decode_responses=True)
+    return _client
+
+
+def use_redis(client: redis.Redis | None) -> None:
+    """Point the counters at another Redis (tests, or a process with its own client); None resets."""
+    global _client
+    _client = client
+
+
+class RedisCounter:
+    """A labelled counter whose value lives in a Redis hash (field = JSON of the label values)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        with _REGISTRY_LOCK:
+            _counters[name] = self
+
+    @property
+    def key(self) -> str:
+        return KEY_PREFIX + self.name
+
+    def _field(self, labels: dict[str, str]) -> str:
+        missing = set(self.labelnames) ^ set(labels)
+        if missing:
+            raise ValueError(f"counter {self.name} needs labels {self.labelnames}, got {sorted(labels)}")
+        return json.dumps([str(labels[n]) for n in self.labelnames])
+
+    def inc(self, amount: float = 1, **labels: str) -> None:
+        try:
+            _redis().hincrbyfloat(self.key, self._field(labels), amount)
+        except redis.RedisError as exc:
+            logger.warning("metric {} not counted: {}", self.name, exc)
+
+    def value(self, **labels: str) -> float:
+        """Current total for exactly these labels (0 when never counted)."""
+        raw = _redis().hget(self.key, self._field(labels))
+        return float(raw) if raw is not None else 0.0
+
+    def total(self, **partial: str) -> float:
+        """Sum over every label set matching the given subset of labels."""
+        result = 0.0
+        for labels, amount in self.samples():
+            if all(labels.get(k) == v for k, v in partial.items()):
+                result += amount
+        return result
+
+    def samples(self) -> Iterator[tuple[dict[str, str], float]]:
+        for field, raw in _redis().hgetall(self.key).items():
+            values = json.loads(field)
+            yield dict(zip(self.labelnames, values, strict=False)), float(raw)
+
+
+class _RedisCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for counter in list(_counters.values()):
+            family = CounterMetricFamily(counter.name, counter.documentation, labels=list(counter.labelnames))
+            try:
+                for labels, amount in counter.samples():
+                    family.add_metric([labels.get(n, "") for n in counter.labelnames], amount)
+            except redis.RedisError as exc:
+                logger.warning("metrics export failed: {}", exc)
+            yield family
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_RedisCollector())
+    return reg
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> bool:
+    """Start the exporter in a daemon thread; False when the port is taken (another process serves)."""
+    if port <= 0:
+        return False
+    try:
+        start_http_server(port, addr=addr, registry=registry())
+    except OSError as exc:
+        logger.debug("metrics exporter not started on :{} ({}); another process serves it", port, exc)
+        return False
+    logger.info("metrics exporter on :{}", port)
+    return True
+
+
+def snapshot() -> dict[str, Any]:
+    """Every counter as {name: [{labels..., value}]}, for CLIs and tests."""
+    return {
+        name: [{**labels, "value": amount} for labels, amount in counter.samples()]
+        for name, counter in _counters.items()
+    }
+
+
+MESSAGES_INGESTED = RedisCounter(
+    "rdb24_messages_ingested_total", "Kafka subscriber messages turned into chains", ("topic",)
+)
+CONTACTS = RedisCounter("rdb24_contacts_total", "Bitrix24 contacts resolved, by outcome", ("outcome",))
+CHAT_POSTS = RedisCounter("rdb24_chat_posts_total", "Messages posted to Bitrix24 chats", ("mode",))
+DEAD_LETTERS = RedisCounter(
+    "rdb24_dead_letters_total", "Records put in the dead-letter store", ("kind", "name")
+)
+RETRIES = RedisCounter("rdb24_task_retries_total", "Task retries, by task and cause", ("task", "cause"))
+RATE_LIMIT_WAIT = RedisCounter(
+    "rdb24_rate_limit_wait_seconds_total", "Seconds tasks were deferred by rate limits", ("task",)
+)
+TASKS = RedisCounter("rdb24_task_outcomes_total", "Task attempts by outcome", ("task", "outcome"))

@@ -20,7 +20,7 @@ from kombu import Queue as KombuQueue
 from tasks.queues import DEFAULT_QUEUE, Queue, route_task
 
 # Modules holding tasks; every submodule of a package listed in TASK_PACKAGES is included too.
-TASK_MODULES = ("tasks.rosdomofon", "tasks.bitrix24")
+TASK_MODULES = ("tasks.rosdomofon", "tasks.bitrix24", "tasks.kafka_messages")
 TASK_PACKAGES = ("tasks.flows", "tasks.reconcile")
 
 

@@ -1,0 +1,15 @@
+"""A stateful simulator of the RosDomofon operator API and its Kafka side, built from
+docs/rosdomofon-api.md (not from our ``schemas/``), so it catches our mistakes.
+
+Modules: ``state`` (the world), ``generator`` (deterministic data), ``views`` (wire shapes),
+``operator_api`` (REST routes), ``tokens``, ``faults`` (faults + call log), ``kafka_side``
+(subscriber-app stand-in), ``control`` (``/_sandbox`` API), ``app``, ``server``
+(:class:`RosDomofonSimulator`), ``command`` (``cli``, the ``rdb24 sandbox rosdomofon`` command).
+"""
+
+from __future__ import annotations
+
+from sandbox.rosdomofon.command import cli
+from sandbox.rosdomofon.server import RosDomofonSimulator
+
+__all__ = ["RosDomofonSimulator", "cli"]

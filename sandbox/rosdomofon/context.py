@@ -1,0 +1,45 @@
+"""What the routes share: the world, credentials, tokens, faults, call log and the Kafka stand-in."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import HTTPException
+
+from sandbox.rosdomofon.faults import CallLog, Faults
+from sandbox.rosdomofon.state import World
+from sandbox.rosdomofon.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from sandbox.rosdomofon.kafka_side import SubscriberApp
+
+
+@dataclass
+class SimContext:
+    world: World
+    username: str
+    password: str
+    company_short_name: str
+    tokens: TokenStore
+    faults: Faults
+    calls: CallLog = field(default_factory=CallLog)
+    kafka: SubscriberApp | None = None
+    flaky_abonent_flats: bool = True
+    abonent_flats_calls: itertools.count = field(default_factory=itertools.count)
+
+    @property
+    def company_id(self) -> int:
+        return next(c.id for c in self.world.companies.values() if c.short_name == self.company_short_name)
+
+
+def api_error(status: int, message: str) -> HTTPException:
+    """An error answered in Spring's shape (the real error body shape is unknown)."""
+    reasons = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity"}
+    return HTTPException(
+        status_code=status, detail={"error": reasons.get(status, "Error"), "message": message}
+    )
+
+
+__all__ = ["SimContext", "api_error"]

@@ -1,0 +1,1 @@
+"""Multi-step flows: the incoming subscriber message chain and the operator reply."""

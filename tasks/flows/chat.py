@@ -1,0 +1,137 @@
+"""``flows.post_to_chat``: the chain's last step, the subscriber's message into a Bitrix24 chat.
+
+The mode comes from ``CHAT_MODE``: Open Lines (``auto`` picks it when an OAuth app is configured)
+or, for webhook-only portals, a CRM-linked chat per contact. Posting is the one side effect in the
+chain that Bitrix24 cannot deduplicate for us, so it is bracketed by the effect marker
+``done:{message_id}:post``: a ``done`` marker returns the stored result, and a ``started`` marker
+without ``done`` (the worker died during the call) means the message may already be in the chat,
+so we look for it before posting again (see :func:`_already_posted`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from clients.errors import IntegrationError
+from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
+from tasks import crm_chat, effects, metrics, openlines, subscribers
+from tasks.base import operation
+from tasks.clients import bitrix24_client, redis_client
+from tasks.flows.texts import chat_text
+from tasks.queues import Queue
+from tasks.settings import ChatMode, Settings, get_settings
+
+STEP = "post"
+TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
+
+
+def chat_mode(settings: Settings) -> ChatModeUsed:
+    if settings.chat_mode == ChatMode.OPENLINES:
+        return ChatModeUsed.OPENLINES
+    if settings.chat_mode == ChatMode.CRM_CHAT:
+        return ChatModeUsed.CRM_CHAT
+    return ChatModeUsed.OPENLINES if settings.bitrix24_oauth_configured else ChatModeUsed.CRM_CHAT
+
+
+def _post_openlines(payload: PostToChatPayload, settings: Settings) -> PostToChatResult:
+    portal, cache = bitrix24_client(), redis_client()
+    connector = settings.openlines_connector_id
+    line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
+    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+    item = openlines.connector_message(
+        payload.message, payload.account, chat_text(payload.message, payload.account)
+    )
+    # message.id is the Kafka message id: a repeated send after a crash carries the same id.
+    chat_id = openlines.send_to_line(portal, connector, line, item)
+    return PostToChatResult(
+        message_id=payload.message.message_id,
+        contact_id=payload.contact_id,
+        mode=ChatModeUsed.OPENLINES,
+        chat_id=chat_id,
+        dialog_id=item.chat.id,
+        posted_message_id=payload.message.message_id,
+    )
+
+
+def _crm_chat_text(payload: PostToChatPayload) -> str:
+    # The trailing tag lets a redelivered step find its own post (im.dialog.messages.get).
+    tag = f"{TAG_PREFIX}{payload.message.message_id}"
+    return f"{chat_text(payload.message, payload.account)}[br][i][size=8]{tag}[/size][/i]"
+
+
+def _already_posted(portal: Any, chat_id: int, message_id: str) -> int | None:
+    """The id of our earlier post of ``message_id`` in ``chat_id``, if the portal shows one."""
+    try:
+        result = portal.call("im.dialog.messages.get", {"DIALOG_ID": f"chat{chat_id}", "LIMIT": 50})
+    except IntegrationError as exc:
+        logger.warning("cannot read chat {} to check for an earlier post ({}); posting again", chat_id, exc)
+        return None
+    tag = f"{TAG_PREFIX}{message_id}"
+    rows = result.get("messages", []) if isinstance(result, dict) else []
+    for row in rows:
+        if isinstance(row, dict) and tag in str(row.get("text", "")):
+            return int(row["id"])
+    return None
+
+
+def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatResult:
+    portal, cache = bitrix24_client(), redis_client()
+    title = f"РосДомофон: абонент +{payload.message.phone}"
+    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
+    posted = _already_posted(portal, chat_id, payload.message.message_id) if ambiguous else None
+    if posted is not None:
+        logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
+    else:
+        posted = portal.post_chat_message(chat_id, _crm_chat_text(payload))
+    return PostToChatResult(
+        message_id=payload.message.message_id,
+        contact_id=payload.contact_id,
+        mode=ChatModeUsed.CRM_CHAT,
+        chat_id=chat_id,
+        dialog_id=f"chat{chat_id}",
+        posted_message_id=posted,
+    )
+
+
+def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberRecord:
+    return subscribers.SubscriberRecord(
+        abonent_id=payload.message.abonent_id,
+        phone=payload.message.phone,
+        company_id=payload.message.company_id,
+        company_short_name=payload.account.company_short_name if payload.account else None,
+        account_id=payload.account.account_id if payload.account else None,
+        contact_id=payload.contact_id,
+    )
+
+
+@operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
+def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
+    """Post the subscriber's message to the contact's chat, exactly once per message id."""
+    settings, cache = get_settings(), redis_client()
+    message_id = payload.message.message_id
+    with logger.contextualize(message_id=message_id):
+        previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+        if previous is not None and previous.done and previous.result is not None:
+            return PostToChatResult.model_validate(previous.result)
+        mode = chat_mode(settings)
+        # Remember the subscriber before posting: an operator may answer before this step returns.
+        record = _subscriber_record(payload)
+        subscribers.remember(cache, record)
+        if mode == ChatModeUsed.OPENLINES:
+            result = _post_openlines(payload, settings)
+            record.openlines_chat_id = result.chat_id
+        else:
+            result = _post_crm_chat(payload, ambiguous=previous is not None)
+            record.crm_chat_id = result.chat_id
+        effects.mark_done(
+            cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+        )
+        subscribers.remember(cache, record)
+        metrics.CHAT_POSTS.inc(mode=mode.value)
+        logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
+        return result
+
+
+__all__ = ["chat_mode", "post_to_chat"]

@@ -1,0 +1,143 @@
+"""``bitrix24.find_or_create_contact``: one Bitrix24 contact per subscriber phone, never two.
+
+Bitrix24 has no uniqueness constraint and no idempotency key for contacts, so:
+
+1. a Redis cache ``phone -> contact id`` answers repeat subscribers without an API call;
+2. ``crm.duplicate.findbycomm`` finds contacts made by anyone (operators, reconciliation, us);
+3. only then, under the per-phone lock, we look again (cache and portal: another worker may have
+   created it while we waited) and create;
+4. a create that failed ambiguously (timeout, 5xx: it may have committed) is looked up once more at
+   once and, if still absent, re-raised as ``LookUpFirstError``; the retry starts again at step 1,
+   so it looks the phone up before creating again.
+
+Contacts carry the RosDomofon ids as reconciliation writes them (``ORIGINATOR_ID="rosdomofon"``,
+``ORIGIN_ID=<account id>``, the same name), so reconciliation later adopts rather than duplicates
+them. A subscriber without an account still gets a contact, marked in its comment.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import redis
+from loguru import logger
+
+from clients.errors import LookUpFirstError
+from schemas.flows import AccountRef, FindOrCreateContactPayload, FindOrCreateContactResult
+from tasks import effects, metrics
+from tasks.base import operation
+from tasks.clients import bitrix24_client, redis_client
+from tasks.flows.texts import NO_ACCOUNT
+from tasks.queues import Queue
+
+STEP = "contact"
+CACHE_PREFIX = "rdb24:contact:phone"
+CACHE_TTL = 30 * 24 * 3600
+ORIGINATOR = "rosdomofon"  # the same value reconciliation writes (tasks/reconcile/mapping.py)
+LOCK_TIMEOUT = 90.0  # above one create call (timeout 30 s) plus rate-limit waits
+LOCK_WAIT = 30.0
+
+
+class ContactDirectory(Protocol):
+    """The part of ``Bitrix24Client`` this module uses."""
+
+    def find_contacts_by_phone(self, phones: Any) -> dict[str, list[int]]: ...
+
+    def create_contact(self, fields: Any) -> int: ...
+
+
+def cache_key(phone: str) -> str:
+    return f"{CACHE_PREFIX}:{phone}"
+
+
+def contact_fields(phone: str, account: AccountRef | None, abonent_id: int | None) -> dict[str, Any]:
+    """``crm.contact.add`` fields for a new subscriber contact."""
+    fields: dict[str, Any] = {
+        "OPENED": "Y",
+        "PHONE": [{"VALUE": phone, "VALUE_TYPE": "MOBILE"}],
+        "SOURCE_DESCRIPTION": "RosDomofon: сообщение в чат поддержки",
+    }
+    if account is not None:
+        fields["NAME"] = (
+            f"Лицевой счёт {account.number}" if account.number else f"Абонент {account.abonent_id}"
+        )
+        fields["ORIGINATOR_ID"] = ORIGINATOR
+        fields["ORIGIN_ID"] = str(account.account_id)
+        fields["COMMENTS"] = (
+            f"РосДомофон: лицевой счёт {account.number or '—'} (id {account.account_id}), "
+            f"абонент id {account.abonent_id}"
+        )
+    else:
+        fields["NAME"] = f"Абонент {abonent_id}" if abonent_id else f"Абонент +{phone}"
+        who = f", абонент id {abonent_id}" if abonent_id else ""
+        fields["COMMENTS"] = f"РосДомофон: {NO_ACCOUNT}{who}"
+    return fields
+
+
+def _lookup(directory: ContactDirectory, cache: redis.Redis, phone: str) -> int | None:
+    cached = cache.get(cache_key(phone))
+    if cached is not None:
+        return int(cached)
+    ids = directory.find_contacts_by_phone([phone]).get(phone) or []
+    if not ids:
+        return None
+    contact_id = min(ids)  # the oldest is the one operators have been using
+    cache.set(cache_key(phone), contact_id, ex=CACHE_TTL)
+    if len(ids) > 1:
+        logger.warning("phone has {} contacts in Bitrix24; using the oldest, {}", len(ids), contact_id)
+    return contact_id
+
+
+def ensure_contact(
+    directory: ContactDirectory, cache: redis.Redis, phone: str, fields: dict[str, Any]
+) -> tuple[int, bool]:
+    """The contact id for ``phone`` and whether we created it."""
+    found = _lookup(directory, cache, phone)
+    if found is not None:
+        return found, False
+    with effects.phone_lock(cache, phone, timeout=LOCK_TIMEOUT, wait=LOCK_WAIT):
+        found = _lookup(directory, cache, phone)
+        if found is not None:
+            return found, False
+        try:
+            contact_id = directory.create_contact(fields)
+        except LookUpFirstError:
+            found = _lookup(directory, cache, phone)
+            if found is not None:
+                logger.info("contact {} committed despite an ambiguous answer", found)
+                return found, True
+            raise
+        cache.set(cache_key(phone), contact_id, ex=CACHE_TTL)
+        logger.info("bitrix24 contact {} created for a subscriber", contact_id)
+        return contact_id, True
+
+
+@operation(
+    "bitrix24.find_or_create_contact",
+    queue=Queue.BITRIX24,
+    payload=FindOrCreateContactPayload,
+    result=FindOrCreateContactResult,
+)
+def find_or_create_contact(payload: FindOrCreateContactPayload) -> FindOrCreateContactResult:
+    """Find the subscriber's contact by phone or create it (labelled with the RosDomofon account)."""
+    cache = redis_client()
+    message_id = payload.message.message_id if payload.message else None
+    with logger.contextualize(message_id=message_id):
+        if message_id is not None:
+            marker = effects.recall(cache, message_id, STEP)
+            if marker is not None and marker.done and marker.result is not None:
+                return FindOrCreateContactResult.model_validate(marker.result)
+        abonent_id = payload.abonent_id or (payload.account.abonent_id if payload.account else None)
+        fields = contact_fields(payload.phone, payload.account, abonent_id)
+        contact_id, created = ensure_contact(bitrix24_client(), cache, payload.phone, fields)
+        result = FindOrCreateContactResult(
+            **payload.model_dump(exclude_none=False), contact_id=contact_id, created=created
+        )
+        if message_id is not None:
+            effects.mark_done(cache, message_id, STEP, result.model_dump(mode="json"))
+        metrics.CONTACTS.inc(outcome="created" if created else "found")
+        logger.info("contact {} {} for the subscriber", contact_id, "created" if created else "found")
+        return result
+
+
+__all__ = ["contact_fields", "ensure_contact", "find_or_create_contact"]

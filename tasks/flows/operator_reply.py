@@ -1,0 +1,145 @@
+"""``flows.deliver_operator_reply``: an operator's Open Lines answer back to the subscriber's app.
+
+The dialog's external chat id names the subscriber (``abonent-<id>``); the phone and company come
+from the record the message flow keeps. The text loses its BB codes, goes out over RosDomofon REST
+(``POST /messages``, channel ``support``) or Kafka ``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``),
+and the delivery is reported back with ``imconnector.send.status.delivery``.
+
+Sending is bracketed by the effect marker ``done:reply:<chat>:<message>:send``, so a redelivered task
+never sends twice once the send is recorded; the delivery report has its own marker.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from clients.errors import FixInputError
+from schemas.bitrix24 import DeliveryStatus
+from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
+from tasks import effects, subscribers
+from tasks.base import operation
+from tasks.clients import bitrix24_client, redis_client, rosdomofon_api
+from tasks.flows.texts import strip_bbcodes
+from tasks.kafka_setup import kafka_client
+from tasks.queues import Queue
+from tasks.settings import ReplyTransport, Settings, get_settings
+
+SEND_STEP = "send"
+STATUS_STEP = "delivery-status"
+CHANNEL = "support"
+
+
+class ReplyTargetError(FixInputError):
+    """The reply cannot be addressed: not our dialog, or an empty text."""
+
+    service = "flows"
+
+
+def reply_key(payload: OperatorReplyPayload) -> str:
+    """The effect-marker id of one operator message (Bitrix24's own ids for it)."""
+    return f"reply:{payload.im_chat_id}:{payload.im_message_id}"
+
+
+def _send(
+    settings: Settings, abonent_id: int, record: subscribers.SubscriberRecord | None, text: str
+) -> OperatorReplyResult:
+    phone = record.phone if record else None
+    if settings.reply_transport == ReplyTransport.KAFKA:
+        # clients.kafka (issue 5): MESSAGES_OUT_<COMPANY_SHORT_NAME>, acks=all, waits for the broker.
+        delivered = kafka_client().send_message(
+            abonent_id, int(phone) if phone else 0, text, record.company_id if record else None
+        )
+        return OperatorReplyResult(
+            abonent_id=abonent_id,
+            phone=phone,
+            transport=ReplyTransportUsed.KAFKA,
+            text=text,
+            rosdomofon_message_id=f"{delivered.topic}:{delivered.partition}:{delivered.offset}",
+        )
+    recipient = {"id": abonent_id, "phone": int(phone) if phone else 0}
+    results = rosdomofon_api().send_message([recipient], channel=CHANNEL, message=text)
+    failed = [r for r in results if not r.success]
+    if failed:
+        raise ReplyTargetError(
+            f"RosDomofon refused the reply to abonent {abonent_id}: {failed[0].result!r}"[:300]
+        )
+    return OperatorReplyResult(
+        abonent_id=abonent_id,
+        phone=phone,
+        transport=ReplyTransportUsed.REST,
+        text=text,
+        rosdomofon_message_id=results[0].id if results else None,
+    )
+
+
+def _already_sent(
+    settings: Settings, abonent_id: int, record: subscribers.SubscriberRecord | None, text: str
+) -> OperatorReplyResult | None:
+    """After an interrupted send, the subscriber's support history tells whether it went out."""
+    if settings.reply_transport != ReplyTransport.REST:
+        return None
+    history = rosdomofon_api().get_abonent_messages(abonent_id, channel=CHANNEL, page=0, size=20)
+    for item in history.content:
+        if not item.incoming and item.message == text:
+            logger.info("reply already in the subscriber's history (message {}); not sending again", item.id)
+            return OperatorReplyResult(
+                abonent_id=abonent_id,
+                phone=record.phone if record else None,
+                transport=ReplyTransportUsed.REST,
+                text=text,
+                rosdomofon_message_id=item.id,
+            )
+    return None
+
+
+def _report_delivery(payload: OperatorReplyPayload) -> None:
+    status = DeliveryStatus.model_validate(
+        {
+            "im": {"chat_id": payload.im_chat_id, "message_id": payload.im_message_id},
+            "message": {"id": [str(payload.im_message_id)]},
+            "chat": {"id": payload.chat_id},
+        }
+    )
+    bitrix24_client().send_delivery_status(payload.connector, payload.line, [status])
+
+
+@operation(
+    "flows.deliver_operator_reply",
+    queue=Queue.FLOWS,
+    payload=OperatorReplyPayload,
+    result=OperatorReplyResult,
+)
+def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult:
+    """Send the operator's message to the subscriber once, then mark it delivered in the Open Line."""
+    settings, cache = get_settings(), redis_client()
+    key = reply_key(payload)
+    with logger.contextualize(message_id=key):
+        try:
+            abonent_id = subscribers.abonent_of_dialog(payload.chat_id)
+        except subscribers.UnknownDialogError as exc:
+            raise ReplyTargetError(str(exc)) from None
+        marker = effects.recall(cache, key, SEND_STEP)
+        if marker is not None and marker.done and marker.result is not None:
+            result = OperatorReplyResult.model_validate(marker.result)
+        else:
+            text = strip_bbcodes(payload.text)
+            if not text:
+                raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
+            previous = effects.mark_started(cache, key, SEND_STEP, ttl=settings.effect_marker_ttl)
+            record = subscribers.recall(cache, abonent_id)
+            result = (_already_sent(settings, abonent_id, record, text) if previous else None) or _send(
+                settings, abonent_id, record, text
+            )
+            effects.mark_done(
+                cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+            )
+            logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
+        status = effects.recall(cache, key, STATUS_STEP)
+        if status is None or not status.done:
+            _report_delivery(payload)
+            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=settings.effect_marker_ttl)
+            logger.info("delivery reported to open line {}", payload.line)
+        return result.model_copy(update={"delivery_reported": True})
+
+
+__all__ = ["ReplyTargetError", "deliver_operator_reply", "reply_key"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
 
     # --- RosDomofon REST
-    rosdomofon_base_url: AnyHttpUrl = Field(default="https://rdba.rosdomofon.com", alias="ROSDOMOFON_BASE_URL")
+    rosdomofon_base_url: AnyHttpUrl = Field(
+        default="https://rdba.rosdomofon.com", alias="ROSDOMOFON_BASE_URL"
+    )
     rosdomofon_username: str = Field(default="", alias="ROSDOMOFON_USERNAME")
     rosdomofon_password: SecretStr = Field(default=SecretStr(""), alias="ROSDOMOFON_PASSWORD")
     rosdomofon_timeout: float = Field(default=30.0, gt=0, alias="ROSDOMOFON_TIMEOUT")
@@ -99,12 +101,52 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     log_json: bool = Field(default=False, alias="LOG_JSON")
 
+    # --- Celery reliability (tasks/celery.py, tasks/base.py)
+    # A fetched-but-unacked message is redelivered after this many seconds. It must exceed the longest
+    # retry countdown, or ETA retries held in worker memory are re-delivered in a loop (duplicates).
+    visibility_timeout: int = Field(default=7200, gt=0, alias="VISIBILITY_TIMEOUT")
+    result_expires: int = Field(default=86400, gt=0, alias="RESULT_EXPIRES")  # seconds results are kept
+    max_retries: int = Field(default=8, ge=0, alias="MAX_RETRIES")  # transient-error retries per task
+    # 429s are the server pacing us, not failing: counted apart with a larger cap
+    max_rate_limit_retries: int = Field(default=50, ge=0, alias="MAX_RATE_LIMIT_RETRIES")
+    retry_backoff_base: float = Field(default=2.0, gt=0, alias="RETRY_BACKOFF_BASE")  # first backoff, seconds
+    retry_backoff_max: float = Field(default=600.0, gt=0, alias="RETRY_BACKOFF_MAX")  # backoff cap, seconds
+    rate_limit_wait_max: float = Field(default=300.0, gt=0, alias="RATE_LIMIT_WAIT_MAX")  # Retry-After cap
+    worker_soft_shutdown_timeout: float = Field(default=60.0, ge=0, alias="WORKER_SOFT_SHUTDOWN_TIMEOUT")
+    dead_letter_max: int = Field(default=100_000, gt=0, alias="DEAD_LETTER_MAX")  # oldest trimmed beyond
+
+    # --- Flower and metrics
+    flower_user: str = Field(default="admin", alias="FLOWER_USER")
+    flower_password: SecretStr = Field(default=SecretStr(""), alias="FLOWER_PASSWORD")  # empty: no auth
+    flower_port: int = Field(default=5555, gt=0, lt=65536, alias="FLOWER_PORT")
+    metrics_port: int = Field(default=9808, ge=0, lt=65536, alias="METRICS_PORT")  # 0 disables exporter
+
+    # --- Reconciliation and beat (tasks/reconcile, tasks/schedule.py)
+    # Seconds between reconciliation runs (ignored when RECONCILE_CRONTAB is set). Expiry ~1.5x this.
+    reconcile_interval_seconds: float = Field(default=900.0, gt=0, alias="RECONCILE_INTERVAL_SECONDS")
+    # Five-field crontab ("m h dom mon dow", UTC), e.g. "*/15 * * * *"; empty: use the interval.
+    reconcile_crontab: str = Field(default="", alias="RECONCILE_CRONTAB")
+    # Run lock TTL, seconds; kept alive by a heartbeat, so it only bounds how long a killed run blocks.
+    reconcile_lock_ttl: float = Field(default=60.0, gt=0, alias="RECONCILE_LOCK_TTL")
+    # RedBeat: a standby beat takes over this many seconds after the active one died.
+    redbeat_lock_timeout: int = Field(default=300, gt=0, alias="REDBEAT_LOCK_TIMEOUT")
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {value[:20]!r}")
         return value
+
+    @model_validator(mode="after")
+    def _countdowns_below_visibility(self) -> Settings:
+        longest = max(self.retry_backoff_max, self.rate_limit_wait_max)
+        if longest >= self.visibility_timeout:
+            raise ValueError(
+                f"VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed RETRY_BACKOFF_MAX and "
+                f"RATE_LIMIT_WAIT_MAX (longest {longest:g}s), else delayed retries are redelivered twice"
+            )
+        return self
 
     @property
     def bitrix24_oauth_configured(self) -> bool:

@@ -1,0 +1,81 @@
+"""Fingerprints, the run lock and the userfield marker against a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from tasks.reconcile import mapping as m
+from tasks.reconcile.fields import ENSURED_KEY, SPECS, ensure_fields
+from tasks.reconcile.fingerprint import FingerprintStore, Stored, fingerprint
+from tasks.reconcile.lock import RunLock
+from tests.tasks.reconcile.factories import account
+
+
+def test_fingerprint_changes_with_any_owned_value_only() -> None:
+    base = fingerprint(m.desired_contact(account(1)))
+    assert base == fingerprint(m.desired_contact(account(1)))
+    assert base != fingerprint(m.desired_contact(account(1, blocked=True)))
+    assert base != fingerprint(m.desired_contact(account(1, phone=79990000000)))
+
+
+def test_store_round_trip_and_forget(redis_client: redis.Redis, unique: str) -> None:
+    store = FingerprintStore(redis_client, key=f"test:{unique}:fp")
+    store.save({1: Stored(40, "abc"), 2: Stored(41, "def")})
+    assert store.load() == {1: Stored(40, "abc"), 2: Stored(41, "def")}
+    store.forget([1])
+    assert store.load() == {2: Stored(41, "def")}
+    store.clear()
+    assert store.load() == {}
+
+
+def test_run_lock_excludes_a_second_run_and_survives_past_its_ttl(
+    redis_client: redis.Redis, unique: str
+) -> None:
+    key = f"test:{unique}:lock"
+    first = RunLock(redis_client, ttl=0.6, key=key)
+    second = RunLock(redis_client, ttl=0.6, key=key)
+    assert first.acquire()
+    try:
+        time.sleep(1.5)  # > 2x the TTL: only the heartbeat keeps it
+        assert not second.acquire()
+        assert not first.lost
+    finally:
+        first.release()
+    assert second.acquire()
+    second.release()
+
+
+def test_run_lock_of_a_dead_holder_lapses(redis_client: redis.Redis, unique: str) -> None:
+    key = f"test:{unique}:lock"
+    redis_client.set(key, "someone-killed", px=300)  # a holder whose heartbeat died with it
+    lock = RunLock(redis_client, ttl=5, key=key)
+    assert not lock.acquire()
+    deadline = time.monotonic() + 3
+    while not lock.acquire():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    lock.release()
+
+
+class CountingFields:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def ensure_contact_userfields(self, specs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return {s.FIELD_NAME: n for n, s in enumerate(specs)}
+
+
+def test_userfields_are_ensured_once_per_spec_set(redis_client: redis.Redis) -> None:
+    redis_client.delete(ENSURED_KEY)
+    client = CountingFields()
+    assert ensure_fields(client, redis_client)
+    assert not ensure_fields(client, redis_client)
+    assert client.calls == 1
+    assert ensure_fields(client, redis_client, force=True) and client.calls == 2
+
+
+def test_every_mapped_userfield_has_a_spec() -> None:
+    assert tuple(s.FIELD_NAME for s in SPECS) == m.USERFIELDS

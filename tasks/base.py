@@ -38,7 +38,7 @@ from schemas.dead_letters import DeadLetter, DeadLetterReason
 from tasks import metrics, retry_policy
 from tasks.celery import app
 from tasks.dead_letters import REPLAY_HEADER
-from tasks.queues import Queue
+from tasks.queues import DECLARED, Queue
 from tasks.redaction import redact, redact_text
 from tasks.retry_policy import Cause
 
@@ -131,7 +131,8 @@ def operation(
         if name in REGISTRY:
             raise ValueError(f"task name {name!r} declared twice")
         REGISTRY[name] = spec
-        return app.task(run, name=name, bind=True, base=OperationTask, queue=queue.value, **task_options)
+        DECLARED[name] = queue  # the router sends every call of this name to that queue
+        return app.task(run, name=name, bind=True, base=OperationTask, **task_options)
 
     return decorate
 

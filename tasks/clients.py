@@ -104,3 +104,10 @@ def reset() -> None:
             except Exception as exc:  # closing a broken client must not hide the original error
                 logger.debug("closing {} client failed: {}", name, exc)
             _cache.pop(name, None)
+
+
+def reset_all() -> None:
+    """Forget every cached client including Redis (tests that re-point ``REDIS_URL``)."""
+    reset()
+    with _lock:
+        _cache.clear()

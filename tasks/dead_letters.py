@@ -83,6 +83,8 @@ class DeadLetterStore:
             if name
             else self.client.zrevrange(INDEX_KEY, offset, offset + limit - 1)
         )
+        if not ids:
+            return []
         letters = [DeadLetter.model_validate_json(raw) for raw in self.client.hmget(ITEMS_KEY, ids) if raw]
         if name:
             letters = [letter for letter in letters if letter.name == name][offset : offset + limit]

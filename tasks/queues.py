@@ -28,9 +28,14 @@ PREFIX_QUEUES: dict[str, Queue] = {
 
 DEFAULT_QUEUE = Queue.FLOWS
 
+# Queues declared by ``@operation`` (filled by tasks.base); they win over the prefix rule.
+DECLARED: dict[str, Queue] = {}
+
 
 def queue_for(task_name: str) -> Queue:
-    """The queue a task name belongs to, by its dotted prefix."""
+    """The queue a task name belongs to: as declared by its ``@operation``, else by its dotted prefix."""
+    if task_name in DECLARED:
+        return DECLARED[task_name]
     for prefix, queue in PREFIX_QUEUES.items():
         if task_name.startswith(prefix):
             return queue

@@ -14,18 +14,19 @@ MASK = "***"
 _SECRET_KEY = re.compile(
     r"pass(word)?|secret|token|auth|api[_-]?key|credential|webhook_url|cookie|signature", re.IGNORECASE
 )
+_WORDS = r"[A-Za-z_\-]*(?:pass(?:word|wd)?|secret|token|api[_-]?key|credential|authorization)[A-Za-z_\-]*"
 _TEXT_PATTERNS = [
     # Bitrix24 incoming-webhook URL: the path segment after the user id is the secret.
     (re.compile(r"(/rest/\d+/)[A-Za-z0-9_]{4,}"), r"\1" + MASK),
-    # key=value / "key": "value" forms of credential-looking keys.
+    # 'client_secret': 'value' / "token": "value" (reprs and JSON).
     (
         re.compile(
-            r"""((?:access_token|refresh_token|application_token|client_secret|password|auth|token)"""
-            r"""["']?\s*[=:]\s*["']?)[^"'&\s,}]+""",
-            re.IGNORECASE,
+            r"""((?:["'])?(?:""" + _WORDS + r"""|auth)(?:["'])?\s*[:=]\s*)(["'])(?:(?!\2).)*\2""", re.I
         ),
-        r"\1" + MASK,
+        r"\1\2" + MASK + r"\2",
     ),
+    # key=value in query strings and form bodies (access_token=..., auth=...).
+    (re.compile(r"(\b(?:" + _WORDS + r"|auth)=)[^\"'&\s,}]+", re.IGNORECASE), r"\1" + MASK),
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+", re.IGNORECASE), r"\1" + MASK),
 ]
 

@@ -127,3 +127,6 @@ def create_topics(bootstrap: str, *names: str, partitions: int = 1) -> None:
 def unique() -> str:
     """A short unique token for names that must not collide between tests."""
     return uuid.uuid4().hex[:10]
+
+
+pytest_plugins = ["tests.fixtures.worker", "tests.fixtures.rosdomofon"]

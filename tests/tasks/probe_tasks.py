@@ -1,0 +1,87 @@
+"""Test-only operation tasks whose failures are scripted, to exercise the base task's retry policy.
+
+Loaded into a test worker with ``-I tests.tasks.probe_tasks``. ``probe.flaky`` raises, on its n-th
+call for ``key``, the error category ``failures[n-1]`` and succeeds once the script is exhausted; each
+call records what ``current_attempt()`` said, so tests can check the body saw retries and replays.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field
+
+from clients.errors import (
+    DoNotRetryError,
+    FixInputError,
+    LookUpFirstError,
+    RateLimitedError,
+    ReauthenticateError,
+    RetryLaterError,
+)
+from tasks.base import current_attempt, operation
+from tasks.clients import redis_client
+from tasks.queues import Queue
+
+ERRORS = {
+    "rate_limited": RateLimitedError,
+    "transient": RetryLaterError,
+    "look_up_first": LookUpFirstError,
+    "reauth": ReauthenticateError,
+    "fix_input": FixInputError,
+    "refused": DoNotRetryError,
+}
+
+
+class FlakyPayload(BaseModel):
+    key: str
+    failures: list[str] = Field(default_factory=list)
+    retry_after: float | None = None
+    secret_note: str | None = None  # lets a test check that credential-looking values are masked
+
+
+class FlakyResult(BaseModel):
+    key: str
+    calls: int
+
+
+def calls_key(key: str) -> str:
+    return f"rdb24:test:probe:{key}:calls"
+
+
+def attempts_key(key: str) -> str:
+    return f"rdb24:test:probe:{key}:attempts"
+
+
+@operation("probe.flaky", queue=Queue.FLOWS, payload=FlakyPayload, result=FlakyResult)
+def flaky(payload: FlakyPayload) -> FlakyResult:
+    """Fail as scripted, then succeed."""
+    client = redis_client()
+    calls = int(client.incr(calls_key(payload.key)))
+    attempt = current_attempt()
+    assert attempt is not None
+    client.rpush(
+        attempts_key(payload.key),
+        json.dumps({"number": attempt.number, "is_retry": attempt.is_retry, "replay_of": attempt.replay_of}),
+    )
+    if calls <= len(payload.failures):
+        kind = payload.failures[calls - 1]
+        if kind == "bug":
+            raise RuntimeError(f"scripted bug on call {calls}")
+        raise ERRORS[kind](f"scripted {kind} on call {calls}", status=503, retry_after=payload.retry_after)
+    return FlakyResult(key=payload.key, calls=calls)
+
+
+class AddPayload(BaseModel):
+    x: int
+    y: int = 0
+
+
+class SumResult(BaseModel):
+    x: int
+
+
+@operation("probe.add", queue=Queue.FLOWS, payload=AddPayload, result=SumResult)
+def add(payload: AddPayload) -> SumResult:
+    """x + y, returned as the next step's ``x`` (chains pass results on as payloads)."""
+    return SumResult(x=payload.x + payload.y)

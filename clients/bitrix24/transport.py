@@ -92,7 +92,8 @@ class Transport:
         self, url: str, payload: dict[str, Any], method: str, *, write: bool, secrets: tuple[str, ...]
     ) -> Reply:
         try:
-            response = self.session.post(url, data=json.dumps(payload, default=str), timeout=self.timeout)
+            data = json.dumps(payload, default=str).encode()  # bytes: headers and body in one segment
+            response = self.session.post(url, data=data, timeout=self.timeout)
         except requests.RequestException as exc:
             error = translate(exc, method, write=write, secrets=secrets)
             logger.warning("bitrix24 {} failed: {}", method, error)

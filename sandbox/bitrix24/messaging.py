@@ -1,0 +1,267 @@
+"""Chats: ``im.chat.add``/``im.message.add``, the Open Lines connector (``imconnector.*``),
+``imopenlines.config.list.get`` and ``event.bind``. ``imconnector.*`` and ``event.*`` are app-only."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from sandbox.bitrix24.state import ApiError, Context, Portal
+
+APP_ONLY_PREFIXES = ("imconnector.", "event.", "placement.")
+
+
+def _new_chat(portal: Portal, **fields: Any) -> int:
+    chat_id = portal.next_id("chat")
+    portal.chats[chat_id] = {"ID": chat_id, "messages": [], **fields}
+    return chat_id
+
+
+def _add_message(portal: Portal, chat_id: int, author_id: int, text: str, **extra: Any) -> dict[str, Any]:
+    message = {
+        "id": portal.next_id("message"),
+        "chat_id": chat_id,
+        "author_id": author_id,
+        "text": text,
+        "date": int(time.time()),
+        **extra,
+    }
+    portal.chats[chat_id]["messages"].append(message)
+    return message
+
+
+def chat_add(portal: Portal, params: dict[str, Any], ctx: Context) -> int:
+    users = params.get("USERS") or []
+    users = [int(u) for u in (users if isinstance(users, list) else [users])]
+    entity_type = params.get("ENTITY_TYPE")
+    entity_id = params.get("ENTITY_ID")
+    if entity_type and str(entity_type).upper() == "CRM" and entity_id:
+        match = re.fullmatch(r"(CONTACT|LEAD|COMPANY|DEAL)\|(\d+)", str(entity_id))
+        if match is None:
+            raise ApiError("ENTITY_ID_ERROR", f"ENTITY_ID {entity_id!r} must look like CONTACT|<id>")
+    with portal.lock:
+        chat_id = _new_chat(
+            portal,
+            TYPE=str(params.get("TYPE") or "CHAT").upper(),
+            TITLE=str(params.get("TITLE") or ""),
+            DESCRIPTION=str(params.get("DESCRIPTION") or ""),
+            OWNER=ctx.user_id,
+            USERS=sorted({ctx.user_id, *users}),
+            ENTITY_TYPE=entity_type,
+            ENTITY_ID=entity_id,
+            openline=None,
+        )
+        if params.get("MESSAGE"):
+            _add_message(portal, chat_id, ctx.user_id, str(params["MESSAGE"]))
+        return chat_id
+
+
+def message_add(portal: Portal, params: dict[str, Any], ctx: Context) -> int:
+    dialog = str(params.get("DIALOG_ID") or "")
+    text = str(params.get("MESSAGE") or "")
+    if not text.strip() and not params.get("ATTACH"):
+        raise ApiError("MESSAGE_EMPTY", "Message can't be empty")
+    match = re.fullmatch(r"chat(\d+)", dialog)
+    if not dialog:
+        raise ApiError("USER_ID_EMPTY", "Dialog ID can't be empty")
+    with portal.lock:
+        if match is None:
+            raise ApiError("CHAT_ID", f"Dialog {dialog!r} is not a chat in this simulator")
+        chat_id = int(match.group(1))
+        if chat_id not in portal.chats:
+            raise ApiError("CHAT_ID", "Chat not found")
+        return _add_message(portal, chat_id, ctx.user_id, text, attach=params.get("ATTACH"))["id"]
+
+
+def _connector_line(portal: Portal, params: dict[str, Any]) -> tuple[str, str]:
+    connector = str(params.get("CONNECTOR") or "")
+    line = str(params.get("LINE") or "")
+    if not connector or not line:
+        raise ApiError("ERROR_ARGUMENT", "CONNECTOR and LINE are required")
+    if connector not in portal.connectors:
+        raise ApiError("IMCONNECTOR_NO_CORRECT_PROVIDER", f"Connector {connector!r} is not registered")
+    if line not in portal.lines:
+        raise ApiError("ERROR_ARGUMENT", f"Line {line!r} does not exist")
+    return connector, line
+
+
+def connector_register(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, bool]:
+    for key in ("ID", "NAME", "ICON", "PLACEMENT_HANDLER"):
+        if not params.get(key):
+            raise ApiError("ERROR_ARGUMENT", f"Parameter {key} is required")
+    connector = str(params["ID"]).lower()
+    if "." in connector:
+        raise ApiError("ERROR_ARGUMENT", "Connector ID must not contain dots")
+    with portal.lock:
+        portal.connectors[connector] = {k: v for k, v in params.items() if k != "auth"} | {"ID": connector}
+    return {"result": True}
+
+
+def connector_activate(portal: Portal, params: dict[str, Any], ctx: Context) -> bool:
+    with portal.lock:
+        connector, line = _connector_line(portal, params)
+        portal.active[(connector, line)] = str(params.get("ACTIVE", "1")) in ("1", "Y", "true", "True")
+    return True
+
+
+def connector_data_set(portal: Portal, params: dict[str, Any], ctx: Context) -> bool:
+    with portal.lock:
+        connector, line = _connector_line(portal, params)
+        data = params.get("DATA")
+        if not isinstance(data, dict):
+            raise ApiError("ERROR_ARGUMENT", "DATA is required")
+        portal.connector_data[(connector, line)] = dict(data)
+    return True
+
+
+def connector_status(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    with portal.lock:
+        connector, line = _connector_line(portal, params)
+        active = portal.active.get((connector, line), False)
+        return {"LINE": line, "CONNECTOR": connector, "ERROR": False, "CONFIGURED": active, "STATUS": active}
+
+
+def _require_block(item: Any, name: str, index: int) -> dict[str, Any]:
+    block = item.get(name) if isinstance(item, dict) else None
+    if not isinstance(block, dict):
+        raise ApiError("ERROR_ARGUMENT", f"MESSAGES[{index}] has no '{name}' block")
+    return block
+
+
+def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    messages = params.get("MESSAGES")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError("ERROR_ARGUMENT", "MESSAGES is required")
+    results = []
+    with portal.lock:
+        connector, line = _connector_line(portal, params)
+        if not portal.active.get((connector, line)):
+            raise ApiError("NOT_ACTIVE_LINE", f"Connector {connector} is not active on line {line}")
+        for index, item in enumerate(messages):
+            user, message, chat = (_require_block(item, n, index) for n in ("user", "message", "chat"))
+            if not user.get("id") or not chat.get("id"):
+                raise ApiError("ERROR_ARGUMENT", f"MESSAGES[{index}] needs user.id and chat.id")
+            ukey = (connector, str(user["id"]))
+            if ukey not in portal.external_users:
+                portal.external_users[ukey] = portal.next_id("user")
+            user_id = portal.external_users[ukey]
+            ckey = (connector, line, str(chat["id"]))
+            if ckey not in portal.external_chats:
+                portal.external_chats[ckey] = _new_chat(
+                    portal,
+                    TYPE="LINES",
+                    TITLE=str(chat.get("name") or user.get("name") or chat["id"]),
+                    OWNER=0,
+                    USERS=[user_id],
+                    ENTITY_TYPE="LINES",
+                    ENTITY_ID=f"{connector}|{line}|{chat['id']}",
+                    openline={
+                        "connector": connector,
+                        "line": line,
+                        "external_chat_id": str(chat["id"]),
+                        "external_user_id": str(user["id"]),
+                        "session_id": portal.next_id("session"),
+                    },
+                )
+            chat_id = portal.external_chats[ckey]
+            stored = _add_message(
+                portal,
+                chat_id,
+                user_id,
+                str(message.get("text") or ""),
+                external_id=message.get("id"),
+                direction="in",
+                user_name=user.get("name"),
+            )
+            session = portal.chats[chat_id]["openline"]["session_id"]
+            results.append(
+                {
+                    "user": user_id,
+                    "message": [stored["id"]],
+                    "chat": [chat_id],
+                    "extra": [],
+                    "SUCCESS": True,
+                    "session": {"ID": session, "CHAT_ID": chat_id},
+                }
+            )
+    return {"SUCCESS": True, "DATA": {"RESULT": results}}
+
+
+def send_status_delivery(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    messages = params.get("MESSAGES")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError("ERROR_ARGUMENT", "MESSAGES is required")
+    with portal.lock:
+        _connector_line(portal, params)
+        for index, item in enumerate(messages):
+            im = _require_block(item, "im", index)
+            _require_block(item, "message", index)
+            chat = portal.chats.get(int(im.get("chat_id") or 0))
+            if chat is None:
+                raise ApiError("ERROR_ARGUMENT", f"MESSAGES[{index}].im.chat_id is unknown")
+            for stored in chat["messages"]:
+                if str(stored["id"]) == str(im.get("message_id")):
+                    stored["delivered"] = True
+                    stored["read"] = True
+    return {"SUCCESS": True, "DATA": []}
+
+
+def config_list(portal: Portal, params: dict[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    with portal.lock:
+        return [dict(line) for line in portal.lines.values()]
+
+
+def event_bind(portal: Portal, params: dict[str, Any], ctx: Context) -> bool:
+    event = str(params.get("event") or params.get("EVENT") or "").upper()
+    handler = str(params.get("handler") or params.get("HANDLER") or "")
+    if not event or not handler:
+        raise ApiError("ERROR_ARGUMENT", "event and handler are required")
+    with portal.lock:
+        if any(h["event"] == event and h["handler"] == handler for h in portal.handlers):
+            raise ApiError("ERROR_EVENT_HANDLER_ALREADY_EXISTS", "Handler already binded")
+        portal.handlers.append({"id": portal.next_id("handler"), "event": event, "handler": handler})
+    return True
+
+
+def event_get(portal: Portal, params: dict[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    with portal.lock:
+        return [{"event": h["event"], "handler": h["handler"], "auth_type": 0} for h in portal.handlers]
+
+
+def event_unbind(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, int]:
+    event = str(params.get("event") or "").upper()
+    handler = str(params.get("handler") or "")
+    with portal.lock:
+        before = len(portal.handlers)
+        portal.handlers[:] = [
+            h for h in portal.handlers if not (h["event"] == event and h["handler"] == handler)
+        ]
+        return {"count": before - len(portal.handlers)}
+
+
+def operator_message(portal: Portal, chat_id: int, text: str, operator_id: int, operator_name: str) -> dict:
+    """Store an operator's reply in an Open Lines chat; return what the event needs."""
+    with portal.lock:
+        chat = portal.chats.get(chat_id)
+        if chat is None or not chat.get("openline"):
+            raise ApiError("CHAT_ID", f"chat {chat_id} is not an Open Lines chat", 404)
+        body = f"[b]{operator_name}:[/b][br] {text}"
+        stored = _add_message(portal, chat_id, operator_id, body, direction="out", delivered=False)
+        return {"chat": chat, "message": stored}
+
+
+METHODS = {
+    "im.chat.add": chat_add,
+    "im.message.add": message_add,
+    "imconnector.register": connector_register,
+    "imconnector.activate": connector_activate,
+    "imconnector.connector.data.set": connector_data_set,
+    "imconnector.status": connector_status,
+    "imconnector.send.messages": send_messages,
+    "imconnector.send.status.delivery": send_status_delivery,
+    "imopenlines.config.list.get": config_list,
+    "event.bind": event_bind,
+    "event.get": event_get,
+    "event.unbind": event_unbind,
+}

@@ -1,0 +1,36 @@
+"""Fixtures of the fault scenarios, and the summary table printed at the end of the session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import report
+from tests.faults.harness import Stack, StackOptions
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path) -> Iterator[StackFactory]:
+    """Start whole stacks (``stack_factory(StackOptions(...))``); every one is torn down at the end."""
+    stacks: list[Stack] = []
+
+    def start(options: StackOptions | None = None) -> Stack:
+        stack = Stack(tmp_path / f"stack{len(stacks)}", options)
+        stacks.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in stacks:
+        stack.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not report.OUTCOMES:
+        return
+    terminalreporter.section("fault scenarios: lost / duplicated / dead-lettered")
+    for line in report.table(report.OUTCOMES).splitlines():
+        terminalreporter.write_line(line)

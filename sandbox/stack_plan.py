@@ -26,7 +26,7 @@ DEFAULT_PORTS = {
     "tansu": 9092,
     "rosdomofon": 8081,
     "bitrix24": 8082,
-    "webhook": 8000,
+    "webhook": 8085,
     "flower": 5555,
     "metrics": 9808,
 }

@@ -205,7 +205,7 @@ def _execute(task: Task, spec: OperationSpec, fn: Callable[[Any], Any], args: tu
         started = time.monotonic()
         logger.debug("attempt {} payload {}", attempt.number, redact(raw))
         try:
-            payload = validate_payload(spec.payload, raw)
+            payload = validate_payload(spec.payload, raw, task_name=spec.name)
             output = _call_with_reauthentication(spec, fn, payload)
         except Retry:
             raise

@@ -110,11 +110,23 @@ class OperatingTime:
         else:
             self._local[method] = (operating, reset_at or 0.0)
 
-    def used(self, method: str) -> float:
+    def _entry(self, method: str) -> tuple[float, float]:
         if self._redis is not None:
             raw = self._redis.hget(f"{self._prefix}:used", method)
-            return float(raw.decode().split(":")[0]) if raw else 0.0
-        return self._local.get(method, (0.0, 0.0))[0]
+            if not raw:
+                return 0.0, 0.0
+            used, reset = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(":")
+            return float(used), float(reset)
+        return self._local.get(method, (0.0, 0.0))
+
+    def used(self, method: str) -> float:
+        """The latest ``operating`` seconds the portal reported for ``method``."""
+        return self._entry(method)[0]
+
+    def reset_at(self, method: str) -> float | None:
+        """When the portal said the oldest basket of ``method`` drops out (unix time), if known."""
+        reset = self._entry(method)[1]
+        return reset if reset > time.time() else None
 
     def park(self, method: str, until: float) -> None:
         """Stop every process calling ``method`` until the unix time ``until``."""
@@ -128,7 +140,7 @@ class OperatingTime:
         """Seconds ``method`` stays parked (0 when callable)."""
         if self._redis is not None:
             raw = self._redis.get(f"{self._prefix}:parked:{method}")
-            until = float(raw) if raw else 0.0
+            until = float(raw.decode() if isinstance(raw, bytes) else raw) if raw else 0.0
         else:
             until = self._parked.get(method, 0.0)
         return max(0.0, until - time.time())

@@ -129,4 +129,4 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-pytest_plugins = ["tests.fixtures.worker", "tests.fixtures.rosdomofon"]
+pytest_plugins = ["tests.fixtures.worker", "tests.fixtures.rosdomofon", "tests.fixtures.bitrix24"]

@@ -144,7 +144,8 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
                 self.auth.refresh(credential)
                 continue
             if isinstance(error, Bitrix24OperationTimeError):
-                reset = error.operating_reset_at or time.time() + (error.retry_after or 60.0)
+                reset = error.operating_reset_at or self.operating.reset_at(method) or time.time() + 60.0
+                error.retry_after = max(0.0, reset - time.time())
                 self.operating.park(method, reset)
             logger.warning("bitrix24 {} failed: {}", method, error)
             raise error

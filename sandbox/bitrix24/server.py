@@ -181,6 +181,12 @@ class Bitrix24Simulator:
             "access_ttl": self.portal.oauth.access_ttl,
         }
 
+    def issue_tokens(self) -> tuple[str, str]:
+        """A fresh (access, refresh) pair for the app, as a re-install would hand over."""
+        with self.portal.lock:
+            access, refresh, _ = self.portal.oauth.issue()
+        return access, refresh
+
     def expire_access_tokens(self) -> int:
         return oauth.expire_access_tokens(self.portal)
 

@@ -19,7 +19,7 @@ _BB_TAG = re.compile(
     r"font=[^\]]*|send=[^\]]*|put=[^\]]*|call=[^\]]*|context=[^\]]*)\]",
     re.IGNORECASE,
 )
-_SPACES_BEFORE_NEWLINE = re.compile(r"[ \t]+\n")
+_SPACES_AROUND_NEWLINE = re.compile(r"[ \t]*\n[ \t]*")
 
 
 def sender_label(phone: str, account: AccountRef | None) -> str:
@@ -46,7 +46,7 @@ def strip_bbcodes(text: str) -> str:
     """Plain text for the subscriber's app: ``[br]`` becomes a newline, other known tags vanish."""
     plain = _LINE_BREAK.sub("\n", text)
     plain = _BB_TAG.sub("", plain)
-    plain = _SPACES_BEFORE_NEWLINE.sub("\n", plain)
+    plain = _SPACES_AROUND_NEWLINE.sub("\n", plain)
     return plain.strip()
 
 

@@ -1,0 +1,241 @@
+"""Subscriber message -> Open Lines, and the operator's reply back, through a real worker, a real
+webhook receiver process, real Redis and both simulators over HTTP (OAuth app configured: Open Lines)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from threading import Thread
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from sandbox.bitrix24 import Bitrix24Simulator
+from sandbox.bitrix24.events import build_payload
+from sandbox.bitrix24.forms import encode
+from sandbox.embedded import free_port
+from sandbox.rosdomofon.server import RosDomofonSimulator
+from tasks.flows.incoming_message import enqueue_incoming_message
+from tasks.flows.texts import NO_ACCOUNT
+from tests.fixtures.worker import CeleryWorker
+from tests.tasks.flows.helpers import (
+    WebhookServer,
+    contacts_with_phone,
+    incoming,
+    openlines_env,
+    posts_of,
+    queues_drained,
+    rosdomofon_env,
+    start_webhook,
+    subscriber_with_account,
+    subscriber_without_account,
+    wait_result,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def flow_env(
+    flow_redis_url: str,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    worker_base_env: dict[str, str],
+) -> dict[str, str]:
+    port = free_port()
+    env = {
+        **worker_base_env,
+        **rosdomofon_env(rd_sim),
+        **openlines_env(b24_sim, f"http://127.0.0.1:{port}"),
+        "REDIS_URL": flow_redis_url,
+        "WEBHOOK_PORT": str(port),
+    }
+    return env
+
+
+@pytest.fixture(scope="module")
+def webhook(flow_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookServer]:
+    log = tmp_path_factory.mktemp("webhook") / "webhook.log"
+    server = start_webhook(flow_env, log, int(flow_env["WEBHOOK_PORT"]))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(
+    flow_env: dict[str, str], webhook: WebhookServer, celery_worker_factory: Callable[..., CeleryWorker]
+) -> Iterator[CeleryWorker]:
+    started = celery_worker_factory(flow_env)
+    yield started
+    started.stop()
+
+
+def _openline_chat(sim: Bitrix24Simulator, abonent_id: int) -> dict[str, Any]:
+    chats = sim.openlines()["chats"]
+    found = [c for key, c in chats.items() if key.endswith(f"|abonent-{abonent_id}")]
+    assert len(found) == 1, f"expected one Open Lines dialog for abonent {abonent_id}, got {len(found)}"
+    return found[0]
+
+
+def test_one_message_gives_one_contact_and_one_post(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, account_id = subscriber_with_account(rd_sim, 0)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    task_id = enqueue_incoming_message(incoming(abonent_id, phone, f"Нет звука {unique}"), message_id)
+    assert task_id == f"msg:{message_id}:post"
+    result = wait_result(task_id)
+    assert result["mode"] == "openlines" and result["dialog_id"] == f"abonent-{abonent_id}"
+
+    contacts = contacts_with_phone(b24_sim, str(phone))
+    assert len(contacts) == 1
+    assert contacts[0]["ORIGINATOR_ID"] == "rosdomofon" and contacts[0]["ORIGIN_ID"] == str(account_id)
+    chat = _openline_chat(b24_sim, abonent_id)
+    posted = [m for m in chat["messages"] if unique in m["text"]]
+    assert len(posted) == 1 and posted[0]["external_id"] == message_id
+    assert f"+{phone}" in posted[0]["text"] and "л/с" in posted[0]["text"]
+    # The connector was set up once and bound to our webhook receiver.
+    state = b24_sim.openlines()
+    assert [h["event"] for h in state["handlers"]] == ["ONIMCONNECTORMESSAGEADD"]
+
+
+def test_redelivered_message_is_not_posted_twice(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    flow_redis: redis.Redis,
+    unique: str,
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 1)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    message = incoming(abonent_id, phone, f"Дверь не открывается {unique}")
+    wait_result(enqueue_incoming_message(message, message_id))
+
+    # Kafka redelivery while the results are still known (Celery skips succeeded task ids)...
+    enqueue_incoming_message(message, message_id)
+    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    # ...and after the results expired: only the effect markers stand between us and a duplicate.
+    for key in flow_redis.keys(f"celery-task-meta-msg:{message_id}:*"):
+        flow_redis.delete(key)
+    again = wait_result(enqueue_incoming_message(message, message_id))
+    assert again["message_id"] == message_id
+
+    assert len(contacts_with_phone(b24_sim, str(phone))) == 1
+    assert len(posts_of(b24_sim, unique)) == 1
+
+
+def test_two_messages_at_once_from_a_new_subscriber_make_one_contact(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 2)
+    ids: list[str] = []
+
+    def send(n: int) -> None:
+        ids.append(
+            enqueue_incoming_message(
+                incoming(abonent_id, phone, f"вопрос {n} {unique}"), f"MESSAGES_IN_SK_SB:{n}:{unique}"
+            )
+        )
+
+    threads = [Thread(target=send, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    results = [wait_result(task_id) for task_id in ids]
+    assert {r["contact_id"] for r in results} == {results[0]["contact_id"]}
+    assert len(contacts_with_phone(b24_sim, str(phone))) == 1
+    assert len(posts_of(b24_sim, unique)) == 2
+    assert len(_openline_chat(b24_sim, abonent_id)["messages"]) == 2  # one subscriber = one dialog
+
+
+def test_subscriber_without_account_gets_a_marked_contact_and_post(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone = subscriber_without_account(rd_sim, 79990000000 + int(unique[:6], 16) % 1_000_000)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(
+        enqueue_incoming_message(incoming(abonent_id, phone, f"Хочу подключиться {unique}"), message_id)
+    )
+    contacts = contacts_with_phone(b24_sim, str(phone))
+    assert len(contacts) == 1
+    assert NO_ACCOUNT in contacts[0]["COMMENTS"] and "ORIGIN_ID" not in {
+        k for k, v in contacts[0].items() if v
+    }
+    posted = posts_of(b24_sim, unique)
+    assert len(posted) == 1 and NO_ACCOUNT in posted[0]["text"]
+
+
+def test_operator_reply_reaches_the_subscriber_and_is_marked_delivered(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    flow_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 3)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"Алло {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    outcome = b24_sim.operator_reply(
+        f"Здравствуйте, проверим {unique}",
+        external_chat_id=f"abonent-{abonent_id}",
+        operator_name="Иван Петров",
+    )
+    assert outcome["deliveries"] and outcome["deliveries"][0]["status"] == 200, outcome
+
+    def reply_in_history() -> list[Any]:
+        return [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+    sent = wait_until(reply_in_history, message="reply in the subscriber's RosDomofon history")
+    assert len(sent) == 1
+    assert sent[0].text == f"Иван Петров:\nЗдравствуйте, проверим {unique}"  # BB codes stripped
+
+    def delivered() -> bool:
+        chat = _openline_chat(b24_sim, abonent_id)
+        return any(m["id"] == outcome["message_id"] and m.get("delivered") for m in chat["messages"])
+
+    wait_until(delivered, message="delivery status in the Open Line")
+
+    # The very same event POSTed again (a duplicate delivery) is accepted but not sent twice.
+    with b24_sim.portal.lock:
+        chat = b24_sim.portal.chats[outcome["chat_id"]]
+        stored = next(m for m in chat["messages"] if m["id"] == outcome["message_id"])
+        body = encode(build_payload(b24_sim.portal, b24_sim.url, chat, stored, 1))
+    again = requests.post(
+        f"{webhook.url}/bitrix24/events",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert again.status_code == 200
+    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    assert len(reply_in_history()) == 1
+
+
+def test_forged_token_is_refused_and_nothing_is_enqueued(
+    worker: CeleryWorker, webhook: WebhookServer, flow_redis: redis.Redis, unique: str
+) -> None:
+    chat_id, message_id = 900_000 + int(unique[:4], 16), 1
+    form = {
+        "event": "ONIMCONNECTORMESSAGEADD",
+        "data[CONNECTOR]": "rosdomofon",
+        "data[LINE]": "1",
+        "data[MESSAGES][0][im][chat_id]": str(chat_id),
+        "data[MESSAGES][0][im][message_id]": str(message_id),
+        "data[MESSAGES][0][message][text]": "Hello",
+        "data[MESSAGES][0][chat][id]": "abonent-1",
+        "auth[application_token]": "forged-" + unique,
+    }
+    response = requests.post(f"{webhook.url}/bitrix24/events", data=form, timeout=10)
+    assert response.status_code == 403
+    task_id = f"reply:{chat_id}:{message_id}"
+    assert not flow_redis.exists(f"rdb24:reply:enqueued:{task_id}")
+    assert not flow_redis.exists(f"celery-task-meta-{task_id}")
+    assert not any(task_id in item for item in flow_redis.lrange("flows", 0, -1))
+    assert unique not in webhook.logs()  # the (forged) token is never logged

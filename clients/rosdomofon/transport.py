@@ -17,6 +17,7 @@ from typing import Any
 import requests
 from requests import exceptions as rex
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from clients.rosdomofon.errors import (
@@ -50,7 +51,7 @@ def build_session(*, read_retries: int = 2, backoff: float = 0.2, pool_size: int
         backoff_factor=backoff,
         backoff_max=5.0,
         raise_on_status=False,
-        respect_retry_after_header=True,
+        respect_retry_after_header=False,  # else urllib3 retries 429s itself, hiding them from the caller
     )
     adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
     session = requests.Session()
@@ -180,18 +181,22 @@ def error_class_for(exc: BaseException) -> type[RosDomofonError] | None:
     return None
 
 
+def _timed_out_reading(exc: BaseException) -> bool:
+    """A read timeout, even when urllib3 wrapped it (retries spent -> ``ConnectionError(MaxRetryError)``)."""
+    if isinstance(exc, rex.ReadTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, ReadTimeoutError)
+
+
 def error_from_exception(
     exc: BaseException, *, operation: str, method: str, secrets: Iterable[str] = ()
 ) -> RosDomofonError:
     """Translate a ``requests`` exception; a read timeout of a write becomes an ambiguous write."""
     cls = error_class_for(exc) or RosDomofonTransientError
-    sent = isinstance(exc, rex.ReadTimeout) or (
-        isinstance(exc, rex.ConnectionError | rex.ChunkedEncodingError)
-        and not isinstance(exc, rex.ConnectTimeout | rex.SSLError | rex.ProxyError)
-        and "Read timed out" in str(exc)
-    )
-    if sent and method not in IDEMPOTENT_READS:
-        cls = RosDomofonAmbiguousWriteError
+    if _timed_out_reading(exc):
+        # The request went out; a write may have committed, so it must be looked up, not repeated.
+        cls = RosDomofonTimeoutError if method in IDEMPOTENT_READS else RosDomofonAmbiguousWriteError
     reason = scrub(f"{type(exc).__name__}: {exc}", list(secrets))[:300]
     return cls(f"rosdomofon {operation} failed: {reason}", method=method)
 

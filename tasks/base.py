@@ -158,13 +158,13 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_payload(model: type[P], data: dict[str, Any]) -> P:
+def validate_payload(model: type[P], data: dict[str, Any], *, task_name: str | None = None) -> P:
+    """The payload model, or ``InvalidPayloadError`` naming the task and each bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidPayloadError(
-            f"invalid payload for {model.__name__}: {validation_message(exc)}"
-        ) from None
+        what = task_name or model.__name__
+        raise InvalidPayloadError(f"invalid payload for {what}: {validation_message(exc)}") from None
 
 
 def _attempt_from(task: Task, spec: OperationSpec, payload: dict[str, Any]) -> Attempt:

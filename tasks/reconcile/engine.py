@@ -112,7 +112,8 @@ def reconcile(
             ours, report.read_pattern = read_ours(reader, dirty, stored, full=full)
             by_origin, _ = pick_ours(ours)
             homeless = {d.account_id: d.phone for d in dirty if d.origin_id not in by_origin and d.phone}
-            adoptable = reader.adoption_candidates(homeless)
+            adoptable, adoption_lookup = reader.adoption_candidates(homeless)
+            report.read_pattern += f"+{adoption_lookup}"
             plan = build_plan(dirty, ours, adoptable)
             report.duplicates = len(plan.duplicates)
             if plan.duplicates:

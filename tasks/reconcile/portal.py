@@ -8,13 +8,21 @@ Three reads, all inside the client's shared rate limiter:
 * :meth:`PortalReader.by_ids` / :meth:`PortalReader.by_origin_ids`: targeted ``crm.contact.list``
   with an ``@ID``/``@ORIGIN_ID`` filter of 50 values per command, 50 commands per ``batch``: 2,500
   contacts per request, for incremental runs where only a few accounts changed.
-* :meth:`PortalReader.adoption_candidates`: ``crm.duplicate.findbycomm`` (20 phones per command,
-  50 commands per batch) for accounts with no contact of ours, then the matches by id, verified
-  client-side (the portal's phone matching is loose).
+* :meth:`PortalReader.adoption_candidates`, for accounts with no contact of ours, the cheaper of:
+
+  - ``crm.duplicate.findbycomm``: the portal compares digits only, so ``89131234567`` does not
+    match ``79131234567``; each phone is asked in its three spellings (``7…``, ``8…``, 10 digits),
+    20 values per command, 50 commands per batch (~330 phones per request), then the matches are
+    read by id;
+  - the ID-window scan of ALL contacts (50 per request) with phones normalised client-side, when
+    the portal holds few contacts (one ``total`` count decides; an empty portal costs nothing).
+
+  Either way the match is verified client-side with :func:`schemas.phone.normalize_phone`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +35,13 @@ LIST_METHOD = "crm.contact.list"
 IN_FILTER_SIZE = 50  # one page: a list command never returns more than 50 rows
 FINDBYCOMM_SIZE = 20
 BATCH_SIZE = 50
+PAGE = 50
+PHONES_PER_FINDBYCOMM_REQUEST = FINDBYCOMM_SIZE * BATCH_SIZE // 3
+
+
+def spellings(phone: str) -> list[str]:
+    """How a canonical ``7XXXXXXXXXX`` may be stored, as the portal's digits-only index sees it."""
+    return [phone, "8" + phone[1:], phone[1:]]
 
 
 class PortalClient(Protocol):
@@ -87,9 +102,20 @@ class PortalReader:
         ids = [str(a) for a in sorted(set(account_ids))]
         return self._list_in("ORIGIN_ID", ids, {"ORIGINATOR_ID": ORIGINATOR}) if ids else []
 
+    def scan_all(self) -> list[ObservedContact]:
+        """Every contact of the portal (ours and not), only the fields we compare."""
+        return [
+            ObservedContact.from_wire(row) for row in self.client.scan_by_id(LIST_METHOD, select=list(SELECT))
+        ]
+
+    def count_all(self) -> int:
+        """How many contacts the portal holds (one request; the portal runs COUNT(*))."""
+        outcome = self.client.batch({"n": (LIST_METHOD, {"select": ["ID"], "start": 0})})
+        return int(outcome.totals.get("n", len(_rows(outcome.results.get("n")))))
+
     def find_by_phones(self, phones: Iterable[str]) -> set[int]:
-        """Ids of contacts the portal matches to any of ``phones`` (canonical form)."""
-        values = sorted(set(phones))
+        """Ids of contacts the portal matches to any of ``phones`` (canonical form), in every spelling."""
+        values = sorted({v for phone in phones for v in spellings(phone)})
         commands = {
             f"f{n}": (
                 "crm.duplicate.findbycomm",
@@ -108,14 +134,22 @@ class PortalReader:
                     ids.update(int(i) for i in result.get("CONTACT", []) or [])
         return ids
 
-    def adoption_candidates(self, phones: Mapping[int, str]) -> dict[int, ObservedContact]:
-        """For accounts (id -> canonical phone) without a contact of ours: a not-ours contact to adopt."""
+    def adoption_candidates(self, phones: Mapping[int, str]) -> tuple[dict[int, ObservedContact], str]:
+        """For accounts (id -> canonical phone) without a contact of ours: a not-ours contact to adopt.
+
+        Returns the assignment and the way it was looked up (for the report).
+        """
         if not phones:
-            return {}
+            return {}, "none"
+        lookups = math.ceil(len(phones) / PHONES_PER_FINDBYCOMM_REQUEST)
+        if lookups > 1:  # more than one findbycomm request (+1 to read matches): is scanning cheaper?
+            total = self.count_all()
+            if total // PAGE + 1 <= lookups + 1:
+                return (assign_adoptions(phones, self.scan_all()) if total else {}), "scan-all"
         ids = self.find_by_phones(phones.values())
         if not ids:
-            return {}
-        return assign_adoptions(phones, self.by_ids(ids))
+            return {}, "findbycomm"
+        return assign_adoptions(phones, self.by_ids(ids)), "findbycomm"
 
 
 __all__ = ["SELECT", "PortalClient", "PortalReadError", "PortalReader"]

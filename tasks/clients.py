@@ -88,7 +88,11 @@ def build_bitrix24_client(settings: Settings) -> Bitrix24Client:
     """Shares the rate-limit bucket, token store and refresh lock with every process through Redis."""
     from clients.bitrix24 import Bitrix24Client
 
-    return Bitrix24Client(bitrix24_config(settings), redis=redis.Redis.from_url(settings.redis_url))
+    # rate_limit_retries=0: a refused call becomes a task retry with a countdown instead of a sleep
+    # that holds a worker slot; the task layer owns retries (tasks.retry_policy).
+    return Bitrix24Client(
+        bitrix24_config(settings), redis=redis.Redis.from_url(settings.redis_url), rate_limit_retries=0
+    )
 
 
 def reset() -> None:

@@ -1,0 +1,123 @@
+"""Subscriber messages on a webhook-only portal: one CRM-linked chat per contact (real worker, Redis,
+simulators over HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from threading import Thread
+from typing import Any
+
+import pytest
+import redis
+
+from sandbox.bitrix24 import Bitrix24Simulator
+from sandbox.rosdomofon.server import RosDomofonSimulator
+from tasks.flows.incoming_message import enqueue_incoming_message
+from tasks.flows.texts import NO_ACCOUNT
+from tests.fixtures.worker import CeleryWorker
+from tests.tasks.flows.helpers import (
+    contacts_with_phone,
+    crm_chat_env,
+    incoming,
+    posts_of,
+    queues_drained,
+    rosdomofon_env,
+    subscriber_with_account,
+    subscriber_without_account,
+    wait_result,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def worker(
+    flow_redis_url: str,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    celery_worker_factory: Callable[..., CeleryWorker],
+) -> Iterator[CeleryWorker]:
+    env = {**rosdomofon_env(rd_sim), **crm_chat_env(b24_sim), "REDIS_URL": flow_redis_url}
+    started = celery_worker_factory(env)
+    yield started
+    started.stop()
+
+
+def contact_chats(sim: Bitrix24Simulator, contact_id: int) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in sim.chats()
+        if c.get("ENTITY_TYPE") == "CRM" and c.get("ENTITY_ID") == f"CONTACT|{contact_id}"
+    ]
+
+
+def test_messages_of_one_subscriber_share_one_crm_chat(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, account_id = subscriber_with_account(rd_sim, 4)
+    first = wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"первое {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    second = wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"второе {unique}"), f"MESSAGES_IN_SK_SB:1:{unique}"
+        )
+    )
+    assert first["mode"] == second["mode"] == "crm_chat"
+    assert first["chat_id"] == second["chat_id"]
+    contacts = contacts_with_phone(b24_sim, str(phone))
+    assert len(contacts) == 1 and contacts[0]["ORIGIN_ID"] == str(account_id)
+    chats = contact_chats(b24_sim, contacts[0]["ID"])
+    assert len(chats) == 1
+    texts = [m["text"] for m in chats[0]["messages"]]
+    assert len(texts) == 2 and f"первое {unique}" in texts[0] and f"второе {unique}" in texts[1]
+    assert f"+{phone}" in chats[0]["messages"][0]["text"]
+
+
+def test_redelivery_and_concurrency_do_not_duplicate(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    flow_redis: redis.Redis,
+    unique: str,
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 5)
+    messages = [
+        (incoming(abonent_id, phone, f"m{n} {unique}"), f"MESSAGES_IN_SK_SB:{n}:{unique}") for n in range(3)
+    ]
+    ids: list[str] = []
+    threads = [Thread(target=lambda m=m: ids.append(enqueue_incoming_message(*m))) for m in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    results = [wait_result(task_id) for task_id in ids]
+    # Redelivery of all three after their results expired: markers keep them single.
+    for key in flow_redis.keys(f"celery-task-meta-msg:MESSAGES_IN_SK_SB:*:{unique}:*"):
+        flow_redis.delete(key)
+    for message in messages:
+        wait_result(enqueue_incoming_message(*message))
+    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+
+    assert len({r["contact_id"] for r in results}) == 1
+    assert len(contacts_with_phone(b24_sim, str(phone))) == 1
+    assert len(contact_chats(b24_sim, results[0]["contact_id"])) == 1
+    assert len(posts_of(b24_sim, unique)) == 3
+
+
+def test_subscriber_without_account_is_marked(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone = subscriber_without_account(rd_sim, 79980000000 + int(unique[:6], 16) % 1_000_000)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"без счёта {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    contacts = contacts_with_phone(b24_sim, str(phone))
+    assert len(contacts) == 1 and NO_ACCOUNT in contacts[0]["COMMENTS"]
+    posted = posts_of(b24_sim, unique)
+    assert len(posted) == 1 and NO_ACCOUNT in posted[0]["text"]

@@ -88,9 +88,9 @@ class TokenManager:
         try:
             resp = self._session.post(self._url, data=form, timeout=self._timeout)
         except requests.RequestException as exc:
-            err = error_from_exception(exc, operation="authenticate", method="POST", secrets=self.secrets)
-            logger.error("rosdomofon authenticate failed: {}", err)
-            raise err from exc
+            failure = error_from_exception(exc, operation="authenticate", method="POST", secrets=self.secrets)
+            logger.error("rosdomofon authenticate failed: {}", failure)
+            raise failure from exc
         if not resp.ok:
             err: RosDomofonError = error_from_response(resp, operation="authenticate", secrets=self.secrets)
             if 400 <= resp.status_code < 500 and resp.status_code not in (404, 429):

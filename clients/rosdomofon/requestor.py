@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, TypeVar
 
@@ -18,6 +19,12 @@ M = TypeVar("M")
 API_V1 = "/abonents-service/api/v1"
 API_V2 = "/abonents-service/api/v2"
 RDAS_V1 = "/rdas-service/api/v1"
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    # Building a TypeAdapter compiles a validator; do it once per type, not per response.
+    return TypeAdapter(model)
 
 
 class Requestor:
@@ -93,7 +100,7 @@ class Requestor:
         except requests.RequestException as exc:
             err = error_from_exception(exc, operation=operation, method=method, secrets=self.tokens.secrets)
             logger.error("rosdomofon {} {} {} failed: {}", operation, method, path, err)
-            raise err from None
+            raise err from exc
 
     def parse(self, response: requests.Response, model: type[M] | Any, *, operation: str) -> M:
         """Validate the JSON body into ``model`` (a model class or a type such as ``list[Account]``)."""
@@ -106,7 +113,7 @@ class Requestor:
         try:
             if isinstance(model, type) and issubclass(model, BaseModel):
                 return model.model_validate(data)  # type: ignore[return-value]
-            return TypeAdapter(model).validate_python(data)
+            return _adapter(model).validate_python(data)
         except ValidationError as exc:
             detail = scrub(str(exc), self.tokens.secrets)[:1000]
             logger.error("rosdomofon {}: response does not match the model: {}", operation, detail)

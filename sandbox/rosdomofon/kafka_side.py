@@ -2,9 +2,9 @@
 
 - :meth:`SubscriberApp.send_from_subscriber` produces to ``MESSAGES_IN_<company>`` exactly the real
   sample's shape: text in ``localizedPush.message``, ``message`` null, no key, UTF-8 JSON.
-- A consumer thread reads ``MESSAGES_OUT_<company>`` and records each accepted message in the
-  recipients' history; a record in the wrong shape is kept in :attr:`SubscriberApp.out_records`
-  with the reason instead of being delivered.
+- A consumer thread reads ``MESSAGES_OUT_<company>`` (from its end at start-up) and records each
+  accepted message in the recipients' history; a record in the wrong shape is kept in
+  :attr:`SubscriberApp.out_records` with the reason instead of being delivered.
 - :meth:`SubscriberApp.publish_signup` produces a sign-up event to ``SIGN_UPS_<company>`` and
   ``SIGN_UPS_ALL``.
 """
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from loguru import logger
 
@@ -53,7 +54,7 @@ class SubscriberApp:
         self.topic_in = f"MESSAGES_IN_{company}"
         self.topic_out = f"MESSAGES_OUT_{company}"
         self.topic_signups = f"SIGN_UPS_{company}"
-        self.group_id = group_id or f"rosdomofon-sandbox-{company}"
+        self.group_id = group_id or f"rosdomofon-sandbox-{company}-{uuid.uuid4().hex[:8]}"
         self.out_records: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,11 +134,20 @@ class SubscriberApp:
 
     def _consume(self) -> None:
         consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": self.group_id,
-            "auto.offset.reset": "earliest", "enable.auto.commit": True, "session.timeout.ms": 6000,
+            "bootstrap.servers": self.bootstrap, "group.id": self.group_id, "enable.auto.commit": False,
         })  # fmt: skip
-        consumer.subscribe([self.topic_out], on_assign=lambda c, parts: self._assigned.set())
         try:
+            # Start at the current end of every partition: this simulator delivers what is produced
+            # after it started, never an earlier simulator's records (ids repeat with the same seed).
+            topic = consumer.list_topics(self.topic_out, timeout=10).topics[self.topic_out]
+            start = []
+            for partition in topic.partitions:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic_out, partition), timeout=10
+                )
+                start.append(TopicPartition(self.topic_out, partition, high))
+            consumer.assign(start)
+            self._assigned.set()
             while not self._stop.is_set():
                 msg = consumer.poll(0.3)
                 if msg is None:
@@ -145,7 +155,7 @@ class SubscriberApp:
                 if msg.error() is not None:
                     logger.warning("rosdomofon sandbox: MESSAGES_OUT error {}", msg.error())
                     continue
-                self._deliver(msg.topic(), msg.partition(), msg.offset(), msg.value())
+                self._deliver(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.value())
         finally:
             consumer.close()
 

@@ -311,7 +311,7 @@ def build_operator_router(ctx: SimContext) -> APIRouter:
                 ]
             else:
                 targets = [_resolve_recipient(ctx, r) for r in recipients]
-            results = []
+            results: list[dict[str, Any]] = []
             for abonent_id in targets:
                 if abonent_id is None:
                     results.append({"id": None, "success": False, "result": "abonent not found"})

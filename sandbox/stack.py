@@ -107,6 +107,8 @@ class StackRunner:
         elif plan.sources["redis"] == Source.LOCAL:
             self._claimed_db = claim_database(self.redis_url)
             plan.env["REDIS_URL"] = self._claimed_db
+        else:
+            plan.env["REDIS_URL"] = self.redis_url
         if plan.embedded("kafka"):
             self._start_server(embedded.tansu(port=plan.ports["tansu"]))
         self._save_state(ready=False)

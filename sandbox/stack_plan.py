@@ -29,6 +29,7 @@ DEFAULT_PORTS = {
     "webhook": 8085,
     "flower": 5555,
     "metrics": 9808,
+    "ingest_metrics": 9809,
 }
 
 # Local workers: the API queues apart from the flows, so a rate-limited Bitrix24 backlog never blocks
@@ -191,7 +192,17 @@ def simulator_processes(plan: StackPlan, kafka_bootstrap: str, accounts: int, se
             argv += ["--kafka", kafka_bootstrap]
         specs.append(ProcessSpec("rosdomofon", argv, gated=False))
     if plan.embedded("bitrix24"):
-        argv = [rdb24, "sandbox", "bitrix24", "--port", str(plan.ports["bitrix24"])]
+        # Long-lived install tokens: our client has no setting for the simulator's token server, so a
+        # refresh would go to oauth.bitrix.info; a month-long token never needs one in a local stack.
+        argv = [
+            rdb24,
+            "sandbox",
+            "bitrix24",
+            "--port",
+            str(plan.ports["bitrix24"]),
+            "--access-ttl",
+            "2592000",
+        ]
         specs.append(ProcessSpec("bitrix24", argv, gated=False))
     return specs
 
@@ -199,7 +210,10 @@ def simulator_processes(plan: StackPlan, kafka_bootstrap: str, accounts: int, se
 def make_plan(inputs: StackInputs, accounts: int = 20, seed: int = 42) -> StackPlan:
     """Everything but the Redis URL (an embedded Valkey or a claimed DB), which the runner fills in."""
     sources = resolve_sources(inputs)
-    ports = {name: pick_port(name, inputs.free_ports) for name in ("webhook", "flower", "metrics")}
+    ports = {
+        name: pick_port(name, inputs.free_ports)
+        for name in ("webhook", "flower", "metrics", "ingest_metrics")
+    }
     stand_ins = {"valkey": "redis", "tansu": "kafka", "rosdomofon": "rosdomofon", "bitrix24": "bitrix24"}
     for name, dependency in stand_ins.items():
         if sources[dependency] == Source.EMBEDDED:
@@ -210,10 +224,24 @@ def make_plan(inputs: StackInputs, accounts: int = 20, seed: int = 42) -> StackP
         "PYTHONUNBUFFERED": "1",
         "FLOWER_PORT": str(ports["flower"]),
         "METRICS_PORT": str(ports["metrics"]),
+        "INGEST_METRICS_PORT": str(ports["ingest_metrics"]),
+        "WEBHOOK_HOST": LOCAL,
+        "WEBHOOK_PORT": str(ports["webhook"]),
     }
     kafka_bootstrap = inputs.kafka_bootstrap
     if sources["kafka"] == Source.EMBEDDED:
-        kafka_bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"] = f"{LOCAL}:{ports['tansu']}"
+        kafka_bootstrap = f"{LOCAL}:{ports['tansu']}"
+        # A plain local broker: no SASL even when .env holds RosDomofon's broker credentials.
+        env |= {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "KAFKA_USERNAME": "",
+            "KAFKA_PASSWORD": "",
+            "KAFKA_SECURITY_PROTOCOL": "auto",
+            "KAFKA_GROUP_ID": "",
+        }
+    if sources["bitrix24"] == Source.EMBEDDED:
+        # The simulator runs here, so it can reach our receiver on the loopback address.
+        env["WEBHOOK_PUBLIC_URL"] = f"http://{LOCAL}:{ports['webhook']}"
     if not inputs.flower_password_set:
         env["FLOWER_PASSWORD"] = secrets.token_urlsafe(12)
     plan = StackPlan(sources=sources, ports=ports, env=env, company=company, flower_user=inputs.flower_user)

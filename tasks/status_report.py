@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from tasks.queues import Queue
 from tasks.settings import Settings
 
-REDBEAT_LOCK_KEY = "rdb24:redbeat::lock"
+REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock"
 BUCKET_PATTERN = "rdb24:b24:bucket:*"
 INGEST_STALE_SECONDS = 60.0
 
@@ -29,6 +29,12 @@ class Section(BaseModel):
     rows: list[tuple[str, str, str]] = Field(default_factory=list)
     error: str | None = None
     healthy: bool = True
+
+
+def beat_lock_ttl(client: redis.Redis) -> int:
+    """Milliseconds left on the RedBeat lock (0: no beat holds it), whatever the key prefix."""
+    ttls = [int(client.pttl(key)) for key in client.scan_iter(match=REDBEAT_LOCK_PATTERN, count=500)]
+    return max([0, *ttls])
 
 
 def _guard(title: str, collect: Callable[[Section], None]) -> Section:
@@ -112,7 +118,7 @@ def reconciliation(client: redis.Redis) -> Section:
     def collect(section: Section) -> None:
         from tasks.reconcile.report import LAST_REPORT_KEY
 
-        lock = client.pttl(REDBEAT_LOCK_KEY)
+        lock = beat_lock_ttl(client)
         beat = "a scheduler holds the RedBeat lock" if lock > 0 else "no active scheduler (beat not running?)"
         section.rows.append(("beat", "active" if lock > 0 else "none", beat))
         raw = client.get(LAST_REPORT_KEY)
@@ -197,7 +203,7 @@ def probe(role: str, settings: Settings) -> tuple[bool, str]:
 
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     if role == "beat":
-        held = client.pttl(REDBEAT_LOCK_KEY) > 0
+        held = beat_lock_ttl(client) > 0
         return held, "RedBeat lock held" if held else "no scheduler holds the RedBeat lock"
     if role == "ingest":
         from tasks.ingest.metrics import read_statuses

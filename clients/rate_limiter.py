@@ -106,7 +106,9 @@ class OperatingTime:
         if operating is None:
             return
         if self._redis is not None:
-            self._redis.hset(f"{self._prefix}:used", method, f"{operating}:{reset_at or 0}")
+            key = f"{self._prefix}:used"
+            self._redis.hset(key, method, f"{operating}:{reset_at or 0}")
+            self._redis.expire(key, 660)  # the portal's window is 10 minutes
         else:
             self._local[method] = (operating, reset_at or 0.0)
 

@@ -10,6 +10,7 @@ so we look for it before posting again (see :func:`_already_posted`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -35,16 +36,22 @@ def chat_mode(settings: Settings) -> ChatModeUsed:
     return ChatModeUsed.OPENLINES if settings.bitrix24_oauth_configured else ChatModeUsed.CRM_CHAT
 
 
-def _post_openlines(payload: PostToChatPayload, settings: Settings) -> PostToChatResult:
+def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: bool) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
     openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
-    item = openlines.connector_message(
-        payload.message, payload.account, chat_text(payload.message, payload.account)
-    )
-    # message.id is the Kafka message id: a repeated send after a crash carries the same id.
-    chat_id = openlines.send_to_line(portal, connector, line, item)
+    text = chat_text(payload.message, payload.account)
+    item = openlines.connector_message(payload.message, payload.account, text)
+    known = subscribers.recall(cache, payload.message.abonent_id)
+    chat_id = known.openlines_chat_id if known else None
+    # After an interrupted send, the dialog (if we already know its chat) shows whether it went in.
+    # A first message of a new dialog has no chat id yet: it is sent again with the same message.id.
+    posted = _already_posted(portal, chat_id, lambda t: t == text) if ambiguous and chat_id else None
+    if posted is None:
+        chat_id = openlines.send_to_line(portal, connector, line, item)
+    else:
+        logger.info("message already in open line chat {} from an interrupted run", chat_id)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
@@ -61,17 +68,16 @@ def _crm_chat_text(payload: PostToChatPayload) -> str:
     return f"{chat_text(payload.message, payload.account)}[br][i][size=8]{tag}[/size][/i]"
 
 
-def _already_posted(portal: Any, chat_id: int, message_id: str) -> int | None:
-    """The id of our earlier post of ``message_id`` in ``chat_id``, if the portal shows one."""
+def _already_posted(portal: Any, chat_id: int, matches: Callable[[str], bool]) -> int | None:
+    """The id of a recent message in ``chat_id`` whose text ``matches``, if the portal shows one."""
     try:
         result = portal.call("im.dialog.messages.get", {"DIALOG_ID": f"chat{chat_id}", "LIMIT": 50})
     except IntegrationError as exc:
         logger.warning("cannot read chat {} to check for an earlier post ({}); posting again", chat_id, exc)
         return None
-    tag = f"{TAG_PREFIX}{message_id}"
     rows = result.get("messages", []) if isinstance(result, dict) else []
     for row in rows:
-        if isinstance(row, dict) and tag in str(row.get("text", "")):
+        if isinstance(row, dict) and matches(str(row.get("text", ""))):
             return int(row["id"])
     return None
 
@@ -80,7 +86,8 @@ def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatRes
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
     chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
-    posted = _already_posted(portal, chat_id, payload.message.message_id) if ambiguous else None
+    tag = f"{TAG_PREFIX}{payload.message.message_id}"
+    posted = _already_posted(portal, chat_id, lambda t: tag in t) if ambiguous else None
     if posted is not None:
         logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
     else:
@@ -120,7 +127,7 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
         record = _subscriber_record(payload)
         subscribers.remember(cache, record)
         if mode == ChatModeUsed.OPENLINES:
-            result = _post_openlines(payload, settings)
+            result = _post_openlines(payload, settings, ambiguous=previous is not None)
             record.openlines_chat_id = result.chat_id
         else:
             result = _post_crm_chat(payload, ambiguous=previous is not None)

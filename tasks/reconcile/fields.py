@@ -1,8 +1,9 @@
 """The custom contact fields reconciliation writes, ensured once per portal.
 
-``crm.contact.userfield.add`` is not idempotent, so the client lists the existing fields first and
-adds only the missing ones. That costs a request or more, so success is remembered in Redis under
-``rdb24:reconcile:userfields`` with a digest of the specs: later runs skip it until the specs change.
+``crm.contact.userfield.add`` is not idempotent, so the existing fields are listed first and only the
+missing ones added, all in one ``batch`` (two requests in total, instead of one per field). Success
+is remembered in Redis under ``rdb24:reconcile:userfields`` with a digest of the specs: later runs
+skip it until the specs change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import redis
 from loguru import logger
 
-from schemas.bitrix24 import UserFieldSpec
+from schemas.bitrix24 import BatchResult, UserFieldSpec
 from tasks.reconcile import mapping as m
 
 ENSURED_KEY = "rdb24:reconcile:userfields"
@@ -34,7 +35,44 @@ SPECS: tuple[UserFieldSpec, ...] = (
 
 
 class UserFieldClient(Protocol):
-    def ensure_contact_userfields(self, specs: Iterable[UserFieldSpec | Any]) -> dict[str, int]: ...
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
+
+    def batch(self, commands: Any, halt: bool = False) -> BatchResult: ...
+
+
+class UserFieldError(RuntimeError):
+    """The portal refused to create a userfield; the message names the field and the portal's error."""
+
+
+def add_fields(spec: UserFieldSpec) -> dict[str, Any]:
+    fields = spec.to_wire()
+    fields["FIELD_NAME"] = spec.FIELD_NAME[len("UF_CRM_") :]  # the portal adds UF_CRM_ itself
+    if spec.LABEL:
+        fields.setdefault("EDIT_FORM_LABEL", spec.LABEL)
+        fields.setdefault("LIST_COLUMN_LABEL", spec.LABEL)
+    return fields
+
+
+def ensure_userfields(client: UserFieldClient, specs: Iterable[UserFieldSpec] = SPECS) -> list[str]:
+    """Create the missing fields; returns the names created (empty when all existed)."""
+    listed = client.call("crm.contact.userfield.list", {})
+    existing = (
+        {str(row.get("FIELD_NAME")) for row in listed if isinstance(row, dict)}
+        if isinstance(listed, list)
+        else set()
+    )
+    missing = [s for s in specs if s.FIELD_NAME not in existing]
+    if not missing:
+        return []
+    outcome = client.batch(
+        {s.FIELD_NAME: ("crm.contact.userfield.add", {"fields": add_fields(s)}) for s in missing}
+    )
+    if outcome.errors:
+        name, error = next(iter(outcome.errors.items()))
+        raise UserFieldError(
+            f"crm.contact.userfield.add {name}: {error.error} {error.error_description}".strip()
+        )
+    return [s.FIELD_NAME for s in missing]
 
 
 def specs_digest(specs: Iterable[UserFieldSpec] = SPECS) -> str:
@@ -47,9 +85,11 @@ def ensure_fields(client: UserFieldClient, store: redis.Redis, *, force: bool = 
     digest = specs_digest()
     if not force and _text(store.get(ENSURED_KEY)) == digest:
         return False
-    ids = client.ensure_contact_userfields(SPECS)
+    created = ensure_userfields(client, SPECS)
     store.set(ENSURED_KEY, digest)
-    logger.info("reconcile: contact userfields ensured ({} fields)", len(ids))
+    logger.info(
+        "reconcile: contact userfields ensured ({} created: {})", len(created), ", ".join(created) or "-"
+    )
     return True
 
 
@@ -57,4 +97,4 @@ def _text(raw: Any) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-__all__ = ["ENSURED_KEY", "SPECS", "ensure_fields", "specs_digest"]
+__all__ = ["ENSURED_KEY", "SPECS", "UserFieldError", "ensure_fields", "ensure_userfields", "specs_digest"]

@@ -59,22 +59,23 @@ def test_run_lock_of_a_dead_holder_lapses(redis_client: redis.Redis, unique: str
     lock.release()
 
 
-class CountingFields:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def ensure_contact_userfields(self, specs):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        return {s.FIELD_NAME: n for n, s in enumerate(specs)}
-
-
-def test_userfields_are_ensured_once_per_spec_set(redis_client: redis.Redis) -> None:
+def test_userfields_are_created_once_in_one_batch_and_remembered(
+    redis_client: redis.Redis, b24_sim, b24_client, portal
+) -> None:
     redis_client.delete(ENSURED_KEY)
-    client = CountingFields()
-    assert ensure_fields(client, redis_client)
-    assert not ensure_fields(client, redis_client)
-    assert client.calls == 1
-    assert ensure_fields(client, redis_client, force=True) and client.calls == 2
+    b24_client.call(
+        "crm.contact.userfield.add", {"fields": {"FIELD_NAME": "RD_PHONE", "USER_TYPE_ID": "string"}}
+    )
+    assert ensure_fields(b24_client, redis_client)
+    assert not ensure_fields(b24_client, redis_client)  # remembered: no request at all
+    calls = portal.calls()
+    assert calls["counts"] == {"crm.contact.userfield.add": 1, "crm.contact.userfield.list": 1, "batch": 1}
+    assert calls["inner_counts"] == {"crm.contact.userfield.add": len(SPECS) - 1}
+    assert ensure_fields(b24_client, redis_client, force=True)  # all exist now: list only
+    assert portal.calls()["counts"]["crm.contact.userfield.list"] == 2
+    assert portal.calls()["inner_counts"] == {"crm.contact.userfield.add": len(SPECS) - 1}
+    names = {row["FIELD_NAME"] for row in b24_client.call("crm.contact.userfield.list", {})}
+    assert set(m.USERFIELDS) <= names
 
 
 def test_every_mapped_userfield_has_a_spec() -> None:

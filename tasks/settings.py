@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     bitrix24_client_endpoint: str = Field(default="", alias="BITRIX24_CLIENT_ENDPOINT")
     bitrix24_client_id: str = Field(default="", alias="BITRIX24_CLIENT_ID")
     bitrix24_client_secret: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_CLIENT_SECRET")
+    # OAuth token server (its host is used for /oauth/token/); empty = https://oauth.bitrix.info
+    bitrix24_server_endpoint: str = Field(default="", alias="BITRIX24_SERVER_ENDPOINT")
     bitrix24_access_token: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_ACCESS_TOKEN")
     bitrix24_refresh_token: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_REFRESH_TOKEN")
     bitrix24_application_token: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_APPLICATION_TOKEN")

@@ -72,11 +72,13 @@ class OAuthAuth:
         self._redis = redis_client
         self._thread_lock = threading.Lock()
         self.refreshes = 0  # refreshes THIS process made (observability and tests)
-        if self._store.load() is None and config.access_token is not None:
+        seed_access = config.access_token.get_secret_value() if config.access_token else ""
+        seed_refresh = config.refresh_token.get_secret_value() if config.refresh_token else ""
+        if self._store.load() is None and (seed_access or seed_refresh):
             self._store.save(
                 OAuthToken(
-                    access_token=config.access_token.get_secret_value(),
-                    refresh_token=config.refresh_token.get_secret_value() if config.refresh_token else "",
+                    access_token=seed_access,
+                    refresh_token=seed_refresh,
                     client_endpoint=config.client_endpoint,
                     server_endpoint=config.server_endpoint,
                 )
@@ -90,6 +92,9 @@ class OAuthAuth:
 
     def prepare(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
         token = self._current()
+        if not token.access_token and token.refresh_token:
+            self.refresh("")  # configured with a refresh token only: get an access token first
+            token = self._current()
         endpoint = token.client_endpoint or self._config.client_endpoint or ""
         if not endpoint.endswith("/"):
             endpoint += "/"

@@ -64,6 +64,15 @@ def test_invalid_token_also_refreshes(
     assert client.auth.refreshes == 1
 
 
+def test_refresh_token_alone_is_enough(
+    bitrix24_sim: Bitrix24Simulator, make_bitrix24_client: MakeClient
+) -> None:
+    _, refresh = bitrix24_sim.issue_tokens()
+    client = make_bitrix24_client("oauth", access_token="", refresh_token=refresh)
+    assert isinstance(client.call("crm.contact.list", {"start": -1}), list)
+    assert client.auth.refreshes == 1
+
+
 def test_dead_refresh_token_needs_reauthorization(
     bitrix24_sim: Bitrix24Simulator, make_bitrix24_client: MakeClient
 ) -> None:

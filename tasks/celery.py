@@ -166,3 +166,8 @@ def _configure_flower() -> None:
 
 
 _configure_flower()
+
+# The beat schedule and RedBeat (one active scheduler across beat processes), from Settings.
+from tasks.schedule import beat_defaults  # noqa: E402
+
+app.add_defaults(beat_defaults)

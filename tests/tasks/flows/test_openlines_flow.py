@@ -239,3 +239,29 @@ def test_forged_token_is_refused_and_nothing_is_enqueued(
     assert not flow_redis.exists(f"celery-task-meta-{task_id}")
     assert not any(task_id in item for item in flow_redis.lrange("flows", 0, -1))
     assert unique not in webhook.logs()  # the (forged) token is never logged
+
+
+def test_webhook_refuses_bad_requests_with_4xx(
+    webhook: WebhookServer, b24_sim: Bitrix24Simulator, flow_redis: redis.Redis
+) -> None:
+    url = f"{webhook.url}/bitrix24/events"
+    token = b24_sim.oauth.application_token
+    assert requests.get(f"{webhook.url}/health", timeout=10).json() == {"status": "ok"}
+    too_big = requests.post(url, data={"auth[application_token]": token, "x": "y" * 300_000}, timeout=10)
+    assert too_big.status_code == 413
+    unreadable = requests.post(
+        url, data=b"a]b=1", headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10
+    )
+    assert unreadable.status_code == 400
+    malformed = requests.post(
+        url, data={"event": "ONIMCONNECTORMESSAGEADD", "auth[application_token]": token}, timeout=10
+    )
+    assert malformed.status_code == 422 and "data" in malformed.json()["error"]
+    other = requests.post(
+        url,
+        data={"event": "ONIMCONNECTORDIALOGFINISH", "data[CONNECTOR]": "rosdomofon", "data[LINE]": "1",
+              "auth[application_token]": token},
+        timeout=10,
+    )  # fmt: skip
+    assert other.status_code == 200 and other.json()["status"] == "ignored"
+    assert token not in webhook.logs()

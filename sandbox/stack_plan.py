@@ -192,8 +192,8 @@ def simulator_processes(plan: StackPlan, kafka_bootstrap: str, accounts: int, se
             argv += ["--kafka", kafka_bootstrap]
         specs.append(ProcessSpec("rosdomofon", argv, gated=False))
     if plan.embedded("bitrix24"):
-        # Long-lived install tokens: our client has no setting for the simulator's token server, so a
-        # refresh would go to oauth.bitrix.info; a month-long token never needs one in a local stack.
+        # Long-lived install tokens, so a demo stack never depends on refreshing them (the token server
+        # is the simulator, passed as BITRIX24_SERVER_ENDPOINT).
         argv = [
             rdb24,
             "sandbox",

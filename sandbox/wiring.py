@@ -53,6 +53,7 @@ def wire(plan: StackPlan) -> dict[str, str]:
         env |= {
             "BITRIX24_WEBHOOK_URL": "",
             "BITRIX24_CLIENT_ENDPOINT": oauth["client_endpoint"],
+            "BITRIX24_SERVER_ENDPOINT": oauth["server_endpoint"],
             "BITRIX24_CLIENT_ID": oauth["client_id"],
             "BITRIX24_CLIENT_SECRET": oauth["client_secret"],
             "BITRIX24_ACCESS_TOKEN": oauth["access_token"],

@@ -38,7 +38,13 @@ def worker(
     b24_sim: Bitrix24Simulator,
     celery_worker_factory: Callable[..., CeleryWorker],
 ) -> Iterator[CeleryWorker]:
-    env = {**rosdomofon_env(rd_sim), **crm_chat_env(b24_sim), "REDIS_URL": flow_redis_url}
+    # A short Bitrix24 timeout so a held write turns into an ambiguous failure quickly.
+    env = {
+        **rosdomofon_env(rd_sim),
+        **crm_chat_env(b24_sim),
+        "REDIS_URL": flow_redis_url,
+        "BITRIX24_TIMEOUT": "2",
+    }
     started = celery_worker_factory(env)
     yield started
     started.stop()
@@ -121,3 +127,20 @@ def test_subscriber_without_account_is_marked(
     assert len(contacts) == 1 and NO_ACCOUNT in contacts[0]["COMMENTS"]
     posted = posts_of(b24_sim, unique)
     assert len(posted) == 1 and NO_ACCOUNT in posted[0]["text"]
+
+
+def test_ambiguous_contact_create_is_looked_up_not_repeated(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """crm.contact.add commits but answers after our timeout: the step finds the contact, adds none."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 8)
+    b24_sim.inject("commit_then_timeout", method="crm.contact.add", seconds=4, count=1)
+    result = wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"таймаут {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    assert not b24_sim.faults.listing()  # the fault did fire
+    contacts = contacts_with_phone(b24_sim, str(phone))
+    assert len(contacts) == 1 and int(contacts[0]["ID"]) == result["contact_id"]
+    assert len(posts_of(b24_sim, unique)) == 1

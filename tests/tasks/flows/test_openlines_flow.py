@@ -265,3 +265,32 @@ def test_webhook_refuses_bad_requests_with_4xx(
     )  # fmt: skip
     assert other.status_code == 200 and other.json()["status"] == "ignored"
     assert token not in webhook.logs()
+
+
+def test_handle_incoming_message_task_starts_the_chain(
+    worker: CeleryWorker,
+    celery_app: Any,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Other services enqueue the flow by name, without importing our code."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 9)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    started = celery_app.send_task(
+        "flows.handle_incoming_message",
+        kwargs={
+            "message_id": message_id,
+            "abonent_id": abonent_id,
+            "phone": str(phone),
+            "text": f"API {unique}",
+        },
+    ).get(timeout=60)
+    assert started["task_ids"][-1] == f"msg:{message_id}:post"
+    wait_result(started["task_ids"][-1])
+    assert len(posts_of(b24_sim, unique)) == 1
+    bad = celery_app.send_task(
+        "flows.handle_incoming_message", kwargs={"message_id": message_id, "phone": "12"}
+    )
+    with pytest.raises(Exception, match="phone"):
+        bad.get(timeout=60)

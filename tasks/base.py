@@ -102,11 +102,6 @@ class OperationTask(Task):
     max_retries = None  # our policy counts retries by cause; Celery's single counter must not interfere
     typing = False
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        options.setdefault("argsrepr", repr(redact(list(args or ()))))
-        options.setdefault("kwargsrepr", repr(redact(dict(kwargs or {}))))
-        return super().apply_async(args, kwargs, **options)
-
 
 def operation(
     name: str,

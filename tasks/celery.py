@@ -122,6 +122,19 @@ def _setup_logging(**_: Any) -> None:
     log.configure(get_settings())
 
 
+@signals.before_task_publish.connect
+def _redact_argument_reprs(headers: dict | None = None, body: Any = None, **_: Any) -> None:
+    """What Flower and events show for every publish (``delay``, ``send_task``, chains, retries):
+    arguments with credential-looking values masked. Tasks take no secrets; this is defence in depth."""
+    if not isinstance(headers, dict) or not isinstance(body, list | tuple) or len(body) < 2:
+        return
+    from tasks.redaction import redact
+
+    args, kwargs = body[0], body[1]
+    headers["argsrepr"] = repr(redact(list(args or ())))
+    headers["kwargsrepr"] = repr(redact(dict(kwargs or {})))
+
+
 @signals.worker_init.connect
 def _check_settings(**_: Any) -> None:
     """Warn, naming each variable, when a service a queue needs is not configured."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import pytest
 import redis
@@ -18,9 +17,9 @@ from tests.tasks.probe_tasks import attempts_key
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module")
-def worker(celery_worker_factory: Callable[..., CeleryWorker]) -> CeleryWorker:
-    return celery_worker_factory(include=("tests.tasks.probe_tasks",))
+@pytest.fixture
+def worker(celery_worker: CeleryWorker) -> CeleryWorker:
+    return celery_worker
 
 
 def send(app: Celery, name: str, **payload: object) -> AsyncResult:

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,21 +31,9 @@ V1 = "/abonents-service/api/v1"
 RDB24 = str(Path(sys.executable).parent / "rdb24")
 
 
-@pytest.fixture(scope="module")
-def sims_worker(
-    celery_worker_factory: Callable[..., CeleryWorker],
-    rosdomofon_sim: RosDomofonSimulator,
-    bitrix24_sim: Bitrix24Simulator,
-) -> CeleryWorker:
-    env = {
-        "ROSDOMOFON_BASE_URL": rosdomofon_sim.url,
-        "ROSDOMOFON_USERNAME": rosdomofon_sim.username,
-        "ROSDOMOFON_PASSWORD": rosdomofon_sim.password,
-        "ROSDOMOFON_TIMEOUT": "5",
-        "BITRIX24_WEBHOOK_URL": bitrix24_sim.webhook_url,
-        "BITRIX24_TIMEOUT": "5",
-    }
-    return celery_worker_factory(env)
+@pytest.fixture
+def sims_worker(celery_worker: CeleryWorker) -> CeleryWorker:
+    return celery_worker
 
 
 @pytest.fixture

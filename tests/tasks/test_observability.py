@@ -1,0 +1,65 @@
+"""Logging (loguru as the one sink, JSON, context, redaction) and the Prometheus exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import requests
+from celery import Celery
+
+from sandbox.embedded import free_port
+from tasks import metrics
+from tasks.redaction import redact
+from tests.fixtures.worker import ROOT
+
+LOG_SCRIPT = """
+import logging
+from loguru import logger
+from tasks import log
+log.configure(level="INFO", json=True)
+context = dict(task_name="rosdomofon.block_account", task_id="t-1", root_id="r-1", message_id="T:0:5")
+with logger.contextualize(**context):
+    logger.info("calling https://portal.bitrix24.ru/rest/1/abcdef12345/crm.contact.get")
+    logging.getLogger("kombu.test").warning("std lib says access_token=zzz-secret")
+    logger.bind(payload={"password": "p4ss", "id": 7}).info("bound")
+logger.complete()
+"""
+
+
+def test_json_logs_carry_context_and_route_stdlib_and_mask_secrets() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOG_SCRIPT], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    records = [json.loads(line)["record"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert len(records) == 3
+    for record in records:
+        extra = record["extra"]
+        assert (extra["task_id"], extra["root_id"], extra["message_id"]) == ("t-1", "r-1", "T:0:5")
+        assert extra["task_name"] == "rosdomofon.block_account"
+    assert records[1]["message"].startswith("std lib says access_token=")  # stdlib routed to loguru
+    assert "abcdef12345" not in done.stderr and "zzz-secret" not in done.stderr and "p4ss" not in done.stderr
+    assert records[2]["extra"]["payload"] == {"password": "***", "id": 7}
+
+
+def test_redaction_masks_nested_credentials_but_keeps_ids() -> None:
+    value = {
+        "contact_id": 5,
+        "auth": {"access_token": "a", "member_id": "m"},
+        "rows": [{"client_secret": "s"}],
+    }
+    assert redact(value) == {"contact_id": 5, "auth": "***", "rows": [{"client_secret": "***"}]}
+
+
+def test_exporter_serves_counters_from_every_process(celery_app: Celery, unique: str) -> None:
+    metrics.RETRIES.inc(task=f"test.{unique}", cause="rate_limited")
+    metrics.RETRIES.inc(2, task=f"test.{unique}", cause="rate_limited")
+    port = free_port()
+    assert metrics.serve(port, addr="127.0.0.1")
+    assert not metrics.serve(port, addr="127.0.0.1")  # a second process on the host does not bind
+    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert f'rdb24_task_retries_total{{cause="rate_limited",task="test.{unique}"}} 3.0' in body
+    assert "rdb24_dead_letters_total" in body

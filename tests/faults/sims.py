@@ -70,6 +70,18 @@ class Simulators:
             owners = {a.owner_id for a in world.accounts.values()}
             return sorted((i, str(world.abonents[i].phone)) for i in owners)
 
+    def add_subscribers_without_account(self, count: int) -> list[tuple[int, str]]:
+        """App users RosDomofon knows but who own no account: the flow must still post their messages."""
+        world, company_id = self.rosdomofon.world, self.rosdomofon.ctx.company_id
+        added = []
+        with world.lock:
+            while len(added) < count:
+                phone = 79990000000 + random.randrange(0, 9_999_999)
+                if world.abonent_by_phone(phone) is None:
+                    abonent = world.add_abonent(phone, company_id)
+                    added.append((abonent.id, str(abonent.phone)))
+        return added
+
     def posted_texts(self) -> list[str]:
         """Every message text in every chat of the portal, as operators see them."""
         return [str(m.get("text", "")) for chat in self.bitrix24.chats() for m in chat["messages"]]

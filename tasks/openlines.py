@@ -82,6 +82,19 @@ def resolve_line(portal: OpenLinesPortal, cache: redis.Redis, configured: str) -
     return line
 
 
+SETUP_LOST_CODES = frozenset({"not_active_line", "imconnector_no_correct_provider"})
+
+
+def forget_setup(cache: redis.Redis, connector: str, line: str) -> None:
+    """Drop the "connector ready" memo, e.g. after the portal answered that the line is not active."""
+    cache.delete(f"{READY_PREFIX}:{connector}:{line}")
+
+
+def setup_lost(exc: FixInputError) -> bool:
+    """The portal forgot our connector (app reinstalled, line deactivated): set it up again."""
+    return (exc.code or "").lower() in SETUP_LOST_CODES
+
+
 def ensure_connector(
     portal: OpenLinesPortal, cache: redis.Redis, connector: str, line: str, public_url: str
 ) -> None:
@@ -141,6 +154,8 @@ __all__ = [
     "connector_message",
     "ensure_connector",
     "events_url",
+    "forget_setup",
     "resolve_line",
     "send_to_line",
+    "setup_lost",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from clients.errors import IntegrationError
+from clients.errors import FixInputError, IntegrationError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
 from tasks import crm_chat, effects, metrics, openlines, subscribers
 from tasks.base import operation
@@ -49,7 +49,15 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
     # A first message of a new dialog has no chat id yet: it is sent again with the same message.id.
     posted = _already_posted(portal, chat_id, lambda t: t == text) if ambiguous and chat_id else None
     if posted is None:
-        chat_id = openlines.send_to_line(portal, connector, line, item)
+        try:
+            chat_id = openlines.send_to_line(portal, connector, line, item)
+        except FixInputError as exc:
+            if not openlines.setup_lost(exc):
+                raise
+            logger.warning("open lines: portal lost the connector ({}); setting it up again", exc.code)
+            openlines.forget_setup(cache, connector, line)
+            openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+            chat_id = openlines.send_to_line(portal, connector, line, item)
     else:
         logger.info("message already in open line chat {} from an interrupted run", chat_id)
     return PostToChatResult(

@@ -294,3 +294,20 @@ def test_handle_incoming_message_task_starts_the_chain(
     )
     with pytest.raises(Exception, match="phone"):
         bad.get(timeout=60)
+
+
+def test_connector_is_set_up_again_when_the_portal_lost_it(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """After an app reinstall the portal no longer knows our connector: the post re-registers it."""
+    with b24_sim.portal.lock:
+        b24_sim.portal.connectors.clear()
+        b24_sim.portal.active.clear()
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 10)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"снова {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    assert len(posts_of(b24_sim, unique)) == 1
+    assert [a["active"] for a in b24_sim.openlines()["active"]] == [True]

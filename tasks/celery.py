@@ -109,8 +109,16 @@ def celery_config() -> dict[str, Any]:
     }
 
 
+def beat_config() -> dict[str, Any]:
+    """The beat schedule and RedBeat settings (tasks.schedule), also lazy."""
+    from tasks.schedule import beat_defaults
+
+    return beat_defaults()
+
+
 app = Celery("rdb24", include=task_modules(), set_as_current=True)
 app.add_defaults(celery_config)
+app.add_defaults(beat_config)
 
 
 @signals.setup_logging.connect

@@ -81,6 +81,8 @@ def up(
     )
     plan = make_plan(inputs, accounts=accounts, seed=seed)
     console = Console()
+    if not console.is_terminal:  # piped or logged: keep URLs and credentials on one line each
+        console = Console(width=160)
     sources = ", ".join(f"{name}: {source}" for name, source in plan.sources.items())
     console.print(f"[bold]rdb24 up[/] — {sources}")
     runner = StackRunner(

@@ -125,7 +125,7 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
             if error is None:
                 envelope = B24Envelope.model_validate(reply.body)
                 if envelope.time is not None:
-                    self.operating.record(method, envelope.time.operating, envelope.time.operating_reset_at)
+                    self._track_operating(method, envelope.time.operating, envelope.time.operating_reset_at)
                 logger.debug("bitrix24 {} -> {}", method, reply.status)
                 return envelope
             if isinstance(error, Bitrix24RateLimitedError):
@@ -149,6 +149,13 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
                 self.operating.park(method, reset)
             logger.warning("bitrix24 {} failed: {}", method, error)
             raise error
+
+    def _track_operating(self, method: str, operating: float | None, reset_at: float | None) -> None:
+        """Record the method's time budget; park it before the portal starts answering 429."""
+        self.operating.record(method, operating, reset_at)
+        if operating is not None and reset_at and operating >= self.config.operation_time_limit:
+            logger.warning("bitrix24 {} spent its operating time; parked until the reset", method)
+            self.operating.park(method, reset_at)
 
     @staticmethod
     def _error(method: str, status: int, body: Any, write: bool) -> Bitrix24Error | None:

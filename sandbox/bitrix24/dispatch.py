@@ -46,11 +46,11 @@ class Dispatcher:
 
     def run(self, method: str, params: dict[str, Any], ctx: Context) -> tuple[Any, dict]:
         """Run a non-batch method; raise :class:`ApiError` for error answers."""
+        if method.startswith(messaging.APP_ONLY_PREFIXES) and not ctx.oauth:
+            raise ApiError("WRONG_AUTH_TYPE", "Current authorization type is denied for this method", 403)
         handler = METHODS.get(method)
         if handler is None:
             raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-        if method.startswith(messaging.APP_ONLY_PREFIXES) and not ctx.oauth:
-            raise ApiError("WRONG_AUTH_TYPE", "Current authorization type is denied for this method", 403)
         if self.operating.exceeded(ctx.identity, method):
             raise ApiError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", 429)
         start = time.time()

@@ -92,6 +92,20 @@ def test_operation_time_limit_parks_only_that_method(
     assert webhook.call("crm.duplicate.findbycomm", {"type": "PHONE", "values": ["79990000000"]}) == []
 
 
+def test_spent_operating_time_parks_before_any_429(
+    bitrix24_sim: Bitrix24Simulator, make_bitrix24_client: MakeClient
+) -> None:
+    client = make_bitrix24_client("webhook", operation_time_limit=5)
+    bitrix24_sim.configure(operation_time_limit=100)
+    bitrix24_sim.inject("operating", method="crm.contact.list", seconds=6)
+    refusals = len([c for c in bitrix24_sim.portal.calls if c["status"] == 429])
+    client.call("crm.contact.list")  # the portal still answers, but reports 6 s spent
+    with pytest.raises(Bitrix24OperationTimeError) as caught:
+        client.call("crm.contact.list")
+    assert caught.value.retry_after and 0 < caught.value.retry_after <= 600
+    assert len([c for c in bitrix24_sim.portal.calls if c["status"] == 429]) == refusals
+
+
 def test_overload_is_do_not_retry(bitrix24_sim: Bitrix24Simulator, webhook: Bitrix24Client) -> None:
     bitrix24_sim.inject("error", status=503, code="OVERLOAD_LIMIT", description="blocked", count=1)
     with pytest.raises(Bitrix24OverloadError) as caught:

@@ -99,11 +99,14 @@ class StackPlan:
         return f"{self.url('webhook')}/bitrix24/events"
 
 
-def pick_port(name: str, free_ports: bool) -> int:
+def pick_port(name: str, free_ports: bool, taken: set[int]) -> int:
+    """The default port if free, else a free one; never one already given to another service."""
     preferred = DEFAULT_PORTS[name]
-    if free_ports or port_open(LOCAL, preferred):
-        return free_port(LOCAL)
-    return preferred
+    port = preferred
+    while port in taken or (port == preferred and (free_ports or port_open(LOCAL, preferred))):
+        port = free_port(LOCAL)
+    taken.add(port)
+    return port
 
 
 def executable(name: str) -> str:
@@ -210,14 +213,15 @@ def simulator_processes(plan: StackPlan, kafka_bootstrap: str, accounts: int, se
 def make_plan(inputs: StackInputs, accounts: int = 20, seed: int = 42) -> StackPlan:
     """Everything but the Redis URL (an embedded Valkey or a claimed DB), which the runner fills in."""
     sources = resolve_sources(inputs)
+    taken: set[int] = set()
     ports = {
-        name: pick_port(name, inputs.free_ports)
+        name: pick_port(name, inputs.free_ports, taken)
         for name in ("webhook", "flower", "metrics", "ingest_metrics")
     }
     stand_ins = {"valkey": "redis", "tansu": "kafka", "rosdomofon": "rosdomofon", "bitrix24": "bitrix24"}
     for name, dependency in stand_ins.items():
         if sources[dependency] == Source.EMBEDDED:
-            ports[name] = pick_port(name, inputs.free_ports)
+            ports[name] = pick_port(name, inputs.free_ports, taken)
     company = inputs.company or DEMO_COMPANY
     env = {
         "COMPANY_SHORT_NAME": company,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 CONTEXT_KEYS = ("task_name", "task_id", "root_id", "message_id")
 _TEXT_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
-    "<cyan>{name}</cyan> | {extra[_context]}<level>{message}</level>\n{exception}"
+    "<cyan>{name}</cyan> | {extra[_context]}<level>{message}</level>"  # loguru adds "\n{exception}"
 )
 
 

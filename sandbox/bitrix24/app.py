@@ -83,11 +83,13 @@ def build_app(sim: Bitrix24Simulator) -> Starlette:
             injected = sim.faults.take("error", method)
             if injected is not None:
                 raise ApiError(injected.code, injected.description, injected.status)
+            result: Any
+            block: dict[str, Any] | None
+            extra: dict[str, Any] = {}
             if method == "batch":
-                result, block, extra = sim.dispatcher.batch(params, ctx), None, {}
+                result, block = sim.dispatcher.batch(params, ctx), None
             else:
                 result, block = sim.dispatcher.run(method, params, ctx)
-                extra = {}
             if isinstance(result, ListResult):
                 extra = {"total": result.total} | ({"next": result.next} if result.next is not None else {})
                 result = result.rows

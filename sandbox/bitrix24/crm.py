@@ -8,6 +8,7 @@ only the first value, and findbycomm comparing digits with the extension strippe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,7 +52,7 @@ def _fields(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _contact_id(portal: Portal, params: dict[str, Any]) -> int:
-    raw = params.get("id", params.get("ID"))
+    raw: Any = params.get("id", params.get("ID"))
     try:
         contact_id = int(raw)
     except (TypeError, ValueError):
@@ -246,9 +247,13 @@ def contact_list(portal: Portal, params: dict[str, Any], ctx: Context) -> ListRe
         rows = [r for r in portal.contacts.values() if all(_matches(r, k, v) for k, v in filt.items())]
         for field, direction in reversed(list(order.items()) if isinstance(order, dict) else []):
             desc = str(direction).upper() == "DESC"
-            rows.sort(key=lambda r, f=field.upper(): _sort_key(r.get(f)), reverse=desc)
+            rows.sort(key=_sorter(field.upper()), reverse=desc)
         projected = [_project(portal, r, select) for r in rows]
     return page(projected, params.get("start"))
+
+
+def _sorter(field: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    return lambda record: _sort_key(record.get(field))
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -357,7 +362,7 @@ def timeline_comment_add(portal: Portal, params: dict[str, Any], ctx: Context) -
         raise ApiError("INVALID_ARG_VALUE", "COMMENT is empty")
     with portal.lock:
         try:
-            owner = int(fields.get("ENTITY_ID"))
+            owner = int(fields.get("ENTITY_ID"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             owner = 0
         if owner not in portal.contacts:

@@ -63,9 +63,9 @@ class Dispatcher:
         return result, time_block(start, finish, used, reset_at)
 
     def batch(self, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        commands = params.get("cmd")
+        commands: Any = params.get("cmd")
         as_list = isinstance(commands, list)
-        if as_list:
+        if isinstance(commands, list):
             commands = {str(i): c for i, c in enumerate(commands)}
         if not isinstance(commands, dict) or not commands:
             raise ApiError("ERROR_ARGUMENT", "cmd is required")

@@ -194,7 +194,8 @@ class StackRunner:
         self._save_state(ready=True, pids=manager.pids())
         self.console.print(services_table(service_rows(plan)))
         self.console.print(
-            f"[bold green]stack ready[/] (state in {self.run_dir / 'stack.json'}); Ctrl-C stops all"
+            f"[bold green]stack ready[/] (state in {self.run_dir / 'stack.json'}). In another terminal: "
+            "`rdb24 demo` (a message round trip), `rdb24 status`. Ctrl-C stops everything."
         )
 
     def _watch_stand_ins(self, manager: _Manager) -> None:

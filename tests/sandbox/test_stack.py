@@ -189,8 +189,9 @@ def test_status_prints_its_table(stack: Stack) -> None:
         assert section in out, f"status lacks {section}:\n{out}"
     assert "worker_flows@" in out and "worker_api@" in out, out
     assert "unavailable" not in out, out
-    probe = run_cli("status", "--run-dir", str(stack.run_dir), "--probe", "beat", cwd=stack.run_dir.parent)
-    assert probe.returncode == 0, probe.stdout + probe.stderr
+    for role in ("beat", "ingest"):
+        probe = run_cli("status", "--run-dir", str(stack.run_dir), "--probe", role, cwd=stack.run_dir.parent)
+        assert probe.returncode == 0, f"{role}: {probe.stdout}{probe.stderr}"
 
 
 @pytest.mark.timeout(200)

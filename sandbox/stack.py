@@ -53,9 +53,13 @@ class _Manager(honcho.manager.Manager):
         self._stop_requested = False
 
     def request_stop(self, failure: str | None = None) -> None:
+        """Stop everything from another thread (setup failure, a stand-in died)."""
         if failure and self.failure is None:
             self.failure = failure
         self._stop_requested = True
+        deadline = time.monotonic() + 10
+        while not self._all_started() and time.monotonic() < deadline:
+            time.sleep(0.1)  # honcho can only signal processes whose pid it has received
         self.terminate()
 
     def terminate(self) -> None:

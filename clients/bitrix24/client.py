@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import redis
 from loguru import logger
@@ -39,6 +40,12 @@ _READ = re.compile(
     r"(^|\.)(get|list|fields|status|findbycomm|info|search)$|\.list\.get$|^(profile|scope|methods)$"
 )
 _REFRESHABLE = {"expired_token", "invalid_token"}
+_MOVED = {301, 302, 307, 308}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def is_read(method: str) -> bool:
@@ -95,6 +102,13 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
             self.auth = WebhookAuth(config.webhook_url.get_secret_value())  # type: ignore[union-attr]
         self.rate_limit_retries = rate_limit_retries
         self.stats = CallStats()
+        self._moved_to: str | None = None  # scheme://host of the portal after a 301/302 move
+
+    def _retarget(self, url: str) -> str:
+        if self._moved_to is None:
+            return url
+        parts = urlsplit(url)
+        return self._moved_to + parts.path + (f"?{parts.query}" if parts.query else "")
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call ``method`` and return its ``result``."""
@@ -116,11 +130,18 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
             )
         refreshed = False
         limited = 0
+        moves = 0
         while True:
             url, body, credential = self.auth.prepare(method, params)
+            url = self._retarget(url)
             self.stats.waited += self.limiter.acquire()
             self.stats.requests += 1
             reply = self.transport.post(url, body, method, write=write, secrets=self.auth.secrets())
+            if reply.status in _MOVED and reply.headers.get("location") and moves < 2:
+                moves += 1  # the portal moved: nothing ran, so re-sending is safe even for writes
+                self._moved_to = _origin(urljoin(url, reply.headers["location"]))
+                logger.info("bitrix24 portal moved to {}", self._moved_to)
+                continue
             error = self._error(method, reply.status, reply.body, write)
             if error is None:
                 envelope = B24Envelope.model_validate(reply.body)

@@ -28,7 +28,7 @@ from clients.bitrix24.errors import (
 class Reply:
     status: int
     body: Any  # dict when the answer was JSON, else the text
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
 
 
 def translate(
@@ -93,7 +93,8 @@ class Transport:
     ) -> Reply:
         try:
             data = json.dumps(payload, default=str).encode()  # bytes: headers and body in one segment
-            response = self.session.post(url, data=data, timeout=self.timeout)
+            # Never follow redirects here: requests would turn a POST into a bodiless GET.
+            response = self.session.post(url, data=data, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             error = translate(exc, method, write=write, secrets=secrets)
             logger.warning("bitrix24 {} failed: {}", method, error)
@@ -117,4 +118,6 @@ def _reply(response: requests.Response) -> Reply:
         body: Any = response.json()
     except ValueError:
         body = response.text[:2000]
-    return Reply(status=response.status_code, body=body, headers=dict(response.headers))
+    return Reply(
+        status=response.status_code, body=body, headers={k.lower(): v for k, v in response.headers.items()}
+    )

@@ -11,13 +11,14 @@ Control API (no auth), all JSON:
 - ``GET  /_sandbox/contacts`` / ``/_sandbox/contacts/{id}``: records with every multifield.
 - ``GET  /_sandbox/chats``: chats with messages; ``GET /_sandbox/openlines``: connectors, lines,
   handlers and, per ``connector|line|external_chat_id``, the chat id and its messages.
-- ``GET  /_sandbox/calls``: ``{calls:[{method,status,error,identity,batch,ts}], requests, rate_limited,
+- ``GET  /_sandbox/calls``: ``{calls:[{method,status,error,identity,batch,host,ts}], requests, rate_limited,
   counts{method:n}, inner_counts{method:n}, oauth_refreshes}``.
 - ``POST /_sandbox/reset``.  ``GET|POST|DELETE /_sandbox/faults``: POST one of
   ``{"kind":"latency","seconds":s,"method"?,"count"?}``,
   ``{"kind":"error","status":500,"code":"","description":"…","method"?,"count"?}``,
   ``{"kind":"storm","seconds":N}``, ``{"kind":"commit_then_timeout","method":m,"count":k,"seconds":delay}``,
-  ``{"kind":"operating","method":m,"seconds":s}``; DELETE clears.
+  ``{"kind":"operating","method":m,"seconds":s}``, ``{"kind":"redirect","location":"http://host:port",
+  "count":k}`` (302 to another origin: a moved portal); DELETE clears.
 - ``GET|POST /_sandbox/settings``: ``{rate, burst, rate_limit, operation_time_limit, access_ttl}``.
 - ``POST /_sandbox/operator/reply``: ``{"text", "chat_id"? | "external_chat_id"?, "connector"?,
   "operator_name"?}`` -> ``{chat_id, message_id, deliveries:[{handler, status|error}]}``.

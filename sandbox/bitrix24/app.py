@@ -75,6 +75,10 @@ def build_app(sim: Bitrix24Simulator) -> Starlette:
             source = request.client.host if request.client else "?"
             if not sim.bucket.admit(source):
                 raise ApiError("QUERY_LIMIT_EXCEEDED", "Too many requests", 503)
+            moved = sim.faults.take("redirect", method_hint)
+            if moved is not None:
+                target = f"{moved.location.rstrip('/')}{request.url.path}"
+                return RedirectResponse(target + (f"?{request.url.query}" if request.url.query else ""), 302)
             params = await _params(request)
             method, ctx = context(path, params, source)
             latency = sim.faults.take("latency", method)
@@ -93,7 +97,7 @@ def build_app(sim: Bitrix24Simulator) -> Starlette:
             if isinstance(result, ListResult):
                 extra = {"total": result.total} | ({"next": result.next} if result.next is not None else {})
                 result = result.rows
-            portal.log_call(method, 200, "", ctx)
+            portal.log_call(method, 200, "", ctx, host=request.headers.get("host"))
             if block is None:
                 now = time.time()
                 block = time_block(now, now)

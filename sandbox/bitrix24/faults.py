@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("latency", "error", "storm", "commit_then_timeout", "operating")
+KINDS = ("latency", "error", "storm", "commit_then_timeout", "operating", "redirect")
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Fault:
     status: int = 500
     code: str = ""
     description: str = "Internal server error"
+    location: str = ""  # for "redirect": the new origin, e.g. http://localhost:8082
     until: float | None = None
     id: int = 0
     fired: int = 0

@@ -115,7 +115,13 @@ class Portal:
             self.counters["user"] = 100  # portal users 1..100 exist; external users get ids after
 
     def log_call(
-        self, method: str, status: int, code: str, ctx: Context | None, batch: str | None = None
+        self,
+        method: str,
+        status: int,
+        code: str,
+        ctx: Context | None,
+        batch: str | None = None,
+        host: str | None = None,
     ) -> None:
         with self.lock:
             self.calls.append(
@@ -125,6 +131,7 @@ class Portal:
                     "error": code,
                     "identity": ctx.identity if ctx else None,
                     "batch": batch,
+                    "host": host,
                     "ts": time.time(),
                 }
             )

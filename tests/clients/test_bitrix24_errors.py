@@ -192,6 +192,17 @@ def test_timeouts_split_by_read_and_write(
         client.create_contact({"NAME": "Timeout"})
 
 
+def test_moved_portal_is_followed_without_losing_the_write(
+    bitrix24_fresh: Bitrix24Simulator, webhook: Bitrix24Client
+) -> None:
+    new_origin = f"http://localhost:{bitrix24_fresh.port}"
+    bitrix24_fresh.inject("redirect", location=new_origin, count=1)
+    contact_id = webhook.create_contact({"NAME": "Moved"})
+    assert webhook.get_contact(contact_id).NAME == "Moved" and len(bitrix24_fresh.portal.contacts) == 1
+    hosts = [c["host"] for c in bitrix24_fresh.portal.calls if c["status"] == 200]
+    assert hosts == [f"localhost:{bitrix24_fresh.port}"] * 2  # the client stays on the new host
+
+
 def test_connection_refused_is_connect_error() -> None:
     port = free_port()
     config = Bitrix24Config(webhook_url=f"http://127.0.0.1:{port}/rest/1/topsecret/", timeout=1)

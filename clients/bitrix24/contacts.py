@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from clients.bitrix24.errors import Bitrix24AmbiguousWriteError, Bitrix24InputError
+from clients.bitrix24.errors import Bitrix24AmbiguousWriteError, Bitrix24InputError, Bitrix24ServerError
 from schemas.bitrix24 import Contact, MultiField, UserFieldSpec
 from schemas.phone import InvalidPhoneError, normalize_phone
 
@@ -167,8 +167,10 @@ class ContactsMixin:
             if self._redis
             else None
         )
-        if lock is not None:
-            lock.acquire(blocking=True, blocking_timeout=lock_timeout)
+        if lock is not None and not lock.acquire(blocking=True, blocking_timeout=lock_timeout):
+            raise Bitrix24ServerError(
+                "another worker is still creating the contact for this phone", method="crm.contact.add"
+            )
         try:
             existing = self.find_contacts_by_phone([canonical])[canonical]
             if existing:

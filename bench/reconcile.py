@@ -4,7 +4,8 @@ Both simulators run in their own processes (so their CPU does not compete with t
 the GIL); the Bitrix24 simulator enforces the cloud leaky bucket (2 req/s, burst 50). For each run
 it prints Bitrix24 requests (as the portal counted them), 503s, wall time, the floor for the
 requests made ((requests - 50) / 2 req/s), and the floor for the minimal request count of a first
-run (N/50 create batches + 1 scan). Targets: first run <= 1.2x the minimal floor, second run well
+run (N/50 create batches + 1 scan). "rd s" is the RosDomofon read, "b24 phase" the rest of the run.
+Targets: first run <= 1.2x the minimal floor, second run well
 under a minute, zero 503s.
 
     .venv/bin/python bench/reconcile.py --n 10000
@@ -105,8 +106,9 @@ def main(accounts: int, seed: int, redis_url: str, log_level: str) -> None:
         minimal = math.ceil(accounts / 50) + 1
         minimal_floor = max(0.0, (minimal - BURST) / RATE)
         table = Table(title=f"reconcile bench: N={accounts}, Bitrix24 {RATE:g} req/s burst {BURST}")
-        for column in ("run", "created", "unchanged", "b24 requests", "503s", "writes", "rd requests",
-                       "wall s", "floor s", "wall/floor", "wall/minimal floor"):  # fmt: skip
+        for column in ("run", "created", "unchanged", "b24 requests", "503s", "writes", "rd requests", "rd s",
+                       "b24 phase s", "wall s", "floor s", "b24 phase/floor", "wall/floor",
+                       "wall/minimal floor"):  # fmt: skip
             table.add_column(column, justify="right")
         for name in ("first", "second (unchanged)"):
             before = _portal_counts(b24["url"])
@@ -124,8 +126,11 @@ def main(accounts: int, seed: int, redis_url: str, log_level: str) -> None:
                 str(limited),
                 str(writes),
                 str(report.rosdomofon_requests),
+                f"{report.rosdomofon_seconds:.1f}",
+                f"{wall - report.rosdomofon_seconds:.1f}",
                 f"{wall:.1f}",
                 f"{floor:.1f}",
+                f"{(wall - report.rosdomofon_seconds) / floor:.2f}" if floor else "-",
                 f"{wall / floor:.2f}" if floor else "-",
                 f"{wall / minimal_floor:.2f}" if name == "first" and minimal_floor else "-",
             )

@@ -31,7 +31,7 @@ from tasks.reconcile.mapping import DesiredContact, desired_contact
 from tasks.reconcile.plan import ObservedContact, Plan, WriteKind, build_plan, pick_ours
 from tasks.reconcile.portal import IN_FILTER_SIZE, PortalReader
 from tasks.reconcile.report import RunReport, RunStatus
-from tasks.reconcile.sources import RosDomofonReader, read_snapshot
+from tasks.reconcile.sources import DEFAULT_CONCURRENCY, RosDomofonReader, read_snapshot
 
 PAGE = 50
 PER_TARGETED_REQUEST = IN_FILTER_SIZE * 50  # 50 values per command, 50 commands per batch
@@ -82,6 +82,7 @@ def reconcile(
     refresh_index: bool = True,
     sleep: Any = time.sleep,
     report: RunReport | None = None,
+    read_concurrency: int = DEFAULT_CONCURRENCY,
 ) -> Outcome:
     """Run one reconciliation (the caller holds the run lock) and return its report and plan.
 
@@ -91,8 +92,9 @@ def reconcile(
     requests0, limited0 = _requests(bitrix24)
     plan = Plan()
     try:
-        snapshot = read_snapshot(rosdomofon)
+        snapshot = read_snapshot(rosdomofon, concurrency=read_concurrency)
         report.rosdomofon_requests = snapshot.requests
+        report.rosdomofon_seconds = round(time.time() - report.started_at, 3)
         report.accounts = len(snapshot.accounts)
         if refresh_index and not dry_run:
             from tasks.accounts_index import refresh_accounts_index

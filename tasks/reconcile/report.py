@@ -70,6 +70,7 @@ class RunReport(BaseModel):
     bitrix24_requests: int = 0
     bitrix24_rate_limited: int = 0
     rosdomofon_requests: int = 0
+    rosdomofon_seconds: float = 0.0  # time spent reading RosDomofon (before any Bitrix24 write)
     read_pattern: str = ""
     failures: list[Failure] = Field(default_factory=list)
     error: str | None = None

@@ -12,7 +12,7 @@ per 10 accounts; real operators: hundreds of services for tens of thousands of a
 ``GET /accounts`` once, then per service, and fall back to per account only in the odd world where
 there are more services than accounts. Total: 1 + pages + min(S, N) requests.
 
-The per-service reads are independent GETs, so a few run at once (``concurrency``, default 4): no
+The per-service reads are independent GETs, so a few run at once (``concurrency``, default 8): no
 rate limit is known for RosDomofon, and latency, not the server, bounds a sequential walk.
 """
 
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.rosdomofon import Account, Connection, Service, ServicesResponse
 
 SERVICES_PAGE_SIZE = 1000
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8  # the client's HTTP pool keeps 10 connections
 
 
 class RosDomofonReader(Protocol):

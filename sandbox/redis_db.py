@@ -51,7 +51,7 @@ def claim_database(base_url: str, pid: int | None = None) -> str:
         client = redis.Redis.from_url(url, decode_responses=True)
         if client.set(CLAIM_KEY, owner, nx=True):
             return url
-        if _stale_stack_claim(client.get(CLAIM_KEY)):
+        if _stale_stack_claim(str(client.get(CLAIM_KEY) or "")):
             client.set(CLAIM_KEY, owner)
             return url
     raise NoFreeDatabaseError(f"every database index of {parsed.hostname}:{parsed.port} is claimed")

@@ -108,7 +108,7 @@ def role_probes(plan: StackPlan) -> dict[str, health.Probe]:
 
 
 def urls(plan: StackPlan) -> dict[str, str]:
-    out = {
+    out: dict[str, str] = {
         name: plan.url(name) for name in ("webhook", "flower", "rosdomofon", "bitrix24") if name in plan.ports
     }
     out["webhook_events"] = plan.webhook_url

@@ -9,6 +9,7 @@ touching ``os.environ``. With no stack running, the plain configured settings ar
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sandbox.stack_state import DEFAULT_RUN_DIR, StackState, read_state
 from tasks.settings import Settings, SettingsError, load_settings
@@ -16,7 +17,7 @@ from tasks.settings import Settings, SettingsError, load_settings
 
 def settings_with_overrides(overrides: dict[str, str]) -> Settings:
     aliases = {field.alias for field in Settings.model_fields.values() if field.alias}
-    known = {key: value for key, value in overrides.items() if key in aliases}
+    known: dict[str, Any] = {key: value for key, value in overrides.items() if key in aliases}
     if not known:
         return load_settings()
     try:

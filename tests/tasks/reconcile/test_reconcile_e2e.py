@@ -195,3 +195,21 @@ def test_a_second_run_while_one_holds_the_lock_is_skipped(
         holder.release()
     assert report.status == RunStatus.SKIPPED
     assert portal.writes() == []
+
+
+def test_many_homeless_accounts_on_a_small_portal_are_matched_by_scanning_it(
+    monkeypatch, rd_api: RosDomofonAPI, b24_client: Bitrix24Client, store: redis.Redis, portal: PortalView
+) -> None:
+    from tasks.reconcile import portal as portal_module
+
+    monkeypatch.setattr(portal_module, "PHONES_PER_FINDBYCOMM_REQUEST", 5)  # findbycomm now looks dear
+    account = rd_api.get_accounts()[7]
+    phone = normalize_phone(account.owner.phone)
+    b24_client.call("crm.contact.add", {"fields": {"NAME": "Old", "PHONE": [{"VALUE": "8" + phone[1:]}]}})
+
+    report = run(rd_api, b24_client, store).report
+
+    assert report.read_pattern.endswith("+scan-all")
+    assert report.adopted == 1 and report.created == 29
+    assert "crm.duplicate.findbycomm" not in portal.calls()["inner_counts"]
+    assert by_origin(portal.contacts())[str(account.id)]["NAME"] == "Old"

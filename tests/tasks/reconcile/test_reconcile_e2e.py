@@ -67,7 +67,7 @@ def test_unchanged_second_run_makes_no_bitrix24_request(
     assert portal.calls()["requests"] == before
 
 
-def test_blocking_an_account_and_connecting_a_service_updates_exactly_those_contacts(
+def test_blocking_an_account_and_connecting_a_service_updates_exactly_that_contact(
     rd_sim: RosDomofonSimulator,
     rd_api: RosDomofonAPI,
     b24_client: Bitrix24Client,
@@ -75,28 +75,29 @@ def test_blocking_an_account_and_connecting_a_service_updates_exactly_those_cont
     portal: PortalView,
 ) -> None:
     run(rd_api, b24_client, store)
-    accounts = [a for a in rd_api.get_accounts() if not a.blocked]
-    blocked, connected = accounts[0], accounts[1]
-    rd_api.block_account(blocked.number)
-    flat = next(f for f in rd_sim.world.flats.values() if f.account_id == connected.id)
-    have = {c.service_id for c in rd_sim.world.connections.values() if c.account_id == connected.id}
+    account = next(a for a in rd_api.get_accounts() if not a.blocked)
+    rd_api.block_account(account.number)
+    flat = next(f for f in rd_sim.world.flats.values() if f.account_id == account.id)
+    have = {c.service_id for c in rd_sim.world.connections.values() if c.account_id == account.id}
     service = next(s for s in rd_sim.world.services.values() if s.id not in have)
-    rd_api.connect_service(service.id, flat.id, connected.id)
-    before = {k: v for k, v in by_origin(portal.contacts()).items()}
+    rd_api.connect_service(service.id, flat.id, account.id)
+    before = by_origin(portal.contacts())
     writes_before = len(portal.writes())
 
     outcome = run(rd_api, b24_client, store)
 
-    assert outcome.report.updated == 2 and outcome.report.unchanged == 28
-    assert {w.account_id for w in outcome.plan.writes} == {blocked.id, connected.id}
-    assert len(portal.writes()) == writes_before + 2
+    assert outcome.report.updated == 1 and outcome.report.unchanged == 29
+    (write,) = outcome.plan.writes
+    assert write.contact_id == int(before[str(account.id)]["ID"])
+    assert {m.F_BLOCKED, m.F_BLOCK_REASON, m.F_SERVICES} <= set(write.fields)
+    assert set(write.fields) <= {m.F_BLOCKED, m.F_BLOCK_REASON, m.F_SERVICES, m.F_SERVICES_ACTIVE}
+    assert [w["method"] for w in portal.writes()[writes_before:]] == ["crm.contact.update"]
     after = by_origin(portal.contacts())
-    assert after[str(blocked.id)][m.F_BLOCKED] == "Y"
-    assert after[str(blocked.id)][m.F_BLOCK_REASON]
-    assert str(service.id) in after[str(connected.id)][m.F_SERVICES]
-    untouched = set(after) - {str(blocked.id), str(connected.id)}
-    assert all(after[k] == before[k] for k in untouched)
-    assert after[str(blocked.id)]["PHONE"] == before[str(blocked.id)]["PHONE"]  # no phone row re-added
+    changed = after[str(account.id)]
+    assert changed[m.F_BLOCKED] == "Y" and changed[m.F_BLOCK_REASON]
+    assert f"#{service.id}]" in changed[m.F_SERVICES]
+    assert changed["PHONE"] == before[str(account.id)]["PHONE"]  # no phone row re-added
+    assert all(after[k] == before[k] for k in after if k != str(account.id))
 
 
 def test_contacts_with_the_same_phone_in_another_format_are_adopted(

@@ -29,7 +29,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-RATE, BURST = 2.0, 50
+BURST = 50
 
 
 def _serve_rosdomofon(accounts: int, seed: int, out: Any) -> None:
@@ -41,10 +41,10 @@ def _serve_rosdomofon(accounts: int, seed: int, out: Any) -> None:
         time.sleep(3600)
 
 
-def _serve_bitrix24(out: Any) -> None:
+def _serve_bitrix24(rate: float, out: Any) -> None:
     from sandbox.bitrix24.server import Bitrix24Simulator
 
-    sim = Bitrix24Simulator(rate=RATE, burst=BURST, rate_limit=True).start()
+    sim = Bitrix24Simulator(rate=rate, burst=BURST, rate_limit=True).start()
     out.put({"url": sim.url, "webhook_url": sim.webhook_url})
     while True:
         time.sleep(3600)
@@ -76,8 +76,11 @@ def _clear(store: redis.Redis) -> None:
 @click.option("--n", "accounts", default=10_000, show_default=True, help="RosDomofon accounts")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True, help="base Redis URL")
+@click.option(
+    "--rate", default=2.0, show_default=True, help="portal drain, req/s (a high rate shows local overhead)"
+)
 @click.option("--log-level", default="WARNING", show_default=True)
-def main(accounts: int, seed: int, redis_url: str, log_level: str) -> None:
+def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) -> None:
     from loguru import logger
 
     from clients.bitrix24 import Bitrix24Config
@@ -93,19 +96,19 @@ def main(accounts: int, seed: int, redis_url: str, log_level: str) -> None:
     store = redis.Redis.from_url(db_url, decode_responses=True)
     _clear(store)
     rd_proc, rd = _start(_serve_rosdomofon, accounts, seed)
-    b24_proc, b24 = _start(_serve_bitrix24)
+    b24_proc, b24 = _start(_serve_bitrix24, rate)
     try:
         api = RosDomofonAPI(rd["username"], rd["password"], base_url=rd["url"], timeout=(5.0, 60.0))
         config = Bitrix24Config(
             webhook_url=b24["webhook_url"],
-            rate=RATE,
+            rate=rate,
             burst=BURST,
             limiter_key=f"bench-{uuid.uuid4().hex[:6]}",
         )
         client = Bitrix24Client(config, redis=redis.Redis.from_url(db_url))
         minimal = math.ceil(accounts / 50) + 1
-        minimal_floor = max(0.0, (minimal - BURST) / RATE)
-        table = Table(title=f"reconcile bench: N={accounts}, Bitrix24 {RATE:g} req/s burst {BURST}")
+        minimal_floor = max(0.0, (minimal - BURST) / rate)
+        table = Table(title=f"reconcile bench: N={accounts}, Bitrix24 {rate:g} req/s burst {BURST}")
         for column in ("run", "created", "unchanged", "b24 requests", "503s", "writes", "rd requests", "rd s",
                        "b24 phase s", "wall s", "floor s", "b24 phase/floor", "wall/floor",
                        "wall/minimal floor"):  # fmt: skip
@@ -117,7 +120,7 @@ def main(accounts: int, seed: int, redis_url: str, log_level: str) -> None:
             wall = time.monotonic() - started
             after = _portal_counts(b24["url"])
             made, limited, writes = (a - b for a, b in zip(after, before, strict=True))
-            floor = max(0.0, (made - BURST) / RATE)
+            floor = max(0.0, (made - BURST) / rate)
             table.add_row(
                 name,
                 str(report.created),
@@ -137,7 +140,7 @@ def main(accounts: int, seed: int, redis_url: str, log_level: str) -> None:
             console.print(report.summary())
             # Let the bucket drain before the second run so it measures the run, not the first's debt.
             if name == "first":
-                time.sleep(min(30.0, BURST / RATE))
+                time.sleep(min(30.0, BURST / rate))
         console.print(table)
         console.print(
             f"minimal first-run requests: {minimal} (N/50 create batches + 1 scan) "

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     reconcile_crontab: str = Field(default="", alias="RECONCILE_CRONTAB")
     # Run lock TTL, seconds; kept alive by a heartbeat, so it only bounds how long a killed run blocks.
     reconcile_lock_ttl: float = Field(default=60.0, gt=0, alias="RECONCILE_LOCK_TTL")
+    # RosDomofon GETs in flight at once while reading connections (per service); no rate limit is known.
+    reconcile_read_concurrency: int = Field(default=8, ge=1, le=32, alias="RECONCILE_READ_CONCURRENCY")
     # RedBeat: a standby beat takes over this many seconds after the active one died.
     redbeat_lock_timeout: int = Field(default=300, gt=0, alias="REDBEAT_LOCK_TIMEOUT")
 

@@ -69,6 +69,7 @@ def reconcile_command(dry_run: bool, full: bool, inline: bool, wait: float | Non
             full=full,
             dry_run=dry_run,
             lock_ttl=settings.reconcile_lock_ttl,
+            read_concurrency=settings.reconcile_read_concurrency,
         )
         if dry_run:
             _print_plan(outcome, limit)

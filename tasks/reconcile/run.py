@@ -38,11 +38,20 @@ def run_reconciliation(
     full: bool = False,
     dry_run: bool = False,
     lock_ttl: float = 60.0,
+    read_concurrency: int = 8,
 ) -> Outcome:
     """Reconcile under the run lock and publish the report (also when the run fails)."""
     report = new_report(full=full, dry_run=dry_run)
     if dry_run:  # reads only: no lock needed, nothing to protect
-        outcome = reconcile(rosdomofon, bitrix24, store, full=full, dry_run=True, report=report)
+        outcome = reconcile(
+            rosdomofon,
+            bitrix24,
+            store,
+            full=full,
+            dry_run=True,
+            report=report,
+            read_concurrency=read_concurrency,
+        )
         publish(outcome.report, store)
         return outcome
     lock = RunLock(store, ttl=lock_ttl)
@@ -52,7 +61,9 @@ def run_reconciliation(
         publish(report, store)
         return Outcome(report=report, plan=Plan())
     try:
-        outcome = reconcile(rosdomofon, bitrix24, store, full=full, report=report)
+        outcome = reconcile(
+            rosdomofon, bitrix24, store, full=full, report=report, read_concurrency=read_concurrency
+        )
     except Exception:
         publish(report, store)
         raise
@@ -68,13 +79,15 @@ def run(payload: ReconcileRequest) -> RunReport:
     from tasks import clients
     from tasks.settings import get_settings
 
+    settings = get_settings()
     outcome = run_reconciliation(
         clients.rosdomofon_api(),
         clients.bitrix24_client(),
         clients.redis_client(),
         full=payload.full,
         dry_run=payload.dry_run,
-        lock_ttl=get_settings().reconcile_lock_ttl,
+        lock_ttl=settings.reconcile_lock_ttl,
+        read_concurrency=settings.reconcile_read_concurrency,
     )
     return outcome.report
 

@@ -139,6 +139,8 @@ def merge_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, 
     base: Any = args[0] if args else {}
     if base is None:
         base = {}
+    if isinstance(base, BaseModel):  # a direct call with the payload model itself
+        base = base.model_dump(mode="json")
     if not isinstance(base, dict):
         raise InvalidPayloadError(f"positional argument must be a JSON object, got {type(base).__name__}")
     return {**base, **kwargs}
@@ -191,15 +193,18 @@ def _bound(attempt: Attempt) -> Iterator[None]:
 
 
 def _execute(task: Task, spec: OperationSpec, fn: Callable[[Any], Any], args: tuple, kwargs: dict) -> Any:
-    raw: dict[str, Any] = {}
+    merge_error: InvalidPayloadError | None = None
     try:
         raw = merge_arguments(args, kwargs)
-    finally:
-        attempt = _attempt_from(task, spec, raw)
+    except InvalidPayloadError as exc:
+        raw, merge_error = {"args": list(args), **kwargs}, exc
+    attempt = _attempt_from(task, spec, raw)
     with _bound(attempt):
         started = time.monotonic()
         logger.debug("attempt {} payload {}", attempt.number, redact(raw))
         try:
+            if merge_error is not None:
+                raise merge_error
             payload = validate_payload(spec.payload, raw, task_name=spec.name)
             output = _call_with_reauthentication(spec, fn, payload)
         except Retry:

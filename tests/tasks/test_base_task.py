@@ -133,3 +133,12 @@ def test_logs_carry_task_and_root_ids_and_no_secret(
     lines = [line for line in worker.logs().splitlines() if result.id in line]
     assert any(f"root_id={result.id}" in line and "task_name=probe.flaky" in line for line in lines)
     assert "hunter2-" + unique not in worker.logs()
+
+
+def test_positional_arguments_other_than_one_object_are_dead_lettered(
+    worker: CeleryWorker, celery_app: Celery
+) -> None:
+    result = celery_app.send_task("probe.add", args=[1, 2])
+    letter = wait_dead_letter(result.id)
+    assert letter.reason == "invalid_payload" and "at most one positional JSON object" in letter.error
+    assert letter.payload == {"args": [1, 2]}

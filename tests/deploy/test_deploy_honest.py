@@ -261,7 +261,10 @@ def test_workers_get_time_for_a_soft_shutdown() -> None:
     from tasks.settings import Settings
 
     soft = Settings.model_fields["worker_soft_shutdown_timeout"].default
+    ingest_stop = Settings.model_fields["ingest_shutdown_timeout"].default
     for deployment, spec, container in pod_containers():
+        if container["command"] == ["rdb24", "ingest"]:
+            assert spec["terminationGracePeriodSeconds"] > ingest_stop, deployment
         if container["command"][3:4] == ["worker"]:
             assert spec["terminationGracePeriodSeconds"] > soft, deployment
             assert {"name": "REMAP_SIGTERM", "value": "SIGQUIT"} in container["env"], deployment

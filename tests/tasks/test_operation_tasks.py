@@ -189,3 +189,25 @@ def test_bitrix24_400_is_dead_lettered_and_replays_once_fixed(
     new_id = dead_letters.store().replay(letter.id)
     assert AsyncResult(new_id, app=celery_app).get(timeout=TIMEOUT) == {"ok": True}
     assert b24.portal.contacts[contact_id]["LAST_NAME"] == unique
+
+
+def test_no_credential_reaches_the_worker_log(
+    sims_worker: CeleryWorker,
+    celery_app: Celery,
+    rd: RosDomofonSimulator,
+    b24: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    # Exercise both services (incl. a token renewal and a failing call) before scanning the whole log.
+    rd.expire_tokens()
+    run(celery_app, "rosdomofon.get_accounts")
+    _contact(celery_app, unique)
+    b24.inject("error", status=500, code="INTERNAL_SERVER_ERROR", method="batch", count=1)
+    before = retries("bitrix24.find_contacts_by_phone", "transient")
+    run(celery_app, "bitrix24.find_contacts_by_phone", phones=["79130000000"])
+    assert retries("bitrix24.find_contacts_by_phone", "transient") - before == 1
+    log = sims_worker.logs()
+    assert "rosdomofon.get_accounts" in log and "bitrix24.create_contact" in log
+    secrets = [rd.password, b24.portal.webhook_secret, *list(rd.tokens._expires)]
+    leaked = [s for s in secrets if s and s in log]
+    assert leaked == []

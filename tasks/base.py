@@ -167,7 +167,12 @@ def validate_payload(model: type[P], data: dict[str, Any], *, task_name: str | N
 def _attempt_from(task: Task, spec: OperationSpec, payload: dict[str, Any]) -> Attempt:
     request = task.request
     counts = request.get(RETRIES_HEADER) or {}
-    message_id = payload.get("message_id") or request.get(MESSAGE_HEADER)
+    nested = payload.get("message")
+    message_id = (
+        payload.get("message_id")
+        or (nested.get("message_id") if isinstance(nested, dict) else None)
+        or request.get(MESSAGE_HEADER)
+    )
     return Attempt(
         task_name=spec.name,
         task_id=str(request.id),

@@ -33,6 +33,13 @@ class SubscriberMessage(FlowModel):
     sent_at: int | None = Field(default=None, description="Kafka record timestamp, unix seconds")
 
 
+class HandleIncomingMessageResult(FlowModel):
+    """The chain was accepted by the broker; ``task_ids`` are its steps' deterministic ids, in order."""
+
+    message_id: str
+    task_ids: list[str]
+
+
 class AccountRef(FlowModel):
     """What the phone -> account index keeps per phone: enough to label a contact and a chat."""
 
@@ -120,6 +127,7 @@ __all__ = [
     "FindOrCreateContactPayload",
     "FindOrCreateContactResult",
     "FlowModel",
+    "HandleIncomingMessageResult",
     "LookupAccountPayload",
     "LookupAccountResult",
     "OperatorReplyPayload",

@@ -25,7 +25,9 @@ from tasks.queues import Queue
 from tasks.settings import ChatMode, Settings, get_settings
 
 STEP = "post"
-TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
+TAG_PREFIX = "rdb24:"
+POST_LOCK_TIMEOUT = 60.0  # above one Bitrix24 call (30 s timeout); a dead holder blocks no longer
+POST_LOCK_WAIT = 20.0  # hidden in the CRM chat message so a retry can recognise its own post
 
 
 def chat_mode(settings: Settings) -> ChatModeUsed:
@@ -127,23 +129,26 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     settings, cache = get_settings(), redis_client()
     message_id = payload.message.message_id
     with logger.contextualize(message_id=message_id):
-        previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
-        if previous is not None and previous.done and previous.result is not None:
-            return PostToChatResult.model_validate(previous.result)
-        mode = chat_mode(settings)
-        # Remember the subscriber before posting: an operator may answer before this step returns.
-        record = _subscriber_record(payload)
-        subscribers.remember(cache, record)
-        if mode == ChatModeUsed.OPENLINES:
-            result = _post_openlines(payload, settings, ambiguous=previous is not None)
-            record.openlines_chat_id = result.chat_id
-        else:
-            result = _post_crm_chat(payload, ambiguous=previous is not None)
-            record.crm_chat_id = result.chat_id
-        effects.mark_done(
-            cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
-        )
-        subscribers.remember(cache, record)
+        # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
+        # second waits, then returns the first one's stored result.
+        with effects.locked(cache, f"post:{message_id}", timeout=POST_LOCK_TIMEOUT, wait=POST_LOCK_WAIT):
+            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+            if previous is not None and previous.done and previous.result is not None:
+                return PostToChatResult.model_validate(previous.result)
+            mode = chat_mode(settings)
+            # Remember the subscriber before posting: an operator may answer before this step returns.
+            record = _subscriber_record(payload)
+            subscribers.remember(cache, record)
+            if mode == ChatModeUsed.OPENLINES:
+                result = _post_openlines(payload, settings, ambiguous=previous is not None)
+                record.openlines_chat_id = result.chat_id
+            else:
+                result = _post_crm_chat(payload, ambiguous=previous is not None)
+                record.crm_chat_id = result.chat_id
+            effects.mark_done(
+                cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+            )
+            subscribers.remember(cache, record)
         metrics.CHAT_POSTS.inc(mode=mode.value)
         logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
         return result

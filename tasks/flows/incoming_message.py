@@ -15,9 +15,13 @@ from __future__ import annotations
 from celery import chain
 from celery.canvas import Signature
 from loguru import logger
-from pydantic import BaseModel, ConfigDict
 
-from schemas.flows import LookupAccountPayload, LookupAccountResult, SubscriberMessage
+from schemas.flows import (
+    HandleIncomingMessageResult,
+    LookupAccountPayload,
+    LookupAccountResult,
+    SubscriberMessage,
+)
 from schemas.kafka import KafkaIncomingMessage
 from tasks import accounts_index, effects
 from tasks.base import operation
@@ -33,13 +37,6 @@ STEPS = ("lookup", "contact", "post")
 
 class IncomingMessageError(ValueError):
     """The Kafka record cannot become a chain (no sender phone, system message...): dead-letter it."""
-
-
-class HandleIncomingMessageResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    message_id: str
-    task_ids: list[str]
 
 
 def step_task_id(message_id: str, step: str) -> str:

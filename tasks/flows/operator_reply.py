@@ -27,6 +27,8 @@ from tasks.settings import ReplyTransport, Settings, get_settings
 SEND_STEP = "send"
 STATUS_STEP = "delivery-status"
 CHANNEL = "support"
+SEND_LOCK_TIMEOUT = 60.0  # above one RosDomofon call (30 s timeout); a dead holder blocks no longer
+SEND_LOCK_WAIT = 20.0
 
 
 class ReplyTargetError(FixInputError):
@@ -118,22 +120,25 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
             abonent_id = subscribers.abonent_of_dialog(payload.chat_id)
         except subscribers.UnknownDialogError as exc:
             raise ReplyTargetError(str(exc)) from None
-        marker = effects.recall(cache, key, SEND_STEP)
-        if marker is not None and marker.done and marker.result is not None:
-            result = OperatorReplyResult.model_validate(marker.result)
-        else:
-            text = strip_bbcodes(payload.text)
-            if not text:
-                raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
-            previous = effects.mark_started(cache, key, SEND_STEP, ttl=settings.effect_marker_ttl)
-            record = subscribers.recall(cache, abonent_id)
-            result = (_already_sent(settings, abonent_id, record, text) if previous else None) or _send(
-                settings, abonent_id, record, text
-            )
-            effects.mark_done(
-                cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
-            )
-            logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
+        # One sender at a time per operator message: a duplicate task running alongside waits here
+        # and then finds the first one's marker.
+        with effects.locked(cache, key, timeout=SEND_LOCK_TIMEOUT, wait=SEND_LOCK_WAIT):
+            marker = effects.recall(cache, key, SEND_STEP)
+            if marker is not None and marker.done and marker.result is not None:
+                result = OperatorReplyResult.model_validate(marker.result)
+            else:
+                text = strip_bbcodes(payload.text)
+                if not text:
+                    raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
+                previous = effects.mark_started(cache, key, SEND_STEP, ttl=settings.effect_marker_ttl)
+                record = subscribers.recall(cache, abonent_id)
+                result = (_already_sent(settings, abonent_id, record, text) if previous else None) or _send(
+                    settings, abonent_id, record, text
+                )
+                effects.mark_done(
+                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                )
+                logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
         status = effects.recall(cache, key, STATUS_STEP)
         if status is None or not status.done:
             _report_delivery(payload)

@@ -144,3 +144,33 @@ def test_ambiguous_contact_create_is_looked_up_not_repeated(
     contacts = contacts_with_phone(b24_sim, str(phone))
     assert len(contacts) == 1 and int(contacts[0]["ID"]) == result["contact_id"]
     assert len(posts_of(b24_sim, unique)) == 1
+
+
+def test_same_message_enqueued_twice_at_once_is_posted_once(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    flow_redis: redis.Redis,
+    unique: str,
+) -> None:
+    """A Kafka record read again while its first chain still runs: both chains race, one post lands."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 9)
+    wait_result(  # the contact and its chat exist, so both copies reach the post at the same time
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"warm {unique}"), f"MESSAGES_IN_SK_SB:9:{unique}"
+        )
+    )
+    b24_sim.inject("latency", method="im.message.add", seconds=1.5, count=2)
+    message = incoming(abonent_id, phone, f"twice {unique}")
+    threads = [
+        Thread(target=enqueue_incoming_message, args=(message, f"MESSAGES_IN_SK_SB:0:{unique}"))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    wait_until(lambda: posts_of(b24_sim, f"twice {unique}"), message="first post")
+    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    b24_sim.faults.clear()
+    assert len(posts_of(b24_sim, f"twice {unique}")) == 1

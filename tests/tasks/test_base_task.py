@@ -14,6 +14,8 @@ from tasks import dead_letters, metrics
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.probe_tasks import attempts_key
 
+pytestmark = pytest.mark.usefixtures("on_session_db")
+
 TIMEOUT = 30
 
 

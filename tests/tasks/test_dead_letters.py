@@ -15,6 +15,8 @@ from tasks import dead_letters
 from tasks.cli import main
 from tasks.dead_letters import DeadLetterNotFound, DeadLetterStore
 
+pytestmark = pytest.mark.usefixtures("on_session_db")
+
 
 @pytest.fixture
 def store(celery_app: Celery, redis_client: redis.Redis) -> Iterator[DeadLetterStore]:

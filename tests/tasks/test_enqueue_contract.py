@@ -20,6 +20,8 @@ from tasks.enqueue import InvalidPayloadError, UnknownTaskError, enqueue
 from tests.fixtures.worker import ROOT, CeleryWorker
 from tests.tasks import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
 
+pytestmark = pytest.mark.usefixtures("on_session_db")
+
 BIN = Path(sys.executable).parent
 
 

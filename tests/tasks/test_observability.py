@@ -19,6 +19,8 @@ LOG_SCRIPT = """
 import logging
 from loguru import logger
 from tasks import log
+
+pytestmark = pytest.mark.usefixtures("on_session_db")
 log.configure(level="INFO", json=True)
 context = dict(task_name="rosdomofon.block_account", task_id="t-1", root_id="r-1", message_id="T:0:5")
 with logger.contextualize(**context):

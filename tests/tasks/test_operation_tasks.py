@@ -26,6 +26,8 @@ from tasks.enqueue import enqueue
 from tests.fixtures.worker import ROOT, CeleryWorker
 from tests.tasks.test_base_task import wait_dead_letter
 
+pytestmark = pytest.mark.usefixtures("on_session_db")
+
 TIMEOUT = 30
 V1 = "/abonents-service/api/v1"
 RDB24 = str(Path(sys.executable).parent / "rdb24")

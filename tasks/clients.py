@@ -75,6 +75,7 @@ def bitrix24_config(settings: Settings) -> Bitrix24Config:
         client_endpoint=settings.bitrix24_client_endpoint or None,
         client_id=settings.bitrix24_client_id or None,
         client_secret=secret(settings.bitrix24_client_secret),
+        server_endpoint=settings.bitrix24_server_endpoint or None,
         access_token=secret(settings.bitrix24_access_token),
         refresh_token=secret(settings.bitrix24_refresh_token),
         application_token=secret(settings.bitrix24_application_token),

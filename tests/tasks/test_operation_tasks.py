@@ -11,10 +11,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
@@ -23,7 +24,8 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon import RosDomofonSimulator
 from tasks import dead_letters, metrics
 from tasks.enqueue import enqueue
-from tests.fixtures.worker import ROOT, CeleryWorker
+from tests.conftest import _claim_free_db
+from tests.fixtures.worker import ROOT, CeleryWorker, point_app_at
 from tests.tasks.test_base_task import wait_dead_letter
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
@@ -213,3 +215,49 @@ def test_no_credential_reaches_the_worker_log(
     secrets = [rd.password, b24.portal.webhook_secret, *list(rd.tokens._expires)]
     leaked = [s for s in secrets if s and s in log]
     assert leaked == []
+
+
+@pytest.fixture
+def oauth_worker(
+    celery_worker_factory: Callable[..., CeleryWorker],
+    bitrix24_sim: Bitrix24Simulator,
+    redis_server_url: str,
+    redis_url: str,
+) -> Iterator[tuple[CeleryWorker, Celery]]:
+    """A worker with the Bitrix24 OAuth app on a DB of its own (the shared worker uses the webhook)."""
+    url = _claim_free_db(redis_server_url)
+    oauth = bitrix24_sim.oauth
+    access, refresh = bitrix24_sim.issue_tokens()
+    env = {
+        "REDIS_URL": url,
+        "BITRIX24_CLIENT_ENDPOINT": oauth.client_endpoint,
+        "BITRIX24_CLIENT_ID": oauth.client_id,
+        "BITRIX24_CLIENT_SECRET": oauth.client_secret,
+        "BITRIX24_SERVER_ENDPOINT": oauth.server_endpoint,
+        "BITRIX24_ACCESS_TOKEN": access,
+        "BITRIX24_REFRESH_TOKEN": refresh,
+        "BITRIX24_TIMEOUT": "5",
+    }
+    worker = celery_worker_factory(env, queues=["bitrix24"])
+    app = point_app_at(url)
+    try:
+        yield worker, app
+    finally:
+        worker.stop()
+        point_app_at(redis_url)
+        redis.Redis.from_url(url).flushdb()
+
+
+def test_bitrix24_expired_oauth_token_is_refreshed_without_a_task_retry(
+    oauth_worker: tuple[CeleryWorker, Celery], b24: Bitrix24Simulator, unique: str
+) -> None:
+    worker, app = oauth_worker
+    contact_id = _contact(app, unique)
+    refreshes = b24.portal.summary()["oauth_refreshes"]
+    before = retries("bitrix24.get_contact", "transient") + retries("bitrix24.get_contact", "reauthenticate")
+    b24.expire_access_tokens()
+    assert run(app, "bitrix24.get_contact", contact_id=contact_id)["contact"]["ID"] == contact_id
+    assert b24.portal.summary()["oauth_refreshes"] == refreshes + 1
+    after = retries("bitrix24.get_contact", "transient") + retries("bitrix24.get_contact", "reauthenticate")
+    assert after == before
+    assert worker.running

@@ -261,3 +261,16 @@ def test_bitrix24_expired_oauth_token_is_refreshed_without_a_task_retry(
     after = retries("bitrix24.get_contact", "transient") + retries("bitrix24.get_contact", "reauthenticate")
     assert after == before
     assert worker.running
+
+
+def test_bitrix24_timed_503_storm_is_waited_out(
+    sims_worker: CeleryWorker, celery_app: Celery, b24: Bitrix24Simulator, unique: str
+) -> None:
+    contact_id = _contact(celery_app, unique)
+    before = retries("bitrix24.get_contact", "rate_limited")
+    b24.inject("storm", seconds=1.0)  # every call answers 503 QUERY_LIMIT_EXCEEDED for a second
+    started = time.monotonic()
+    assert run(celery_app, "bitrix24.get_contact", contact_id=contact_id)["contact"]["ID"] == contact_id
+    assert time.monotonic() - started >= 0.9
+    assert retries("bitrix24.get_contact", "rate_limited") - before >= 1
+    assert b24.portal.summary()["rate_limited"] >= 1

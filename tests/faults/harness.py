@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,9 +310,12 @@ class Stack:
         )
 
     def contacts(self) -> tally.Tally:
+        return self.contacts_for(m.phone for m in self.sent)
+
+    def contacts_for(self, phones: Iterable[str]) -> tally.Tally:
+        """Each of these subscribers' phones against the portal's contacts: exactly one each."""
         assert self.sims is not None
-        phones = sorted({m.phone for m in self.sent})
-        return tally.tally(phones, tally.count_phones(self.sims.contact_phones()))
+        return tally.tally(sorted(set(phones)), tally.count_phones(self.sims.contact_phones()))
 
     def dead_letters(self) -> list[DeadLetter]:
         store = DeadLetterStore(self.redis())

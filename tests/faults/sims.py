@@ -56,6 +56,7 @@ class Simulators:
             "BITRIX24_CLIENT_ENDPOINT": oauth.client_endpoint,
             "BITRIX24_CLIENT_ID": oauth.client_id,
             "BITRIX24_CLIENT_SECRET": oauth.client_secret,
+            "BITRIX24_SERVER_ENDPOINT": oauth.server_endpoint,
             "BITRIX24_ACCESS_TOKEN": oauth.access_token,
             "BITRIX24_REFRESH_TOKEN": oauth.refresh_token,
             "BITRIX24_APPLICATION_TOKEN": oauth.application_token,

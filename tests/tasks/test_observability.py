@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import requests
 from celery import Celery
 
@@ -15,12 +16,12 @@ from tasks import metrics
 from tasks.redaction import redact
 from tests.fixtures.worker import ROOT
 
+pytestmark = pytest.mark.usefixtures("on_session_db")
+
 LOG_SCRIPT = """
 import logging
 from loguru import logger
 from tasks import log
-
-pytestmark = pytest.mark.usefixtures("on_session_db")
 log.configure(level="INFO", json=True)
 context = dict(task_name="rosdomofon.block_account", task_id="t-1", root_id="r-1", message_id="T:0:5")
 with logger.contextualize(**context):

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     ingest_shutdown_timeout: float = Field(default=20.0, gt=0, alias="INGEST_SHUTDOWN_TIMEOUT")  # seconds
     ingest_retry_backoff_max: float = Field(default=30.0, gt=0, alias="INGEST_RETRY_BACKOFF_MAX")  # seconds
     ingest_stats_interval_ms: int = Field(default=5000, ge=0, alias="INGEST_STATS_INTERVAL_MS")  # lag stats
+    # How often the flows queue depth is read (LLEN) for backpressure, seconds
+    ingest_backpressure_interval: float = Field(default=0.5, gt=0, alias="INGEST_BACKPRESSURE_INTERVAL")
 
     # --- Bitrix24: an incoming webhook, or an OAuth local app (needed for Open Lines)
     bitrix24_webhook_url: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_WEBHOOK_URL")

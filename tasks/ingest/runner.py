@@ -58,6 +58,7 @@ def build_worker(
             Queue.FLOWS.value,
             pause_above=settings.ingest_pause_queue_depth,
             resume_below=settings.ingest_resume_queue_depth,
+            check_interval=settings.ingest_backpressure_interval,
         ),
         metrics=metrics,
         status=IngestStatus(group=config.effective_group_id, topic=topic),

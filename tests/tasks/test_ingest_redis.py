@@ -1,0 +1,139 @@
+"""The ingest worker against its Celery broker (Redis) misbehaving: down, then too deep a queue.
+
+No Celery worker runs here: the chains' first task messages are read straight from the ``flows``
+list of a dedicated Valkey, which this test stops, starts and drains at will.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sandbox import embedded
+from tests.conftest import create_topics
+from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+PARTITIONS = 3
+
+
+@pytest.fixture
+def broker_redis() -> Iterator[embedded.EmbeddedServer]:
+    try:
+        server = embedded.valkey().start()
+    except embedded.EmbeddedServiceError as exc:
+        pytest.skip(f"bundled Valkey unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_ingest(
+    kafka_bootstrap: str, broker_redis: embedded.EmbeddedServer, tmp_path: Path
+) -> Iterator[Callable[..., tuple[IngestProcess, str]]]:
+    started: list[IngestProcess] = []
+
+    def start(**extra: str) -> tuple[IngestProcess, str]:
+        company = f"RED{uuid.uuid4().hex[:8]}"
+        topic = f"MESSAGES_IN_{company}"
+        create_topics(kafka_bootstrap, topic, partitions=PARTITIONS)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PYTEST_"))}
+        base.update(
+            REDIS_URL=f"redis://127.0.0.1:{broker_redis.port}/0", PYTHONUNBUFFERED="1", LOG_LEVEL="INFO"
+        )
+        env = ingest_env(base, bootstrap=kafka_bootstrap, company=company, group=f"g-{company}", **extra)
+        process = IngestProcess(env, tmp_path / f"ingest-{len(started)}.log").start()
+        started.append(process)
+        return process, topic
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def queued_message_ids(client: redis.Redis) -> list[str]:
+    """The Kafka message ids of the chains waiting in the ``flows`` queue."""
+    ids = []
+    for raw in client.lrange("flows", 0, -1):
+        task_id = json.loads(raw)["headers"]["id"]  # msg:<topic>:<partition>:<offset>:lookup
+        ids.append(task_id.removeprefix("msg:").removesuffix(":lookup"))
+    return ids
+
+
+def test_enqueue_failure_keeps_records_and_retries_until_redis_is_back(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0")
+    ingest, topic = start_ingest()
+    ingest.wait_assigned(client)
+    seen = len(ingest.logs())
+    broker_redis.stop()
+    sent = produce(
+        kafka_bootstrap,
+        topic,
+        [subscriber_payload(900001, 79131234567, 1, f"redis down {i}") for i in range(12)],
+        partitions=PARTITIONS,
+    )
+    wait_until(lambda: "will retry" in ingest.logs()[seen:], 60, "a failed enqueue")
+    broker_redis.start()
+    expected = {f"{topic}:{p}:{o}" for p, o in sent}
+    wait_until(
+        lambda: expected <= set(queued_message_ids(client)), 60, "every chain enqueued after Redis returned"
+    )
+    ids = queued_message_ids(client)
+    per_partition: dict[str, list[int]] = {}
+    for message_id in reversed(ids):  # LPUSH: oldest last
+        _, partition, offset = message_id.rsplit(":", 2)
+        per_partition.setdefault(partition, []).append(int(offset))
+    for partition, offsets in per_partition.items():
+        assert offsets == sorted(offsets), f"partition {partition} enqueued out of order: {offsets}"
+    assert ingest.running
+
+
+def test_deep_flows_queue_pauses_consumption_and_resumes_below_low_mark(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0")
+    high, low, total = 20, 5, 150
+    ingest, topic = start_ingest(
+        INGEST_PAUSE_QUEUE_DEPTH=str(high),
+        INGEST_RESUME_QUEUE_DEPTH=str(low),
+        INGEST_BACKPRESSURE_INTERVAL="0.02",
+    )
+    ingest.wait_assigned(client)
+    produce(
+        kafka_bootstrap,
+        topic,
+        [subscriber_payload(900001, 79131234567, 1, f"burst {i}") for i in range(total)],
+        partitions=PARTITIONS,
+    )
+    status = wait_until(
+        lambda: (ingest.status(client) or {}).get("paused") and ingest.status(client), 30, "pause"
+    )
+    depth = client.llen("flows")
+    assert depth < total, "everything was enqueued despite the queue depth"
+    assert status["enqueued"] < total
+
+    deepest = depth
+
+    def drain_and_check() -> bool:
+        nonlocal deepest
+        current = client.llen("flows")
+        deepest = max(deepest, current)
+        if current > low:
+            client.delete("flows")  # a worker taking the queue down
+        latest = ingest.status(client) or {}
+        return latest.get("enqueued", 0) >= total and not latest.get("paused")
+
+    wait_until(drain_and_check, 60, "all records enqueued after the queue drained")
+    assert deepest <= high + 40, f"queue grew to {deepest}, far above the pause mark {high}"

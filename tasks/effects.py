@@ -120,22 +120,33 @@ def locked(
             lock.release()
 
 
+def is_locked(client: redis.Redis, name: str) -> bool:
+    """Whether someone holds ``name`` right now (a hint only: it may change the next moment)."""
+    return bool(client.exists(f"{LOCK_PREFIX}:{name}"))
+
+
+def phone_lock_name(phone: str) -> str:
+    return f"phone:{phone}"
+
+
 @contextmanager
 def phone_lock(
     client: redis.Redis, phone: str, *, timeout: float = 60.0, wait: float = 20.0
 ) -> Iterator[None]:
     """Serialise "find or create" for one normalised phone across every worker process."""
-    with locked(client, f"phone:{phone}", timeout=timeout, wait=wait):
+    with locked(client, phone_lock_name(phone), timeout=timeout, wait=wait):
         yield
 
 
 __all__ = [
     "LockBusyError",
     "Marker",
+    "is_locked",
     "locked",
     "mark_done",
     "mark_started",
     "marker_key",
     "phone_lock",
+    "phone_lock_name",
     "recall",
 ]

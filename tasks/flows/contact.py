@@ -3,9 +3,9 @@
 Bitrix24 has no uniqueness constraint and no idempotency key for contacts, so:
 
 1. a Redis cache ``phone -> contact id`` answers repeat subscribers without an API call;
-2. ``crm.duplicate.findbycomm`` finds contacts made by anyone (operators, reconciliation, us);
-3. only then, under the per-phone lock, we look again (cache and portal: another worker may have
-   created it while we waited) and create;
+2. under the per-phone lock, ``crm.duplicate.findbycomm`` finds contacts made by anyone (operators,
+   reconciliation, another worker that held the lock before us), and only then we create;
+3. if the lock is busy (someone is creating it, or died doing so), the portal is asked at once;
 4. a create that failed ambiguously (timeout, 5xx: it may have committed) is looked up once more at
    once and, if still absent, re-raised as ``LookUpFirstError``; the retry starts again at step 1,
    so it looks the phone up before creating again.
@@ -74,10 +74,16 @@ def contact_fields(phone: str, account: AccountRef | None, abonent_id: int | Non
     return fields
 
 
+def _cached(cache: redis.Redis, phone: str) -> int | None:
+    raw = cache.get(cache_key(phone))
+    return int(raw) if raw is not None else None
+
+
 def _lookup(directory: ContactDirectory, cache: redis.Redis, phone: str) -> int | None:
-    cached = cache.get(cache_key(phone))
+    """Cache first, then the portal (``crm.duplicate.findbycomm``); a portal hit is cached."""
+    cached = _cached(cache, phone)
     if cached is not None:
-        return int(cached)
+        return cached
     ids = directory.find_contacts_by_phone([phone]).get(phone) or []
     if not ids:
         return None
@@ -91,10 +97,19 @@ def _lookup(directory: ContactDirectory, cache: redis.Redis, phone: str) -> int 
 def ensure_contact(
     directory: ContactDirectory, cache: redis.Redis, phone: str, fields: dict[str, Any]
 ) -> tuple[int, bool]:
-    """The contact id for ``phone`` and whether we created it."""
-    found = _lookup(directory, cache, phone)
+    """The contact id for ``phone`` and whether we created it.
+
+    The portal is asked once per new subscriber (inside the lock), not before it too: requests are the
+    scarce resource (2 per second per portal). Only when the lock is held by someone else (creating it
+    right now, or dead mid-create) do we ask the portal at once, since the contact may already exist.
+    """
+    found = _cached(cache, phone)
     if found is not None:
         return found, False
+    if effects.is_locked(cache, effects.phone_lock_name(phone)):
+        found = _lookup(directory, cache, phone)
+        if found is not None:
+            return found, False
     with effects.phone_lock(cache, phone, timeout=LOCK_TIMEOUT, wait=LOCK_WAIT):
         found = _lookup(directory, cache, phone)
         if found is not None:

@@ -141,10 +141,10 @@ def test_dry_run_plans_without_writing(
 
 
 class FaultBeforeFirstWrite:
-    """The real client, but the simulator is told to commit-then-time-out the first write batch."""
+    """The real client, but a fault is injected into the simulator just before the first write batch."""
 
-    def __init__(self, client: Bitrix24Client, sim: Bitrix24Simulator) -> None:
-        self.client, self.sim, self.armed = client, sim, True
+    def __init__(self, client: Bitrix24Client, sim: Bitrix24Simulator, kind: str, **fault: Any) -> None:
+        self.client, self.sim, self.kind, self.fault, self.armed = client, sim, kind, fault, True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -152,7 +152,7 @@ class FaultBeforeFirstWrite:
     def batch(self, commands: Any, halt: bool = False) -> Any:
         if self.armed and any(cmd[0] == "crm.contact.add" for cmd in dict(commands).values()):
             self.armed = False
-            self.sim.inject("commit_then_timeout", method="batch", count=1, seconds=3.0)
+            self.sim.inject(self.kind, method="batch", **self.fault)
         return self.client.batch(commands, halt)
 
 
@@ -163,12 +163,35 @@ def test_ambiguous_write_batch_is_rechecked_not_resent(
     store: redis.Redis,
     portal: PortalView,
 ) -> None:
-    client = FaultBeforeFirstWrite(b24_client, b24_sim)
+    # The create batch commits, then the answer comes too late: the client sees an ambiguous write.
+    client = FaultBeforeFirstWrite(b24_client, b24_sim, "commit_then_timeout", count=1, seconds=3.0)
     outcome = reconcile(rd_api, client, store, sleep=lambda s: None)
     assert not client.armed  # the fault did fire on the create batch
     assert outcome.report.created == 30 and outcome.report.failed == 0
     assert len(by_origin(portal.contacts())) == 30
     assert Counter(c["method"] for c in portal.writes())["crm.contact.add"] == 30  # never re-sent
+
+
+def test_write_batch_refused_by_the_rate_limit_is_sent_again(
+    rd_api: RosDomofonAPI,
+    b24_sim: Bitrix24Simulator,
+    b24_client: Bitrix24Client,
+    store: redis.Redis,
+    portal: PortalView,
+) -> None:
+    # More refusals than the client's own rate-limit retries: the batch error reaches the applier.
+    refusals = b24_client.rate_limit_retries + 1
+    fault = {
+        "status": 503,
+        "code": "QUERY_LIMIT_EXCEEDED",
+        "description": "Too many requests",
+        "count": refusals,
+    }
+    client = FaultBeforeFirstWrite(b24_client, b24_sim, "error", **fault)
+    outcome = reconcile(rd_api, client, store, sleep=lambda s: None)
+    assert outcome.report.created == 30 and outcome.report.failed == 0
+    assert outcome.report.bitrix24_rate_limited == refusals
+    assert len(by_origin(portal.contacts())) == 30
 
 
 def test_full_run_rechecks_everything_and_repairs_an_edited_field(

@@ -338,6 +338,11 @@ class Stack:
             with contextlib.suppress(redis.RedisError, OSError):
                 if condition():
                     return time.monotonic() - started
+            for process in self.processes.values():
+                if process.crashed:
+                    raise ProcessFailedError(
+                        f"{process.name} exited on its own while waiting for {what}:\n" + process.tail()
+                    )
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{self.diagnostics()}")
 

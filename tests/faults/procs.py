@@ -36,6 +36,7 @@ class ManagedProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     exit_codes: list[int] = field(default_factory=list)
+    _reaped: bool = False
 
     def start(self) -> ManagedProcess:
         if self.running:
@@ -53,6 +54,7 @@ class ManagedProcess:
                 cwd=REPO_ROOT,
                 start_new_session=True,
             )
+        self._reaped = False
         self.starts += 1
         return self
 
@@ -63,6 +65,11 @@ class ManagedProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def crashed(self) -> bool:
+        """Exited on its own: not through :meth:`kill`/:meth:`terminate` of this object."""
+        return self.process is not None and self.process.poll() is not None and not self._reaped
 
     def kill(self) -> None:
         """``kill -9`` the process and every child of its group: no shutdown code runs."""
@@ -95,6 +102,7 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.exit_codes.append(code)
+        self._reaped = True
         return code
 
     def output(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.rosdomofon.context import SimContext
 from sandbox.rosdomofon.control import build_control_router
@@ -48,23 +49,42 @@ def create_app(ctx: SimContext) -> FastAPI:
                 return f"{method} {path}"
         return f"{request.method} {request.url.path}"
 
-    @app.middleware("http")
-    async def faults_and_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if path.startswith("/_sandbox"):
-            return await call_next(request)
+    async def faults_and_log(scope: Scope, receive: Receive, send: Send, inner: ASGIApp) -> None:
+        """Draw faults and log the call around every operator request.
+
+        A pure ASGI wrapper rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware
+        re-streams each response, which costs ~45 ms per call on loopback (headers and body leave in
+        separate writes and meet the client's delayed ACK).
+        """
+        path = scope["path"]
+        if scope["type"] != "http" or path.startswith("/_sandbox"):
+            await inner(scope, receive, send)
+            return
+        request = Request(scope, receive)
         decision = ctx.faults.draw(path)
         if decision.latency:
             await asyncio.sleep(decision.latency)
+
+        def log(status: int) -> None:
+            # Logged before the response leaves, so a client that reads the log right after the
+            # response always sees its own call.
+            ctx.calls.add(Call(request.method, path, endpoint_of(request), status, time.time(),
+                               fault=decision.status is not None))  # fmt: skip
+
         if decision.status is None:
-            response = await call_next(request)
+
+            async def send_and_log(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    log(message["status"])
+                await send(message)
+
+            await inner(scope, receive, send_and_log)
         else:
             response = _fault_response(request, decision.status, decision.retry_after)
-        ctx.calls.add(Call(request.method, path, endpoint_of(request), response.status_code, time.time(),
-                           fault=decision.status is not None))  # fmt: skip
-        return response
+            log(response.status_code)
+            await response(scope, receive, send)
+
+    app.add_middleware(_Wrap, handler=faults_and_log)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -84,6 +104,19 @@ def create_app(ctx: SimContext) -> FastAPI:
         return JSONResponse(_spring_error(400, message, request.url.path), status_code=400)
 
     return app
+
+
+class _Wrap:
+    """Adapts a ``handler(scope, receive, send, inner)`` coroutine into ASGI middleware."""
+
+    def __init__(
+        self, app: ASGIApp, handler: Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]]
+    ) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(scope, receive, send, self.app)
 
 
 def _fault_response(request: Request, status: int, retry_after: str | None) -> Response:

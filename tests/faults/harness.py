@@ -89,6 +89,7 @@ class StackOptions:
     accounts: int = 30
     persistent_kafka: bool = False  # S3-backed Tansu: survives kill/restart with data and offsets
     persistent_redis: bool = True  # append-only file: survives restart with queues and markers
+    redis_fsync: str = "always"  # appendfsync; "everysec" for load runs (a restart is a clean stop)
     env: dict[str, str] = field(default_factory=dict)  # per-scenario overrides
     log_level: str = "INFO"
 
@@ -136,7 +137,14 @@ class Stack:
             data = self.workdir / "valkey-data"
             data.mkdir(exist_ok=True)
             # Later arguments win: durable like a production Redis, each write on disk before the reply.
-            server.argv += ["--dir", str(data), "--appendonly", "yes", "--appendfsync", "always"]
+            server.argv += [
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.options.redis_fsync,
+            ]
         return server
 
     def close(self) -> None:

@@ -87,6 +87,18 @@ class Simulators:
         """Every message text in every chat of the portal, as operators see them."""
         return [str(m.get("text", "")) for chat in self.bitrix24.chats() for m in chat["messages"]]
 
+    def new_posted_texts(self, cursor: dict[int, int]) -> list[str]:
+        """Texts posted since the last call with the same ``cursor`` (chat id -> messages seen)."""
+        portal = self.bitrix24.portal
+        found = []
+        with portal.lock:
+            for chat_id, chat in portal.chats.items():
+                messages = chat["messages"]
+                start = cursor.get(chat_id, 0)
+                found.extend(str(m.get("text", "")) for m in messages[start:])
+                cursor[chat_id] = len(messages)
+        return found
+
     def contact_phones(self) -> Iterable[list[str]]:
         with self.bitrix24.portal.lock:
             contacts = list(self.bitrix24.portal.contacts.values())

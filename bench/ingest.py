@@ -176,7 +176,7 @@ def stack(workers: int, concurrency: int, pool: str, partitions: int, log_dir: P
         yield {"app": app, "rd": rd, "b24": b24, "bootstrap": bootstrap, "company": company, "ingest": ingest}
 
 
-def run_pipeline(ctx: dict, n: int, timeout: float) -> dict[str, float]:
+def run_pipeline(ctx: dict, n: int, timeout: float, rate: float = 0.0) -> dict[str, float]:
     rd, b24 = ctx["rd"], ctx["b24"]
     senders = message_mix(rd, n)
     values = [subscriber_payload(*who, f"Не работает домофон [bench:{i}]") for i, who in enumerate(senders)]
@@ -185,12 +185,17 @@ def run_pipeline(ctx: dict, n: int, timeout: float) -> dict[str, float]:
         b24.portal.calls.clear()
     watcher = PostWatcher(b24).start()
     sent_at: dict[int, float] = {}
-    produce(
-        ctx["bootstrap"],
-        f"MESSAGES_IN_{ctx['company']}",
-        values,
-        on_sent=lambda i, t: sent_at.__setitem__(i, t),
-    )
+    begin = time.time()
+
+    def pace(index: int, now: float) -> None:
+        if rate > 0:  # a steady arrival rate instead of one burst: latency without queueing behind N
+            delay = begin + index / rate - now
+            if delay > 0:
+                time.sleep(delay)
+                now = time.time()
+        sent_at[index] = now
+
+    produce(ctx["bootstrap"], f"MESSAGES_IN_{ctx['company']}", values, on_sent=pace)
     try:
         wait_for(lambda: len(watcher.seen) >= n, timeout, f"{n} chat posts")
     finally:
@@ -233,16 +238,21 @@ def run_baseline(app, n: int, timeout: float) -> dict[str, float]:  # type: igno
 @click.option("--pool", default="threads", show_default=True, type=click.Choice(["threads", "prefork"]))
 @click.option("--partitions", default=3, show_default=True)
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for each phase.")
-def main(n: int, workers: int, concurrency: int, pool: str, partitions: int, timeout: float) -> None:
+@click.option(
+    "--rate", default=0.0, show_default=True, help="Produce at this many messages/s (0: one burst)."
+)
+def main(
+    n: int, workers: int, concurrency: int, pool: str, partitions: int, timeout: float, rate: float
+) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         stack(workers, concurrency, pool, partitions, Path(tmp)) as ctx,
     ):
-        ours = run_pipeline(ctx, n, timeout)
+        ours = run_pipeline(ctx, n, timeout, rate)
         bare = run_baseline(ctx["app"], n, timeout)
     table = Table(
         title=f"Ingest end to end: {n} messages, {workers} worker(s) x {pool} {concurrency}, "
-        f"{partitions} partitions"
+        f"{partitions} partitions, " + (f"produced at {rate:g}/s" if rate else "produced in one burst")
     )
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -15,6 +15,7 @@ from importlib import util
 from typing import Any
 
 from celery import Celery, signals
+from celery.app.amqp import AMQP
 from kombu import Queue as KombuQueue
 
 from tasks.queues import DEFAULT_QUEUE, Queue, route_task
@@ -116,7 +117,25 @@ def beat_config() -> dict[str, Any]:
     return beat_defaults()
 
 
-app = Celery("rdb24", include=task_modules(), set_as_current=True)
+class RedactingAMQP(AMQP):
+    """Every message we publish (``delay``, ``send_task``, chains, retries) carries argument reprs with
+    credential-looking values masked: they are what Flower, events and worker logs show. Tasks take
+    no secrets; this is defence in depth. (Set here, not in a publish signal, because the ``task-sent``
+    event is built from the same reprs before any signal runs.)"""
+
+    def as_task_v2(
+        self, task_id: str, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
+    ):
+        from tasks.redaction import redact
+
+        if options.get("argsrepr") is None:
+            options["argsrepr"] = repr(redact(list(args or ())))
+        if options.get("kwargsrepr") is None:
+            options["kwargsrepr"] = repr(redact(dict(kwargs or {})))
+        return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
+
+
+app = Celery("rdb24", include=task_modules(), set_as_current=True, amqp=RedactingAMQP)
 app.add_defaults(celery_config)
 app.add_defaults(beat_config)
 
@@ -128,19 +147,6 @@ def _setup_logging(**_: Any) -> None:
     from tasks.settings import get_settings
 
     log.configure(get_settings())
-
-
-@signals.before_task_publish.connect
-def _redact_argument_reprs(headers: dict | None = None, body: Any = None, **_: Any) -> None:
-    """What Flower and events show for every publish (``delay``, ``send_task``, chains, retries):
-    arguments with credential-looking values masked. Tasks take no secrets; this is defence in depth."""
-    if not isinstance(headers, dict) or not isinstance(body, list | tuple) or len(body) < 2:
-        return
-    from tasks.redaction import redact
-
-    args, kwargs = body[0], body[1]
-    headers["argsrepr"] = repr(redact(list(args or ())))
-    headers["kwargsrepr"] = repr(redact(dict(kwargs or {})))
 
 
 @signals.worker_init.connect

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from sandbox import embedded
@@ -206,6 +207,13 @@ def assert_exactly_once(sim: Bitrix24Simulator, tag: str, count: int) -> None:
     assert not twice, f"{len(twice)} messages posted more than once, e.g. {twice[:10]}"
 
 
+def _scrape(port: int) -> str:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return ""
+
+
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
@@ -361,11 +369,18 @@ def test_sigterm_finishes_commits_and_exits_zero(
 ) -> None:
     bootstrap, topic = lane.bootstrap, lane.topic
     tag = f"term{uuid.uuid4().hex[:6]}"
-    ingest = ingest_factory(lane)
+    port = embedded.free_port()
+    ingest = ingest_factory(lane, INGEST_METRICS_PORT=str(port))
     ingest.wait_assigned(stack_redis)
     sent = produce(bootstrap, topic, payloads(subscribers(rd_sim, 5), tag, 30), partitions=PARTITIONS)
     ends = {p: max(o for q, o in sent if q == p) + 1 for p in range(PARTITIONS)}
     wait_until(lambda: (ingest.status(stack_redis) or {}).get("consumed", 0) >= 30, 60, "records consumed")
+    metrics = wait_until(
+        lambda: (text := _scrape(port)) and "rdb24_ingest_consumer_lag{" in text and text, 30, "lag metric"
+    )
+    assert f'rdb24_ingest_records_consumed_total{{topic="{topic}"}} 30.0' in metrics
+    assert f'rdb24_ingest_chains_enqueued_total{{topic="{topic}"}} 30.0' in metrics
+    assert "rdb24_ingest_paused 0.0" in metrics
     assert ingest.terminate(timeout=25) == 0, ingest.logs()[-3000:]
     assert committed_offsets(bootstrap, lane.group, topic) == ends, ingest.logs()[-3000:]
     wait_until(all_posted(b24_sim, tag, 30), 60, "posts")

@@ -29,6 +29,7 @@ from tasks.base import operation
 from tasks.clients import bitrix24_client, redis_client
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.queues import Queue
+from tasks.settings import get_settings
 
 STEP = "contact"
 CACHE_PREFIX = "rdb24:contact:phone"
@@ -149,7 +150,9 @@ def find_or_create_contact(payload: FindOrCreateContactPayload) -> FindOrCreateC
             **payload.model_dump(exclude_none=False), contact_id=contact_id, created=created
         )
         if message_id is not None:
-            effects.mark_done(cache, message_id, STEP, result.model_dump(mode="json"))
+            effects.mark_done(
+                cache, message_id, STEP, result.model_dump(mode="json"), ttl=get_settings().effect_marker_ttl
+            )
         metrics.CONTACTS.inc(outcome="created" if created else "found")
         logger.info("contact {} {} for the subscriber", contact_id, "created" if created else "found")
         return result

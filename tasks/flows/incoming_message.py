@@ -66,7 +66,9 @@ def lookup_account(payload: LookupAccountPayload) -> LookupAccountResult:
         )
         if message_id is not None:
             # Stored so a redelivered chain labels the contact the same way even if the index changed.
-            effects.mark_done(cache, message_id, LOOKUP_STEP, result.model_dump(mode="json"))
+            effects.mark_done(
+                cache, message_id, LOOKUP_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+            )
         if account is None:
             logger.info("no RosDomofon account for the subscriber's phone")
         else:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from loguru import logger
 from pydantic import SecretStr
 
@@ -379,3 +379,59 @@ def test_raw_record_value_is_utf8_json_without_key(sim: RosDomofonSimulator, kaf
 def _poll_value(consumer: Consumer) -> Any:
     msg = consumer.poll(0.2)
     return msg if msg is not None and msg.error() is None else None
+
+
+def test_group_consumer_stores_in_order_and_never_for_a_partition_it_lost(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    from confluent_kafka import Producer
+
+    from clients.kafka import GroupConsumer
+    from tests.conftest import create_topics
+
+    config = _config(kafka_bootstrap, f"G{unique}")
+    topic = config.topics.messages_in
+    create_topics(kafka_bootstrap, topic, partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(4):
+        producer.produce(topic, REAL_SAMPLE.encode(), partition=i % 2)
+    producer.flush(10)
+
+    first = GroupConsumer(config, [topic])
+    got: dict[int, list[Any]] = {0: [], 1: []}
+    try:
+
+        def polled_all() -> bool:
+            msg = first.poll(0.2)
+            if msg is not None:
+                got[msg.partition()].append(msg)
+            return all(len(v) == 2 for v in got.values())
+
+        wait_until(polled_all, 30, "both partitions read")
+        assert first.store(got[0][1]) is True
+        assert first.store(got[0][0]) is False, "stored offsets must never go backwards"
+
+        second = Consumer({**config.consumer_config(), "session.timeout.ms": 6000})
+        second_parts: list[int] = []
+        second.subscribe([topic], on_assign=lambda c, parts: second_parts.extend(p.partition for p in parts))
+        try:
+
+            def rebalanced() -> bool:
+                first.poll(0.1)
+                second.poll(0.1)
+                return len(first.assignment) == 1 and bool(second_parts)
+
+            wait_until(rebalanced, 40, "the group split the partitions")
+            lost = second_parts[0]
+            assert first.store(got[lost][1]) is False, "stored an offset for a partition another member owns"
+            kept = 1 - lost
+            first.store(got[kept][1])
+            first.commit()
+            committed = {
+                tp.partition: tp.offset for tp in second.committed([TopicPartition(topic, kept)], 10)
+            }
+            assert committed[kept] == got[kept][1].offset() + 1
+        finally:
+            second.close()
+    finally:
+        first.close()

@@ -137,3 +137,31 @@ def test_deep_flows_queue_pauses_consumption_and_resumes_below_low_mark(
 
     wait_until(drain_and_check, 60, "all records enqueued after the queue drained")
     assert deepest <= high + 40, f"queue grew to {deepest}, far above the pause mark {high}"
+
+
+def test_dead_letter_topic_refused_keeps_the_record_in_the_redis_store(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    """RosDomofon's broker may refuse ``<topic>.DLQ`` for good: the record is still kept (here the name
+    is made invalid, ``!`` is not allowed in topic names, so the broker refuses it)."""
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0", decode_responses=True)
+    ingest, topic = start_ingest(KAFKA_DELIVERY_TIMEOUT="2", KAFKA_DLQ_SUFFIX=".DLQ!")
+    ingest.wait_assigned(client)
+    sent = produce(
+        kafka_bootstrap,
+        topic,
+        [b"\x00 not json", subscriber_payload(900001, 79131234567, 1, "after the poison")],
+        partitions=1,
+    )
+    wait_until(
+        lambda: f"{topic}:0:{sent[1][1]}" in queued_message_ids(client), 60, "the valid record enqueued"
+    )
+    letters = [json.loads(raw) for raw in client.hvals("rdb24:dlq:items")]
+    mine = [letter for letter in letters if letter["source"].get("topic") == topic]
+    assert len(mine) == 1, letters
+    assert mine[0]["kind"] == "kafka_record"
+    assert mine[0]["source"]["offset"] == sent[0][1]
+    assert mine[0]["source"]["dlq_topic"] is None
+    assert "not JSON" in mine[0]["error"]

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     ingest_stats_interval_ms: int = Field(default=5000, ge=0, alias="INGEST_STATS_INTERVAL_MS")  # lag stats
     # How often the flows queue depth is read (LLEN) for backpressure, seconds
     ingest_backpressure_interval: float = Field(default=0.5, gt=0, alias="INGEST_BACKPRESSURE_INTERVAL")
+    # Celery queues whose summed depth is compared with the marks: the chain runs on flows AND bitrix24
+    # (a Bitrix24 rate limit backs up only the latter), comma-separated
+    ingest_backpressure_queues: str = Field(default="flows,bitrix24", alias="INGEST_BACKPRESSURE_QUEUES")
 
     # --- Bitrix24: an incoming webhook, or an OAuth local app (needed for Open Lines)
     bitrix24_webhook_url: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_WEBHOOK_URL")

@@ -1,12 +1,15 @@
-"""Pause consumption while the Celery flows queue is too deep; resume below a lower mark (hysteresis).
+"""Pause consumption while the chain's Celery queues are too deep; resume below a lower mark.
 
-Queue depth is ``LLEN <queue>`` on the broker's Redis. An unreadable depth (Redis down) keeps the
-current state: enqueueing will fail anyway and is retried per partition.
+Depth is the sum of ``LLEN <queue>`` on the broker's Redis over the watched queues (by default
+``flows`` and ``bitrix24``: a Bitrix24 rate limit backs up only the contact step, so watching
+``flows`` alone would let work pile up unbounded). An unreadable depth (Redis down) keeps the
+current state: enqueueing fails anyway and is retried per partition.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import redis
 from loguru import logger
@@ -16,7 +19,7 @@ class Backpressure:
     def __init__(
         self,
         client: redis.Redis,
-        queue: str,
+        queues: Sequence[str],
         *,
         pause_above: int,
         resume_below: int,
@@ -28,7 +31,9 @@ class Backpressure:
                 f"INGEST_PAUSE_QUEUE_DEPTH ({pause_above})"
             )
         self.client = client
-        self.queue = queue
+        self.queues = list(queues)
+        if not self.queues:
+            raise ValueError("INGEST_BACKPRESSURE_QUEUES names no queue")
         self.pause_above = pause_above
         self.resume_below = resume_below
         self.check_interval = check_interval
@@ -43,14 +48,17 @@ class Backpressure:
             return self.paused
         self._next_check = now + self.check_interval
         try:
-            self.depth = int(self.client.llen(self.queue))
+            pipe = self.client.pipeline(transaction=False)
+            for queue in self.queues:
+                pipe.llen(queue)
+            self.depth = sum(int(n) for n in pipe.execute())
         except redis.RedisError as exc:
             logger.debug("queue depth unknown: {}", exc)
             return self.paused
         if not self.paused and self.depth > self.pause_above:
             self.paused = True
-            logger.warning("pausing Kafka: queue {} holds {} > {}", self.queue, self.depth, self.pause_above)
+            logger.warning("pausing Kafka: queues {} hold {} > {}", self.queues, self.depth, self.pause_above)
         elif self.paused and self.depth < self.resume_below:
             self.paused = False
-            logger.info("resuming Kafka: queue {} holds {} < {}", self.queue, self.depth, self.resume_below)
+            logger.info("resuming Kafka: queues {} hold {} < {}", self.queues, self.depth, self.resume_below)
         return self.paused

@@ -65,8 +65,8 @@ class IngestMetrics:
             "rdb24_ingest_paused_partitions", "Assigned partitions currently paused", registry=self.registry
         )
         self.queue_depth = Gauge(
-            "rdb24_ingest_flows_queue_depth",
-            "Last seen length of the Celery flows queue",
+            "rdb24_ingest_queue_depth",
+            "Last seen summed length of the watched Celery queues",
             registry=self.registry,
         )
 

@@ -24,7 +24,6 @@ from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus
 from tasks.ingest.worker import Enqueue, IngestWorker
 from tasks.kafka_setup import kafka_config
-from tasks.queues import Queue
 from tasks.settings import Settings, get_settings
 
 WATCHDOG_EXIT_CODE = 3
@@ -55,7 +54,7 @@ def build_worker(
         ),
         backpressure=Backpressure(
             redis_client,
-            Queue.FLOWS.value,
+            [q.strip() for q in settings.ingest_backpressure_queues.split(",") if q.strip()],
             pause_above=settings.ingest_pause_queue_depth,
             resume_below=settings.ingest_resume_queue_depth,
             check_interval=settings.ingest_backpressure_interval,

@@ -32,5 +32,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not report.OUTCOMES:
         return
     terminalreporter.section("fault scenarios: lost / duplicated / dead-lettered")
-    for line in report.table(report.OUTCOMES).splitlines():
+    for line in report.table(sorted(report.OUTCOMES, key=lambda o: o.scenario)).splitlines():
         terminalreporter.write_line(line)

@@ -1,10 +1,12 @@
-"""Chats: ``im.chat.add``/``im.message.add``, the Open Lines connector (``imconnector.*``),
-``imopenlines.config.list.get`` and ``event.bind``. ``imconnector.*`` and ``event.*`` are app-only."""
+"""Chats: ``im.chat.add``/``im.chat.get``/``im.message.add``/``im.dialog.messages.get``, the Open Lines
+connector (``imconnector.*``), ``imopenlines.config.list.get`` and ``event.bind``. ``imconnector.*`` and
+``event.*`` are app-only."""
 
 from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.bitrix24.state import ApiError, Context, Portal
@@ -72,6 +74,145 @@ def message_add(portal: Portal, params: dict[str, Any], ctx: Context) -> int:
         if chat_id not in portal.chats:
             raise ApiError("CHAT_ID", "Chat not found")
         return _add_message(portal, chat_id, ctx.user_id, text, attach=params.get("ATTACH"))["id"]
+
+
+def chat_get(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, int] | None:
+    """The chat bound to ``ENTITY_TYPE`` + ``ENTITY_ID`` (exact pair), else a ``null`` result.
+
+    The portal never errors here: missing or malformed parameters and "no such chat" all answer
+    ``{"result": null}`` [D api-reference/chats/im-chat-get.md; SRC im rest.php chatGet].
+    """
+    params = {str(k).upper(): v for k, v in params.items()}  # the portal upper-cases keys
+    entity_type = params.get("ENTITY_TYPE")
+    entity_id = params.get("ENTITY_ID")
+    if not entity_type or not entity_id:
+        return None
+    wanted = (str(entity_type), str(entity_id))
+    with portal.lock:
+        for chat_id in sorted(portal.chats):
+            chat = portal.chats[chat_id]
+            if (str(chat.get("ENTITY_TYPE")), str(chat.get("ENTITY_ID"))) == wanted:
+                return {"ID": chat_id}
+    return None
+
+
+DEFAULT_MESSAGES = 20
+MAX_MESSAGES = 50
+_DIALOG_ID = re.compile(r"chat(\d+)|sg(\d+)|\d+")
+
+
+def _atom(ts: float) -> str:
+    """Message dates go out in ATOM format with the portal's offset (``2018-01-29T16:58:47+02:00``)."""
+    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
+
+
+def _id_param(params: dict[str, Any], key: str) -> int | None:
+    if key not in params or params[key] is None:
+        return None
+    raw = str(params[key])
+    if not raw.isdigit():
+        name = key.split("_")[0].title()
+        raise ApiError(f"{key}_STRING", f"{name} ID can't be string")
+    return int(raw)
+
+
+def _limit(params: dict[str, Any]) -> int:
+    """``LIMIT`` as the portal reads it: 20 by default, capped at 50; zero or less means no limit."""
+    if params.get("LIMIT") in (None, ""):
+        return DEFAULT_MESSAGES
+    try:
+        return min(int(params["LIMIT"]), MAX_MESSAGES)
+    except (TypeError, ValueError):
+        return 0  # PHP intval("abc") is 0
+
+
+def _has_access(chat: dict[str, Any], user_id: int) -> bool:
+    """Members see a chat; an Open Lines chat is also open to the line's operators (portal users)."""
+    return user_id in chat.get("USERS", []) or user_id == chat.get("OWNER") or bool(chat.get("openline"))
+
+
+def _message_row(message: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if message.get("attach"):
+        attach = message["attach"]
+        params["ATTACH"] = attach if isinstance(attach, list) else [attach]
+    return {
+        "id": message["id"],
+        "chat_id": message["chat_id"],
+        "author_id": message["author_id"],
+        "date": _atom(message["date"]),
+        "text": message["text"],
+        "params": params or None,
+    }
+
+
+def _user_row(portal: Portal, user_id: int) -> dict[str, Any]:
+    """A minimal user object for a message author (portal employee or Open Lines client)."""
+    external = next((k for k, v in portal.external_users.items() if v == user_id), None)
+    name = f"Connector user {external[1]}" if external else f"User {user_id}"
+    return {
+        "id": user_id,
+        "name": name,
+        "first_name": name.split()[0],
+        "last_name": " ".join(name.split()[1:]),
+        "work_position": "",
+        "color": "#df532d",
+        "avatar": "",
+        "gender": "M",
+        "birthday": "",
+        "extranet": False,
+        "network": False,
+        "bot": False,
+        "connector": external is not None,
+        "external_auth_id": "imconnector" if external else "default",
+        "status": "online",
+        "idle": False,
+        "last_activity_date": False,
+        "mobile_last_date": False,
+        "absent": False,
+    }
+
+
+def dialog_messages_get(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A window of a chat's messages, newest first (or oldest first after ``FIRST_ID``).
+
+    No ``total``/``next``: the method pages by message id, not by ``start``
+    [D api-reference/chats/messages/im-dialog-messages-get.md; SRC im rest.php dialogMessagesGet and
+    Im\\Chat::getMessages]. Without ``FIRST_ID``/``LAST_ID`` the newest ``LIMIT`` messages come back;
+    ``LAST_ID`` gives those older than it (newest first); ``FIRST_ID`` those newer than it, in id
+    order (``FIRST_ID=0``: from the very first message).
+    """
+    params = {str(k).upper(): v for k, v in params.items()}  # the portal upper-cases keys
+    if params.get("CHAT_ID") and str(params["CHAT_ID"]).isdigit() and int(params["CHAT_ID"]) > 0:
+        params = {**params, "DIALOG_ID": f"chat{params['CHAT_ID']}"}
+    dialog = str(params.get("DIALOG_ID") or "")
+    match = _DIALOG_ID.fullmatch(dialog)
+    if match is None:
+        raise ApiError("DIALOG_ID_EMPTY", "Dialog ID can't be empty")
+    first_id = _id_param(params, "FIRST_ID")
+    last_id = _id_param(params, "LAST_ID") if first_id is None else None
+    limit = _limit(params)
+    with portal.lock:
+        chat = portal.chats.get(int(match.group(1))) if match.group(1) else None
+        # Private (user id) and sonet-group dialogs do not exist in this simulator.
+        if chat is None or not _has_access(chat, ctx.user_id):
+            raise ApiError("ACCESS_ERROR", "You do not have access to the specified dialog", 403)
+        stored = chat["messages"]
+        if first_id is not None:
+            window = sorted((m for m in stored if m["id"] > first_id), key=lambda m: m["id"])
+        else:
+            window = sorted(
+                (m for m in stored if not last_id or m["id"] < last_id), key=lambda m: m["id"], reverse=True
+            )
+        if limit > 0:
+            window = window[:limit]
+        authors = sorted({m["author_id"] for m in window if m["author_id"]})
+        return {
+            "messages": [_message_row(m) for m in window],
+            "users": [_user_row(portal, user_id) for user_id in authors],
+            "files": [],
+            "chat_id": chat["ID"],
+        }
 
 
 def _connector_line(portal: Portal, params: dict[str, Any]) -> tuple[str, str]:
@@ -253,7 +394,9 @@ def operator_message(portal: Portal, chat_id: int, text: str, operator_id: int, 
 
 METHODS = {
     "im.chat.add": chat_add,
+    "im.chat.get": chat_get,
     "im.message.add": message_add,
+    "im.dialog.messages.get": dialog_messages_get,
     "imconnector.register": connector_register,
     "imconnector.activate": connector_activate,
     "imconnector.connector.data.set": connector_data_set,

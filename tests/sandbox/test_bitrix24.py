@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -428,3 +429,131 @@ def test_rdb24_sandbox_bitrix24_serves_and_prints_credentials(
     assert webhook.startswith(f"http://127.0.0.1:{port}/rest/1/")
     assert any("client_secret" in line for line in lines)
     assert requests.post(f"{webhook}crm.contact.list.json", json={}, timeout=5).json()["result"] == []
+
+
+ATOM = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}"
+
+
+def oauth_call(sim: Bitrix24Simulator, method: str, params: dict | None = None) -> requests.Response:
+    access, _ = sim.issue_tokens()
+    return requests.post(
+        f"{sim.oauth.client_endpoint}{method}.json", json={**(params or {}), "auth": access}, timeout=10
+    )
+
+
+def post_many(sim: Bitrix24Simulator, chat: int, count: int) -> None:
+    for start in range(0, count, 50):
+        cmd = {
+            str(i): f"im.message.add?DIALOG_ID=chat{chat}&MESSAGE=m{i}"
+            for i in range(start, min(start + 50, count))
+        }
+        assert call(sim, "batch", {"halt": 1, "cmd": cmd}).json()["result"]["result_error"] == []
+
+
+def test_im_chat_get_finds_the_chat_by_entity_or_answers_null(sim: Bitrix24Simulator) -> None:
+    contact = add(sim, "Linked")
+    call(sim, "im.chat.add", {"TITLE": "other", "ENTITY_TYPE": "CRM", "ENTITY_ID": "CONTACT|999"})
+    chat = call(
+        sim, "im.chat.add", {"TITLE": "T", "ENTITY_TYPE": "CRM", "ENTITY_ID": f"CONTACT|{contact}"}
+    ).json()["result"]
+    found = call(sim, "im.chat.get", {"ENTITY_TYPE": "CRM", "ENTITY_ID": f"CONTACT|{contact}"}).json()
+    assert found["result"] == {"ID": chat} and set(found["time"]) == TIME_KEYS
+    by_app = oauth_call(sim, "im.chat.get", {"ENTITY_TYPE": "CRM", "ENTITY_ID": f"CONTACT|{contact}"})
+    assert (by_app.status_code, by_app.json()["result"]) == (200, {"ID": chat})
+    for params in (
+        {"ENTITY_TYPE": "CRM", "ENTITY_ID": "CONTACT|424242"},
+        {"ENTITY_TYPE": "CRM", "ENTITY_ID": f"LEAD|{contact}"},
+        {"ENTITY_ID": f"CONTACT|{contact}"},
+        {},
+    ):
+        answer = call(sim, "im.chat.get", params)
+        assert answer.status_code == 200 and "result" in answer.json() and answer.json()["result"] is None
+    by_get = requests.get(
+        f"{sim.webhook_url}im.chat.get",
+        params={"ENTITY_TYPE": "CRM", "ENTITY_ID": f"CONTACT|{contact}"},
+        timeout=5,
+    )
+    assert by_get.json()["result"] == {"ID": chat}
+    batched = call(
+        sim,
+        "batch",
+        {
+            "halt": 1,
+            "cmd": {
+                "c": f"im.chat.get?ENTITY_TYPE=CRM&ENTITY_ID=CONTACT%7C{contact}",
+                "m": "im.message.add?DIALOG_ID=chat$result[c][ID]&MESSAGE=via%20batch",
+            },
+        },
+    ).json()["result"]
+    assert batched["result"]["c"] == {"ID": chat} and isinstance(batched["result"]["m"], int)
+    calls = requests.get(f"{sim.url}/_sandbox/calls", timeout=5).json()
+    assert calls["counts"]["im.chat.get"] == 7 and calls["inner_counts"]["im.chat.get"] == 1
+
+
+def test_im_dialog_messages_get_windows_newest_first(sim: Bitrix24Simulator) -> None:
+    chat = call(sim, "im.chat.add", {"TITLE": "Dialog"}).json()["result"]
+    attach = {"ID": 1, "COLOR_TOKEN": "base", "BLOCKS": [{"MESSAGE": "card"}]}
+    first = call(
+        sim, "im.message.add", {"DIALOG_ID": f"chat{chat}", "MESSAGE": "[b]first[/b]", "ATTACH": attach}
+    )
+    first_id = first.json()["result"]
+    post_many(sim, chat, 59)  # 60 messages in all
+    answer = call(sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}"})
+    assert answer.status_code == 200 and "total" not in answer.json() and "next" not in answer.json()
+    result = answer.json()["result"]
+    assert set(result) >= {"messages", "users", "files"} and result["files"] == []
+    ids = [m["id"] for m in result["messages"]]
+    assert len(ids) == 20 and ids == sorted(ids, reverse=True) and ids[0] == first_id + 59
+    newest = result["messages"][0]
+    assert set(newest) == {"id", "chat_id", "author_id", "date", "text", "params"}
+    assert (newest["chat_id"], newest["author_id"], newest["text"], newest["params"]) == (
+        chat,
+        1,
+        "m58",
+        None,
+    )
+    assert re.fullmatch(ATOM, newest["date"])
+    assert [u["id"] for u in result["users"]] == [1]
+    capped = call(sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}", "LIMIT": 100}).json()["result"]
+    assert len(capped["messages"]) == 50
+    older = call(
+        sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}", "LAST_ID": ids[-1], "LIMIT": 50}
+    ).json()["result"]["messages"]
+    assert [m["id"] for m in older] == list(range(ids[-1] - 1, first_id - 1, -1))
+    assert (
+        older[-1]["text"] == "[b]first[/b]" and older[-1]["params"]["ATTACH"][0]["BLOCKS"] == attach["BLOCKS"]
+    )
+    oldest = call(
+        sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}", "FIRST_ID": 0, "LIMIT": 3}
+    ).json()
+    assert [m["id"] for m in oldest["result"]["messages"]] == [first_id, first_id + 1, first_id + 2]
+    newer = requests.get(
+        f"{sim.webhook_url}im.dialog.messages.get",
+        params={"DIALOG_ID": f"chat{chat}", "FIRST_ID": first_id + 57},
+        timeout=5,
+    ).json()["result"]["messages"]
+    assert [m["id"] for m in newer] == [first_id + 58, first_id + 59]
+    by_app = oauth_call(sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}", "LIMIT": 1})
+    assert by_app.status_code == 200 and [m["id"] for m in by_app.json()["result"]["messages"]] == [ids[0]]
+
+
+def test_im_dialog_messages_get_errors_limits_and_log(sim: Bitrix24Simulator) -> None:
+    chat = call(sim, "im.chat.add", {"TITLE": "Errors", "MESSAGE": "hello"}).json()["result"]
+    for params, expected in (
+        ({}, (400, "DIALOG_ID_EMPTY")),
+        ({"DIALOG_ID": "nonsense"}, (400, "DIALOG_ID_EMPTY")),
+        ({"DIALOG_ID": f"chat{chat + 100}"}, (403, "ACCESS_ERROR")),
+        ({"DIALOG_ID": f"chat{chat}", "FIRST_ID": "abc"}, (400, "FIRST_ID_STRING")),
+        ({"DIALOG_ID": f"chat{chat}", "LAST_ID": "-1"}, (400, "LAST_ID_STRING")),
+    ):
+        answer = call(sim, "im.dialog.messages.get", params)
+        assert (answer.status_code, answer.json()["error"]) == expected, params
+    sim.configure(rate_limit=True, rate=0.1, burst=3)
+    statuses = [
+        call(sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}"}).status_code for _ in range(5)
+    ]
+    assert statuses[:3] == [200, 200, 200] and statuses[3:] == [503, 503]
+    calls = requests.get(f"{sim.url}/_sandbox/calls", timeout=5).json()
+    logged = [c for c in calls["calls"] if c["method"] == "im.dialog.messages.get"]
+    assert [c["status"] for c in logged] == [400, 400, 403, 400, 400, 200, 200, 200, 503, 503]
+    assert calls["rate_limited"] == 2

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from sandbox import embedded, health, wiring
-from sandbox.redis_db import claim_database, release_database
+from sandbox.redis_db import NoFreeDatabaseError, claim_database, release_database
 from sandbox.stack_plan import LOCAL, Source, StackPlan
 from sandbox.stack_state import StackState, read_state, remove_state, write_state
 from sandbox.stack_table import service_rows, services_table
@@ -109,7 +109,10 @@ class StackRunner:
             self._start_server(server)
             plan.env["REDIS_URL"] = f"redis://{LOCAL}:{server.port}/0"
         elif plan.sources["redis"] == Source.LOCAL:
-            self._claimed_db = claim_database(self.redis_url)
+            try:
+                self._claimed_db = claim_database(self.redis_url)
+            except NoFreeDatabaseError as exc:
+                raise StackError(f"{exc}; set REDIS_URL to a database of your own") from exc
             plan.env["REDIS_URL"] = self._claimed_db
         else:
             plan.env["REDIS_URL"] = self.redis_url

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from clients.errors import FixInputError, RetryLaterError
 from clients.kafka import GroupConsumer, KafkaClientError, PoisonRecordError, TopicPart, decode_incoming, run
+from tasks import metrics as shared_metrics
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, write_status
@@ -117,6 +118,7 @@ class IngestWorker:
             return False
         self.consumer.store(msg)
         self.metrics.enqueued.labels(topic).inc()
+        shared_metrics.MESSAGES_INGESTED.inc(topic=topic)  # fleet-wide total in Redis (never raises)
         self.status.enqueued += 1
         logger.debug("enqueued chain for {}", message_id)
         return True

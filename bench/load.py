@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         first_produce = time.monotonic()
         producer.start()
         deadline = first_produce + args.timeout
+        last_done, last_change = 0, first_produce
         while time.monotonic() < deadline:
             observe(stack, progress)
             done = len(progress.posted_at)
@@ -152,6 +153,17 @@ def run(args: argparse.Namespace) -> int:
                 )
                 inject(stack, name, progress, args.outage)
             if progress.producing_done.is_set() and done >= args.n:
+                break
+            if done > last_done:
+                last_done, last_change = done, time.monotonic()
+            elif (
+                not schedule
+                and time.monotonic() - last_change > args.stall
+                and not any(stack.pending().values())
+            ):
+                console.print(
+                    f"[red]no progress for {args.stall:g}s with nothing queued or unacked: giving up"
+                )
                 break
             time.sleep(POLL)
         last_post = max(progress.posted_at.values(), default=time.monotonic())
@@ -219,6 +231,7 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=4.0, help="seconds Redis stays down")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--stall", type=float, default=90.0, help="stop after this long without progress")
     parser.add_argument("--bitrix24-rate", type=float, default=1000.0, help="client-side Bitrix24 req/s")
     parser.add_argument(
         "--visibility-timeout",

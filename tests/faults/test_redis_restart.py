@@ -2,7 +2,9 @@
 
 The stack's own Valkey keeps an append-only file (as a production Redis must), so queued and unacked
 messages, effect markers and dead letters survive. While it is down the ingest worker cannot enqueue:
-it must keep the records (offsets not stored) and retry, not drop them.
+it must keep the records (offsets not stored) and retry, not drop them. Two workers with four
+processes each keep tasks running at the moment Redis goes away: a task whose body or retry cannot
+reach Redis must come back after the restart, not vanish.
 """
 
 from __future__ import annotations
@@ -13,19 +15,23 @@ from tests.faults.conftest import StackFactory
 from tests.faults.scenario import finish, now
 
 OUTAGE_SECONDS = 4.0
+ROUNDS = 2
 
 
 def test_redis_restart_while_messages_flow(stack_factory: StackFactory) -> None:
     stack = stack_factory()
     assert stack.redis_server is not None and stack.sims is not None
-    stack.sims.bitrix24_fault("latency", seconds=0.2)
-    stack.worker("worker1")
+    stack.sims.bitrix24_fault("latency", seconds=0.05)
+    stack.worker("worker1", concurrency=4)
+    stack.worker("worker2", concurrency=4)
     stack.ingest()
     subscribers = stack.subscribers(10)
-    stack.send(25, subscribers)
-    stack.wait_until(lambda: stack.posts().expected - len(stack.posts().lost) >= 3, 60, "first posts")
-    stack.redis_server.stop()
-    stack.send(15, subscribers)  # Kafka is up: these arrive while Redis is down
-    time.sleep(OUTAGE_SECONDS)  # the outage's length is the fault itself
-    stack.redis_server.start()
-    finish(stack, "3 redis restart", fault_ended_at=now(), deliver_timeout=120)
+    for round_ in range(ROUNDS):
+        stack.send(25, subscribers)
+        posted = 3 + round_ * 25
+        stack.wait_until(lambda n=posted: stack.posts().expected - len(stack.posts().lost) >= n, 60, "posts")
+        stack.redis_server.stop()
+        stack.send(10, subscribers)  # Kafka is up: these arrive while Redis is down
+        time.sleep(OUTAGE_SECONDS)  # the outage's length is the fault itself
+        stack.redis_server.start()
+    finish(stack, "3 redis restart x2", fault_ended_at=now(), deliver_timeout=120)

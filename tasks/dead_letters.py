@@ -113,9 +113,11 @@ class DeadLetterStore:
     def replay(self, letter_id: str) -> str:
         """Re-enqueue the record with its original payload; returns the new task (or record) id."""
         letter = self._claim(letter_id)
-        replayer = _replayers.get(
-            str(letter.kind), _replay_task if letter.kind == DeadLetterKind.TASK else None
-        )
+        defaults: dict[str, Replayer] = {
+            DeadLetterKind.TASK: _replay_task,
+            DeadLetterKind.KAFKA_RECORD: _replay_kafka_record,
+        }
+        replayer = _replayers.get(str(letter.kind), defaults.get(str(letter.kind)))
         if replayer is None:
             self._restore(letter)
             raise ValueError(f"no replayer registered for dead letters of kind {letter.kind!r}")
@@ -156,6 +158,13 @@ def _replay_task(letter: DeadLetter) -> str:
         headers["rdb24_message_id"] = message_id
     result = app.send_task(letter.name, kwargs=payload, queue=queue_for(letter.name).value, headers=headers)
     return str(result.id)
+
+
+def _replay_kafka_record(letter: DeadLetter) -> str:
+    """Unreadable Kafka records go back to their source topic (:mod:`tasks.ingest.replay`)."""
+    from tasks.ingest.replay import replay_kafka_record
+
+    return replay_kafka_record(letter)
 
 
 def store() -> DeadLetterStore:

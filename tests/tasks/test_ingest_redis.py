@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -165,3 +167,21 @@ def test_dead_letter_topic_refused_keeps_the_record_in_the_redis_store(
     assert mine[0]["source"]["offset"] == sent[0][1]
     assert mine[0]["source"]["dlq_topic"] is None
     assert "not JSON" in mine[0]["error"]
+
+    # `rdb24 dlq replay` puts it back on its topic; still unreadable, it is dead-lettered again.
+    replayed = subprocess.run(
+        [sys.executable, "-c", "from tasks.cli import main; main()", "dlq", "replay", mine[0]["id"]],
+        env=ingest.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert f"-> {topic}:" in replayed.stdout
+
+    def dead_again() -> list[dict]:
+        letters = [json.loads(raw) for raw in client.hvals("rdb24:dlq:items")]
+        return [d for d in letters if d["source"].get("topic") == topic and d["id"] != mine[0]["id"]]
+
+    again = wait_until(dead_again, 60, "the replayed record dead-lettered again")
+    assert again[0]["payload"] == mine[0]["payload"]

@@ -215,7 +215,9 @@ class Stack:
     def probe(self) -> Celery:
         """A private Celery app on our Valkey, for ping/inspect (never the process-global ``tasks.app``)."""
         if self._probe is None:
-            self._probe = Celery("faults-probe", broker=self.redis_url, backend=self.redis_url)
+            self._probe = Celery(
+                "faults-probe", broker=self.redis_url, backend=self.redis_url, set_as_current=False
+            )
             self._probe.conf.broker_connection_retry_on_startup = True
         return self._probe
 

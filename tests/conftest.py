@@ -33,22 +33,58 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
+CLAIM_KEY = "rdb24:test-session-claim"
+CLAIM_TTL = 3 * 3600
+
+
+def _claim_holder_alive(value: bytes | None) -> bool:
+    """A claim is ``<pid>-<random>``; it is stale once that process is gone (killed runs leave claims)."""
+    if value is None:
+        return False
+    try:
+        pid = int(value.split(b"-", 1)[0])
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _claim_free_db(base_url: str) -> str:
-    """Pick a database index nobody else is using, so parallel test sessions never share keys."""
+    """Pick a database index nobody else is using, so parallel test sessions never share keys.
+
+    Free indexes are taken first; then indexes whose claiming process has died. Never one that a
+    live session holds: sharing a database would let one session's worker eat another's tasks.
+    """
     parsed = urlparse(base_url)
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
-    for db in range(1, 16):
-        url = parsed._replace(path=f"/{db}").geturl()
+    urls = [parsed._replace(path=f"/{db}").geturl() for db in range(1, 16)]
+    for url in urls:
         client = redis.Redis.from_url(url)
-        if client.set("rdb24:test-session-claim", token, nx=True, ex=3 * 3600):
+        if client.set(CLAIM_KEY, token, nx=True, ex=CLAIM_TTL):
             if client.dbsize() > 1:
                 client.flushdb()
-                client.set("rdb24:test-session-claim", token, ex=3 * 3600)
+                client.set(CLAIM_KEY, token, ex=CLAIM_TTL)
             return url
-    # Every index is claimed (stale sessions): fall back to the least recently claimed one.
-    url = parsed._replace(path="/15").geturl()
-    redis.Redis.from_url(url).flushdb()
-    return url
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(CLAIM_KEY)
+                if _claim_holder_alive(pipe.get(CLAIM_KEY)):
+                    continue
+                pipe.multi()
+                pipe.flushdb()
+                pipe.set(CLAIM_KEY, token, ex=CLAIM_TTL)
+                pipe.execute()
+                return url
+            except redis.WatchError:
+                continue
+    raise RuntimeError("every Redis database 1-15 is claimed by a live test session")
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,8 @@ def _message_row(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("attach"):
         attach = message["attach"]
         params["ATTACH"] = attach if isinstance(attach, list) else [attach]
+    if message.get("connector_mid"):
+        params["CONNECTOR_MID"] = list(message["connector_mid"])
     return {
         "id": message["id"],
         "chat_id": message["chat_id"],
@@ -312,6 +314,10 @@ def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[
                 user_id,
                 str(message.get("text") or ""),
                 external_id=message.get("id"),
+                # Bitrix24 keeps the connector's external message id in the message params as
+                # CONNECTOR_MID, an array of strings (imopenlines/imconnector source: the message is
+                # added with PARAMS['CONNECTOR_MID']); im.dialog.messages.get returns it in ``params``.
+                connector_mid=[str(message["id"])] if message.get("id") not in (None, "") else [],
                 direction="in",
                 user_name=user.get("name"),
             )

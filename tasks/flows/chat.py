@@ -5,11 +5,15 @@ or, for webhook-only portals, a CRM-linked chat per contact. Posting is the one 
 chain that Bitrix24 cannot deduplicate for us, so it is bracketed by the effect marker
 ``done:{message_id}:post``: a ``done`` marker returns the stored result, and a ``started`` marker
 without ``done`` (the worker died during the call) means the message may already be in the chat,
-so we look for it before posting again (see :func:`_already_posted`).
+so we look for it before posting again: in Open Lines by our message id in the message's
+``params.CONNECTOR_MID`` (:func:`_already_in_open_line`), in a CRM chat by the hidden tag
+``rdb24:<message id>`` matched whole (:func:`_has_crm_tag`). Never by the text alone: a subscriber
+may send the same words twice, and taking the first for the second would lose it silently.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +29,9 @@ from tasks.queues import Queue
 from tasks.settings import ChatMode, Settings, get_settings
 
 STEP = "post"
-TAG_PREFIX = "rdb24:"
+TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
 POST_LOCK_TIMEOUT = 60.0  # above one Bitrix24 call (30 s timeout); a dead holder blocks no longer
-POST_LOCK_WAIT = 20.0  # hidden in the CRM chat message so a retry can recognise its own post
+POST_LOCK_WAIT = 20.0
 
 
 def chat_mode(settings: Settings) -> ChatModeUsed:
@@ -47,9 +51,12 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
     item = openlines.connector_message(payload.message, payload.account, text)
     known = subscribers.recall(cache, payload.message.abonent_id)
     chat_id = known.openlines_chat_id if known else None
-    # After an interrupted send, the dialog (if we already know its chat) shows whether it went in.
+    # After an interrupted send, the dialog (if we already know its chat) shows whether it went in,
+    # recognised by our message id (never by text: a subscriber may well write "да" twice).
     # A first message of a new dialog has no chat id yet: it is sent again with the same message.id.
-    posted = _already_posted(portal, chat_id, lambda t: t == text) if ambiguous and chat_id else None
+    posted = (
+        _already_in_open_line(portal, chat_id, payload.message.message_id) if ambiguous and chat_id else None
+    )
     if posted is None:
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
@@ -78,17 +85,74 @@ def _crm_chat_text(payload: PostToChatPayload) -> str:
     return f"{chat_text(payload.message, payload.account)}[br][i][size=8]{tag}[/size][/i]"
 
 
-def _already_posted(portal: Any, chat_id: int, matches: Callable[[str], bool]) -> int | None:
-    """The id of a recent message in ``chat_id`` whose text ``matches``, if the portal shows one."""
+def _has_crm_tag(text: str, message_id: str) -> bool:
+    """Our tag for exactly ``message_id``: ``rdb24:T:0:1`` must not match the tag ``rdb24:T:0:10``.
+
+    The id must end where the tag's closing BB code (or its HTML rendering, or the text) begins.
+    """
+    return re.search(re.escape(f"{TAG_PREFIX}{message_id}") + r"(?=[\[<\s]|$)", text) is not None
+
+
+def _recent_messages(portal: Any, chat_id: int) -> list[dict[str, Any]] | None:
+    """The chat's newest 50 messages, or None when the portal cannot show them (then: post again)."""
     try:
         result = portal.call("im.dialog.messages.get", {"DIALOG_ID": f"chat{chat_id}", "LIMIT": 50})
     except IntegrationError as exc:
         logger.warning("cannot read chat {} to check for an earlier post ({}); posting again", chat_id, exc)
         return None
     rows = result.get("messages", []) if isinstance(result, dict) else []
-    for row in rows:
-        if isinstance(row, dict) and matches(str(row.get("text", ""))):
+    return [row for row in rows if isinstance(row, dict)]
+
+
+def _already_posted(portal: Any, chat_id: int, matches: Callable[[str], bool]) -> int | None:
+    """The id of a recent message in ``chat_id`` whose text ``matches``, if the portal shows one."""
+    for row in _recent_messages(portal, chat_id) or []:
+        if matches(str(row.get("text", ""))):
             return int(row["id"])
+    return None
+
+
+def _connector_mids(row: dict[str, Any]) -> list[str] | None:
+    """The external ids the portal stored with a message received through our connector.
+
+    Bitrix24 adds a message that came in through ``imconnector.send.messages`` with
+    ``PARAMS['CONNECTOR_MID']`` = the array of the connector's external message ids, and
+    ``im.dialog.messages.get`` returns it in ``params``. This comes from the Bitrix24 module source
+    (imopenlines/imconnector), not from the facts doc, which does not list message params.
+    None when the row carries no such params.
+    """
+    params = row.get("params")
+    mids = params.get("CONNECTOR_MID") if isinstance(params, dict) else None
+    if mids is None:
+        return None
+    return [str(mid) for mid in (mids if isinstance(mids, list) else [mids])]
+
+
+def _already_in_open_line(portal: Any, chat_id: int, message_id: str) -> int | None:
+    """The portal's id of our earlier post of ``message_id`` in the dialog, matched by CONNECTOR_MID.
+
+    A text match is never proof: the subscriber's previous identical message ("да", "ok") would be
+    taken for this one and this one silently lost. When the portal shows no CONNECTOR_MID at all we
+    cannot tell, so we post again: a duplicate is recoverable, a lost message is not.
+    """
+    rows = _recent_messages(portal, chat_id)
+    if rows is None:
+        return None
+    seen_mids = False
+    for row in rows:
+        mids = _connector_mids(row)
+        if mids is None:
+            continue
+        seen_mids = True
+        if str(message_id) in mids:
+            return int(row["id"])
+    if not seen_mids and rows:
+        logger.warning(
+            "open line chat {} shows no CONNECTOR_MID, so an interrupted post of {} cannot be "
+            "recognised; posting again (a duplicate is possible, a loss is not)",
+            chat_id,
+            message_id,
+        )
     return None
 
 
@@ -96,8 +160,8 @@ def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatRes
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
     chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
-    tag = f"{TAG_PREFIX}{payload.message.message_id}"
-    posted = _already_posted(portal, chat_id, lambda t: tag in t) if ambiguous else None
+    message_id = payload.message.message_id
+    posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, message_id)) if ambiguous else None
     if posted is not None:
         logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
     else:

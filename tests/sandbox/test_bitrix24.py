@@ -557,3 +557,33 @@ def test_im_dialog_messages_get_errors_limits_and_log(sim: Bitrix24Simulator) ->
     logged = [c for c in calls["calls"] if c["method"] == "im.dialog.messages.get"]
     assert [c["status"] for c in logged] == [400, 400, 403, 400, 400, 200, 200, 200, 503, 503]
     assert calls["rate_limited"] == 2
+
+
+def test_connector_messages_carry_their_external_id_as_connector_mid(sim: Bitrix24Simulator) -> None:
+    """Two identical texts through the connector stay distinguishable by ``params.CONNECTOR_MID``."""
+    icon = {"DATA_IMAGE": "data:image/svg+xml;charset=US-ASCII,x"}
+    register = {"ID": "mid", "NAME": "Mid", "ICON": icon, "PLACEMENT_HANDLER": "https://example.org/h"}
+    assert oauth_call(sim, "imconnector.register", register).status_code == 200
+    assert oauth_call(sim, "imconnector.activate", {"CONNECTOR": "mid", "LINE": "1", "ACTIVE": 1}).ok
+
+    def send(external_id: str) -> int:
+        item = {
+            "user": {"id": "u1", "name": "Client"},
+            "message": {"id": external_id, "date": int(time.time()), "text": "да"},
+            "chat": {"id": "c1"},
+        }
+        answer = oauth_call(
+            sim, "imconnector.send.messages", {"CONNECTOR": "mid", "LINE": "1", "MESSAGES": [item]}
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["result"]["DATA"]["RESULT"][0]["session"]["CHAT_ID"]
+
+    chat = send("topic:0:1")
+    assert send("topic:0:10") == chat
+    rows = oauth_call(sim, "im.dialog.messages.get", {"DIALOG_ID": f"chat{chat}"}).json()["result"][
+        "messages"
+    ]
+    assert [(m["text"], m["params"]["CONNECTOR_MID"]) for m in rows] == [
+        ("да", ["topic:0:10"]),
+        ("да", ["topic:0:1"]),
+    ]

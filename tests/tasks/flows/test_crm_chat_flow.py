@@ -174,3 +174,17 @@ def test_same_message_enqueued_twice_at_once_is_posted_once(
     wait_until(lambda: queues_drained(flow_redis), message="queues drained")
     b24_sim.faults.clear()
     assert len(posts_of(b24_sim, f"twice {unique}")) == 1
+
+
+def test_interrupted_post_is_not_mistaken_for_a_post_whose_id_it_prefixes(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """Message ``...:1`` fails ambiguously after ``...:10`` was posted: its retry must still post it
+    (the hidden tag ``rdb24:...:1`` is a prefix of ``rdb24:...:10``)."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 10)
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"ten {unique}"), f"T{unique}:0:10"))
+    b24_sim.inject("error", method="im.message.add", count=1, status=503, code="")
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"one {unique}"), f"T{unique}:0:1"))
+    assert not b24_sim.faults.listing()  # the 503 was served
+    assert len(posts_of(b24_sim, f"one {unique}")) == 1
+    assert len(posts_of(b24_sim, f"ten {unique}")) == 1

@@ -151,6 +151,23 @@ def test_two_messages_at_once_from_a_new_subscriber_make_one_contact(
     assert len(_openline_chat(b24_sim, abonent_id)["messages"]) == 2  # one subscriber = one dialog
 
 
+def test_same_text_twice_with_a_503_on_the_second_post_gives_two_posts(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """The retry after an ambiguous 503 recognises its own post by CONNECTOR_MID, not by text: the
+    subscriber's earlier identical "да" must not be taken for the second one."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 4)
+    text = f"да {unique}"
+    first, second = f"MESSAGES_IN_SK_SB:0:{unique}", f"MESSAGES_IN_SK_SB:1:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, text), first))
+    b24_sim.inject("error", method="imconnector.send.messages", count=1, status=503, code="")
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, text), second))
+    assert not b24_sim.faults.listing()  # the 503 was served to the second post
+    posted = [m for m in _openline_chat(b24_sim, abonent_id)["messages"] if unique in m["text"]]
+    assert [m["external_id"] for m in posted] == [first, second]
+    assert posted[0]["text"] == posted[1]["text"]
+
+
 def test_subscriber_without_account_gets_a_marked_contact_and_post(
     worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
 ) -> None:

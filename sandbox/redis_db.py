@@ -1,9 +1,9 @@
 """Claim a Redis database index on a shared local Redis, so a local stack never touches others' keys.
 
-The claim uses the same key as the test fixtures (``rdb24:test-session-claim``), so a test session
-never picks (and flushes) the index a running stack uses, and vice versa. A stack's claim has no
-expiry while it runs and is released when it stops; a claim left by a crashed stack (its pid is
-gone) is taken over.
+The claim uses the same key and value shape as the test fixtures (``rdb24:test-session-claim`` =
+``<pid>-<tag>``), so a test session never picks (and flushes) the index a running stack uses, and vice
+versa. A stack's claim has no expiry while it runs and is released when it stops; a claim whose
+process is gone (a crashed stack or test session) is taken over and its leftovers flushed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import redis
 
 CLAIM_KEY = "rdb24:test-session-claim"
-OWNER_PREFIX = "stack-"
+OWNER_TAG = "stack"
 
 
 class NoFreeDatabaseError(RuntimeError):
@@ -29,13 +29,18 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _stale_stack_claim(owner: str | None) -> bool:
-    if not owner or not owner.startswith(OWNER_PREFIX):
-        return False
+def _owner(pid: int | None) -> str:
+    return f"{pid or os.getpid()}-{OWNER_TAG}"
+
+
+def _stale(owner: str | None) -> bool:
+    """The claiming process (``<pid>-...``) is gone; an unreadable claim is left alone."""
     try:
-        pid = int(owner[len(OWNER_PREFIX) :])
+        pid = int(str(owner or "").split("-", 1)[0])
         os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except ValueError:
+        return False
+    except ProcessLookupError:
         return True
     except PermissionError:
         return False
@@ -45,20 +50,29 @@ def _stale_stack_claim(owner: str | None) -> bool:
 def claim_database(base_url: str, pid: int | None = None) -> str:
     """The URL of a database index (1..15) claimed for this stack."""
     parsed = urlparse(base_url)
-    owner = f"{OWNER_PREFIX}{pid or os.getpid()}"
-    for db in range(1, 16):
-        url = parsed._replace(path=f"/{db}").geturl()
-        client = redis.Redis.from_url(url, decode_responses=True)
-        if client.set(CLAIM_KEY, owner, nx=True):
+    owner = _owner(pid)
+    urls = [parsed._replace(path=f"/{db}").geturl() for db in range(1, 16)]
+    for url in urls:
+        if redis.Redis.from_url(url).set(CLAIM_KEY, owner, nx=True):
             return url
-        if _stale_stack_claim(str(client.get(CLAIM_KEY) or "")):
-            client.set(CLAIM_KEY, owner)
-            return url
+    for url in urls:
+        with redis.Redis.from_url(url, decode_responses=True).pipeline() as pipe:
+            try:
+                pipe.watch(CLAIM_KEY)
+                if not _stale(pipe.get(CLAIM_KEY)):
+                    continue
+                pipe.multi()
+                pipe.flushdb()
+                pipe.set(CLAIM_KEY, owner)
+                pipe.execute()
+                return url
+            except redis.WatchError:
+                continue
     raise NoFreeDatabaseError(f"every database index of {parsed.hostname}:{parsed.port} is claimed")
 
 
 def release_database(url: str, pid: int | None = None) -> None:
-    owner = f"{OWNER_PREFIX}{pid or os.getpid()}"
+    owner = _owner(pid)
     with contextlib.suppress(redis.RedisError, OSError):
         client = redis.Redis.from_url(url, decode_responses=True)
         if client.get(CLAIM_KEY) == owner:

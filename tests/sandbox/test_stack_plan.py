@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from sandbox.redis_db import CLAIM_KEY, claim_database, release_database
+from sandbox.redis_db import CLAIM_KEY, _stale, claim_database, release_database
 from sandbox.stack_plan import Source, StackInputs, make_plan, resolve_sources
 from sandbox.stack_state import StackState, read_state, remove_state, write_state
 
@@ -91,15 +91,20 @@ def test_claimed_database_is_never_taken_by_a_test_session(redis_server_url: str
     assert client.get(CLAIM_KEY) is None
 
 
-def test_a_dead_stacks_claim_is_taken_over(redis_server_url: str) -> None:
+def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
+    """``<pid>-<tag>``: the fixtures respect a live stack's claim and take over a dead one's, and so do we."""
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     url = claim_database(redis_server_url, pid=int(dead.stdout))
+    client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        assert claim_database(redis_server_url) == url
+        owner = client.get(CLAIM_KEY)
+        assert owner == f"{int(dead.stdout)}-stack"
+        assert _stale(owner) and not _stale(f"{os.getpid()}-stack") and not _stale("not-a-pid")
     finally:
-        release_database(url)
+        release_database(url, pid=int(dead.stdout))
+    assert client.get(CLAIM_KEY) is None
 
 
 def test_state_file_is_private_and_ignored_once_its_stack_is_gone(tmp_path: Path) -> None:

@@ -14,6 +14,13 @@ Contract::
   pydantic model; its returned model is sent on as JSON.
 - Errors are handled by category (``tasks.retry_policy``); what cannot succeed, or outlived its retry
   budget, is written to the dead-letter store and the task fails.
+- When Redis (broker and dead-letter store) is unreachable, neither the retry message nor the dead
+  letter can be written. Celery would then reject the message without requeue, and Redis has no
+  dead-letter exchange, so it would vanish. Instead the task raises ``Reject(requeue=True)``: the
+  worker puts the message back on its queue, or, when Redis is still down, the reject fails and the
+  message stays in kombu's ``unacked`` hash until the restore sweep brings it back after
+  ``VISIBILITY_TIMEOUT``. The re-run is safe because every side-effecting step is bracketed by
+  effect markers (``tasks.effects``).
 - ``current_attempt()`` tells the body whether this run is a retry (e.g. to look a record up before
   repeating an ambiguous write) or a replay, and which message it belongs to.
 """
@@ -28,8 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import redis
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
+from kombu.exceptions import OperationalError
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
@@ -44,6 +53,16 @@ from tasks.retry_policy import Cause
 
 RETRIES_HEADER = "rdb24_retries"  # {cause: count} carried from attempt to attempt
 MESSAGE_HEADER = "rdb24_message_id"  # Kafka topic:partition:offset of the message a task serves
+
+# What "Redis/the broker is unreachable" looks like: kombu wraps publish failures in OperationalError,
+# redis-py raises its own ConnectionError/TimeoutError, a refused socket may surface as OSError.
+BROKER_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -222,6 +241,28 @@ def _execute(task: Task, spec: OperationSpec, fn: Callable[[Any], Any], args: tu
         return _dump(spec, output)
 
 
+def broker_unreachable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) means Redis could not be reached."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, BROKER_UNREACHABLE):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _requeue(spec: OperationSpec, attempt: Attempt, what: str, cause: BaseException) -> Reject:
+    """The ``Reject`` that gives the message back to the broker instead of dropping it."""
+    logger.error(
+        "{} attempt {}: {} failed, Redis unreachable ({}: {}); message requeued (or restored after the "
+        "visibility timeout) for redelivery",
+        spec.name, attempt.number, what, type(cause).__name__, cause,
+    )  # fmt: skip
+    metrics.TASKS.inc(task=spec.name, outcome="requeued")
+    return Reject(cause, requeue=True)
+
+
 def _call_with_reauthentication(spec: OperationSpec, fn: Callable[[Any], Any], payload: BaseModel) -> Any:
     from clients.errors import ReauthenticateError
 
@@ -267,7 +308,18 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
             headers[MESSAGE_HEADER] = attempt.message_id
         if attempt.replay_of:
             headers[REPLAY_HEADER] = attempt.replay_of
-        raise task.retry(exc=exc, countdown=decision.countdown, headers=headers, max_retries=None)
+        try:
+            raise task.retry(exc=exc, countdown=decision.countdown, headers=headers, max_retries=None)
+        except Reject as rejected:
+            # Celery could not publish the retry and asks to drop the message (requeue=False).
+            publish_error = rejected.reason if isinstance(rejected.reason, BaseException) else None
+            if broker_unreachable(publish_error):
+                raise _requeue(spec, attempt, "publishing the retry", publish_error) from exc
+            # Not a connection problem (e.g. the retry cannot be serialised): dead-letter, never drop.
+            logger.error("{}: retry could not be published ({}); dead-lettering", spec.name, publish_error)
+            metrics.TASKS.inc(task=spec.name, outcome="dead_letter")
+            _dead_letter(task, spec, attempt, raw, exc, DeadLetterReason.UNEXPECTED)
+            return
     if isinstance(exc, InvalidPayloadError):
         reason = DeadLetterReason.INVALID_PAYLOAD
     elif decision.exhausted:
@@ -308,4 +360,10 @@ def _dead_letter(
     try:
         dead_letters.store().add(letter)
     except Exception as store_exc:  # the original error matters more; say loudly that it is not stored
-        logger.critical("could not store dead letter for {} {}: {}", spec.name, attempt.task_id, store_exc)
+        logger.critical(
+            "could not store dead letter for {} {}: {}: {}",
+            spec.name, attempt.task_id, type(store_exc).__name__, store_exc,
+        )  # fmt: skip
+        if broker_unreachable(store_exc):
+            # Acking now would lose the message with no record of it: let it come back instead.
+            raise _requeue(spec, attempt, "storing the dead letter", store_exc) from exc

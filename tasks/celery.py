@@ -18,6 +18,7 @@ from celery import Celery, signals
 from celery.app.amqp import AMQP
 from kombu import Queue as KombuQueue
 
+from tasks import broker
 from tasks.queues import DEFAULT_QUEUE, Queue, route_task
 
 # Modules holding tasks; every submodule of a package listed in TASK_PACKAGES is included too.
@@ -52,6 +53,13 @@ def celery_config() -> dict[str, Any]:
         # every process: the restore sweep uses its own process's value.
         "visibility_timeout": settings.visibility_timeout,
     }
+    broker_transport = {
+        **transport,
+        # The worker's sweep that restores those messages runs every interval x throttle seconds
+        # (kombu's defaults: 10 x 10); throttle 1 makes REDIS_RESTORE_INTERVAL the one knob.
+        "unacked_restore_interval": settings.redis_restore_interval,
+        "unacked_restore_throttle": 1,
+    }
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
@@ -68,7 +76,7 @@ def celery_config() -> dict[str, Any]:
         # Reserve one message per process: a late-acked message held by a busy process is not
         # delayed behind a long task, and a crash loses at most what is running.
         "worker_prefetch_multiplier": 1,
-        "broker_transport_options": dict(transport),
+        "broker_transport_options": broker_transport,
         "result_backend_transport_options": dict(transport),
         # Events for Flower's live view and the sent event so it sees queued tasks too.
         "worker_send_task_events": True,
@@ -91,6 +99,12 @@ def celery_config() -> dict[str, Any]:
         # After a connection loss running late-ack tasks can no longer ack and will be redelivered;
         # cancel them rather than let both copies run at once.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Result-backend writes wait for Redis to come back instead of failing. Without this, the
+        # cancellation above loses messages: cancel() kills the task, then fails storing RETRY while
+        # Redis is down, and the worker takes the killed task for a revoked one and ACKS it once Redis
+        # is back. Task bodies' own result writes (STARTED, SUCCESS) likewise wait rather than fail.
+        "result_backend_always_retry": True,
+        "result_backend_max_sleep_between_retries_ms": 1000,  # back within ~1 s of Redis returning
         # Soft shutdown: on SIGQUIT (SIGTERM with REMAP_SIGTERM=SIGQUIT) running tasks get this long
         # to finish, then unfinished late-ack messages are requeued at once instead of waiting out
         # the visibility timeout. Also when idle, so held ETA retries go back to the queue.
@@ -134,6 +148,10 @@ class RedactingAMQP(AMQP):
             options["kwargsrepr"] = repr(redact(dict(kwargs or {})))
         return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
 
+
+# The redis/rediss schemes use our transport: kombu's, plus requeue of a message fetched just as
+# Redis went away (tasks.broker).
+broker.install()
 
 app = Celery("rdb24", include=task_modules(), set_as_current=True, amqp=RedactingAMQP)
 app.add_defaults(celery_config)

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     # A fetched-but-unacked message is redelivered after this many seconds. It must exceed the longest
     # retry countdown, or ETA retries held in worker memory are re-delivered in a loop (duplicates).
     visibility_timeout: int = Field(default=7200, gt=0, alias="VISIBILITY_TIMEOUT")
+    # Seconds between the worker's sweeps that move unacked messages older than VISIBILITY_TIMEOUT back
+    # to their queue (kombu's unacked_restore_interval, throttle 1): how soon after the timeout a message
+    # held by a crashed worker, or left unacked during a Redis outage, runs again.
+    redis_restore_interval: int = Field(default=60, gt=0, alias="REDIS_RESTORE_INTERVAL")
     result_expires: int = Field(default=86400, gt=0, alias="RESULT_EXPIRES")  # seconds results are kept
     max_retries: int = Field(default=8, ge=0, alias="MAX_RETRIES")  # transient-error retries per task
     # 429s are the server pacing us, not failing: counted apart with a larger cap

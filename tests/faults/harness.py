@@ -45,7 +45,7 @@ VISIBILITY_TIMEOUT = 10  # seconds; identical on every process (Settings reads V
 FAULTS_ENV = {
     **FAST_RETRY_ENV,
     "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-    "FAULTS_RESTORE_INTERVAL": "1",
+    "REDIS_RESTORE_INTERVAL": "1",
     "MAX_RETRIES": "10",
     "MAX_RATE_LIMIT_RETRIES": "40",
     "RATE_LIMIT_WAIT_MAX": "3",
@@ -229,7 +229,7 @@ class Stack:
         self, name: str, *, concurrency: int = 2, queues: list[str] | None = None, **env: str
     ) -> CeleryWorker:
         """A prefork ``celery -A tasks worker`` (all queues by default), started and answering ping."""
-        worker = FaultsWorker(
+        worker = CeleryWorker(
             self.probe,
             self.env(**env),
             self.workdir / f"{name}.log",
@@ -385,15 +385,6 @@ class Stack:
         """Every file this stack's processes wrote, as (name, text): the security scan's input."""
         for path in sorted(self.workdir.glob("*.log")):
             yield path.name, path.read_text(errors="replace")
-
-
-class FaultsWorker(CeleryWorker):
-    """The shared test worker, started through :mod:`tests.faults.celery_entry` (fast unacked sweep)."""
-
-    def command(self) -> list[str]:
-        argv = super().command()
-        index = argv.index("-A")
-        return [sys.executable, "-m", "tests.faults.celery_entry", *argv[index + 2 :]]
 
 
 def kill_at_random(worker: CeleryWorker, rng: Any, low: float, high: float) -> float:

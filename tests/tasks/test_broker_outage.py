@@ -1,0 +1,71 @@
+"""A message fetched just as Redis goes away is requeued once Redis is back (``tasks.broker``).
+
+Real Valkey of the test's own (it is stopped mid-test), real kombu channel of our transport: the
+message leaves its queue (as BRPOP takes it), Redis stops before the ``unacked`` record is written,
+and kombu alone would have lost it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Producer
+from kombu import Queue as KombuQueue
+
+from sandbox import embedded
+from tasks import broker
+
+QUEUE = "outage-test"
+
+
+@pytest.fixture
+def valkey_server() -> Iterator[embedded.EmbeddedServer]:
+    try:
+        server = embedded.valkey().start()
+    except embedded.EmbeddedServiceError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.kill()
+
+
+def test_message_fetched_as_redis_stops_is_requeued_when_it_returns(
+    valkey_server: embedded.EmbeddedServer,
+) -> None:
+    url = f"redis://127.0.0.1:{valkey_server.port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    exchange = Exchange(QUEUE, type="direct")
+    options = {"visibility_timeout": 60}
+    with Connection(url, transport=broker.Transport, transport_options=options) as conn:
+        channel = conn.default_channel
+        KombuQueue(QUEUE, exchange, routing_key=QUEUE, channel=channel).declare()
+        Producer(channel).publish({"n": 1}, exchange=exchange, routing_key=QUEUE, headers={"id": "t-1"})
+        assert client.llen(QUEUE) == 1
+
+        message = channel.basic_get(QUEUE, no_ack=True)  # taken off the queue, nothing recorded yet
+        assert message is not None and client.llen(QUEUE) == 0
+        before = broker.stranded_count()
+        valkey_server.stop()
+        with pytest.raises(channel.connection_errors):
+            channel.qos.append(message, message.delivery_tag)  # kombu's unacked record fails
+        assert broker.stranded_count() == before + 1
+
+    valkey_server.start()  # empty (no persistence here)
+    # As a worker does after reconnecting: a new connection declares its queues, then the periodic
+    # restore sweep runs.
+    with Connection(url, transport=broker.Transport, transport_options=options) as conn:
+        channel = conn.default_channel
+        KombuQueue(QUEUE, exchange, routing_key=QUEUE, channel=channel).declare()
+        channel.qos.restore_visible()
+
+    assert broker.stranded_count() == before
+    raw = client.rpop(QUEUE)
+    assert raw is not None, "the stranded message was not requeued"
+    payload = json.loads(raw)
+    assert payload["headers"]["id"] == "t-1"
+    assert payload["headers"]["redelivered"] is True
+    assert payload["properties"]["body_encoding"] == "base64"
+    assert json.loads(base64.b64decode(payload["body"])) == {"n": 1}

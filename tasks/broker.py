@@ -7,6 +7,8 @@ fails, the delivery is abandoned, and the message exists nowhere but in this wor
 ("stranded") and pushed back to its queue as soon as Redis answers again: at the next restore sweep
 (every ``REDIS_RESTORE_INTERVAL`` seconds, also right after reconnecting) or at the channel's
 shutdown restore. Only a worker killed while Redis is still down loses it, and that is logged.
+Also, closing a channel after a connection loss no longer kills the worker process (see
+:meth:`Channel._connparams`).
 
 Installed for the ``redis``/``rediss`` schemes by :func:`install` (called when ``tasks.celery`` is
 imported), so every process of ours gets it while URLs, ``as_uri()`` and Flower stay unchanged.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import redis
 from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from loguru import logger
@@ -74,6 +77,18 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        # After a connection loss Celery's consumer detaches the transport (collect), then closes the
+        # channel, whose restore of unacked messages needs a new Redis client: kombu then fails with
+        # AttributeError, which nothing catches, and the worker process dies ("Unrecoverable
+        # error"). As a connection error it is ignored like the rest of that cleanup; the messages
+        # stay in ``unacked`` for the restore sweep.
+        if self.connection.client is None:
+            raise redis.ConnectionError(
+                "broker connection already closed; unacked messages left for the sweep"
+            )
+        return super()._connparams(asynchronous)
 
 
 class Transport(kombu_redis.Transport):

@@ -15,6 +15,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer
 from kombu import Queue as KombuQueue
+from kombu.common import ignore_errors
 
 from sandbox import embedded
 from tasks import broker
@@ -69,3 +70,26 @@ def test_message_fetched_as_redis_stops_is_requeued_when_it_returns(
     assert payload["headers"]["redelivered"] is True
     assert payload["properties"]["body_encoding"] == "base64"
     assert json.loads(base64.b64decode(payload["body"])) == {"n": 1}
+
+
+def test_closing_a_channel_after_connection_loss_does_not_crash(
+    valkey_server: embedded.EmbeddedServer,
+) -> None:
+    """The state Celery's consumer leaves after a connection loss: pools dropped, transport detached
+    (``collect``), a fetched message still unacked. kombu alone raises AttributeError from ``close``,
+    which ``ignore_errors`` does not catch, and the worker process dies."""
+    url = f"redis://127.0.0.1:{valkey_server.port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    exchange = Exchange(QUEUE, type="direct")
+    conn = Connection(url, transport=broker.Transport, transport_options={"visibility_timeout": 60})
+    channel = conn.default_channel
+    KombuQueue(QUEUE, exchange, routing_key=QUEUE, channel=channel).declare()
+    Producer(channel).publish({"n": 2}, exchange=exchange, routing_key=QUEUE)
+    message = channel.basic_get(QUEUE, no_ack=False)
+    assert message is not None and client.hlen("unacked") == 1
+
+    valkey_server.stop()
+    channel._disconnect_pools()
+    conn._do_close_transport()
+    ignore_errors(conn, conn.close)  # raised AttributeError with kombu's own channel
+    assert conn._closed

@@ -118,16 +118,22 @@ def valkey_binary() -> str:
 
 
 def valkey(port: int | None = None, host: str = "127.0.0.1", data_dir: str | None = None) -> EmbeddedServer:
-    """A Valkey server configured as production wants Redis: no eviction (kombu and RedBeat keys must stay)."""
+    """A Valkey server configured as production wants Redis: no eviction (kombu and RedBeat keys stay)."""
     port = port or free_port(host)
     argv = [
         valkey_binary(),
-        "--port", str(port),
-        "--bind", host,
-        "--save", "",
-        "--appendonly", "no",
-        "--maxmemory-policy", "noeviction",
-        "--protected-mode", "no",
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxmemory-policy",
+        "noeviction",
+        "--protected-mode",
+        "no",
     ]
     if data_dir:
         argv += ["--dir", data_dir]
@@ -154,8 +160,11 @@ def tansu(
     argv = [
         tansu_binary(),
         "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", storage,
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        storage,
     ]
     return EmbeddedServer(name="tansu", argv=argv, host=host, port=port, env=dict(env or {}))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import click
 
 
 class _LazySimulators(click.Group):
     """Imports a simulator only when its command runs, so ``rdb24`` starts fast."""
 
-    _targets = {"rosdomofon": "sandbox.rosdomofon", "bitrix24": "sandbox.bitrix24"}
+    _targets: ClassVar[dict[str, str]] = {"rosdomofon": "sandbox.rosdomofon", "bitrix24": "sandbox.bitrix24"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self._targets)

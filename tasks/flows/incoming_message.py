@@ -28,6 +28,7 @@ from tasks.base import operation
 from tasks.clients import redis_client, rosdomofon_api
 from tasks.flows.chat import post_to_chat
 from tasks.flows.contact import find_or_create_contact
+from tasks.publishing import QUICK_PUBLISH_RETRY_POLICY
 from tasks.queues import Queue
 from tasks.settings import get_settings
 
@@ -90,7 +91,7 @@ def message_chain(message: SubscriberMessage) -> Signature:
 
 def start_chain(message: SubscriberMessage) -> str:
     """Publish the chain; returns the last step's task id once the broker accepted it."""
-    result = message_chain(message).apply_async()
+    result = message_chain(message).apply_async(retry_policy=QUICK_PUBLISH_RETRY_POLICY)
     return str(result.id)
 
 

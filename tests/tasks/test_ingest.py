@@ -28,8 +28,8 @@ from sandbox import embedded
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from tasks.ingest import dead_letters as dlq
-from tests.conftest import _claim_free_db, create_topics
-from tests.fixtures.worker import CeleryWorker, point_app_at
+from tests.conftest import create_topics
+from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import contacts_with_phone, crm_chat_env, rosdomofon_env
 from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
 
@@ -51,25 +51,6 @@ def company() -> str:
 
 
 @pytest.fixture(scope="module")
-def stack_redis_url(redis_server_url: str, redis_url: str, celery_app: Any) -> Iterator[str]:
-    """A Redis DB of this module's own (its worker must not take other modules' tasks)."""
-    url = _claim_free_db(redis_server_url)
-    point_app_at(url)
-    try:
-        yield url
-    finally:
-        redis.Redis.from_url(url).flushdb()
-        point_app_at(redis_url)
-
-
-@pytest.fixture(scope="module")
-def stack_redis(stack_redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack_redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def rd_sim(kafka_bootstrap: str, company: str) -> Iterator[RosDomofonSimulator]:
     topic = f"MESSAGES_IN_{company}"
     create_topics(kafka_bootstrap, topic, partitions=PARTITIONS)
@@ -88,7 +69,7 @@ def b24_sim() -> Iterator[Bitrix24Simulator]:
 
 @pytest.fixture(scope="module")
 def stack_env(
-    stack_redis_url: str,
+    module_redis_url: str,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
     worker_base_env: dict[str, str],
@@ -99,7 +80,7 @@ def stack_env(
         **worker_base_env,
         **rosdomofon_env(rd_sim),
         **crm_chat_env(b24_sim),
-        "REDIS_URL": stack_redis_url,
+        "REDIS_URL": module_redis_url,
         "LOG_LEVEL": "INFO",
         # The simulator's rate limit is off; our shared limiter (2 req/s in production) too.
         "BITRIX24_RATE": "1000",
@@ -243,14 +224,14 @@ def test_many_messages_two_processes_each_handled_once(
     lane: Lane,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    stack_redis: redis.Redis,
+    module_redis: redis.Redis,
     stack_env: dict[str, str],
     ingest_factory: Callable[..., IngestProcess],
 ) -> None:
     first, second = ingest_factory(lane), ingest_factory(lane)
 
     def split() -> bool:
-        a, b = first.status(stack_redis), second.status(stack_redis)
+        a, b = first.status(module_redis), second.status(module_redis)
         first.check_alive()
         second.check_alive()
         if not a or not b or not a["assigned"] or not b["assigned"]:
@@ -273,7 +254,7 @@ def test_many_messages_two_processes_each_handled_once(
     for _, phone, _ in people:
         assert len(contacts_with_phone(b24_sim, str(phone))) == 1, f"contact for {phone} not unique"
     counts = [
-        wait_until(lambda p=p: p.status(stack_redis), 10, "status")["enqueued"] for p in (first, second)
+        wait_until(lambda p=p: p.status(module_redis), 10, "status")["enqueued"] for p in (first, second)
     ]
     assert all(c > 0 for c in counts), f"one process did all the work: {counts}"
 
@@ -282,7 +263,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_posts_once(
     lane: Lane,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    stack_redis: redis.Redis,
+    module_redis: redis.Redis,
     stack_env: dict[str, str],
     ingest_factory: Callable[..., IngestProcess],
 ) -> None:
@@ -291,7 +272,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_posts_once(
     tag = f"kill{uuid.uuid4().hex[:6]}"
     batch = payloads(people, tag, 120)
     ingest = ingest_factory(lane)
-    ingest.wait_assigned(stack_redis)
+    ingest.wait_assigned(module_redis)
     produce(bootstrap, topic, batch[:60], partitions=PARTITIONS)
     wait_until(lambda: len(posts_by_tag(b24_sim, tag)) >= 5, 60, "first posts")
     ingest.kill()  # SIGKILL: no commit, no leave-group; the uncommitted tail is read again
@@ -306,7 +287,7 @@ def test_poison_records_go_to_dead_letter_topic_and_consumer_moves_on(
     lane: Lane,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    stack_redis: redis.Redis,
+    module_redis: redis.Redis,
     stack_env: dict[str, str],
     ingest_factory: Callable[..., IngestProcess],
 ) -> None:
@@ -352,7 +333,7 @@ def test_poison_records_go_to_dead_letter_topic_and_consumer_moves_on(
     assert "no sender phone" in found[offsets[2][1]][1][dlq.H_ERROR]
     stored = [
         letter
-        for letter in stack_redis.hvals("rdb24:dlq:items")
+        for letter in module_redis.hvals("rdb24:dlq:items")
         if f'"offset":{offsets[0][1]}' in letter.replace(" ", "")
     ]
     assert stored, "the dead letter is not listed in the Redis store (rdb24 dlq list)"
@@ -363,7 +344,7 @@ def test_sigterm_finishes_commits_and_exits_zero(
     lane: Lane,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    stack_redis: redis.Redis,
+    module_redis: redis.Redis,
     stack_env: dict[str, str],
     ingest_factory: Callable[..., IngestProcess],
 ) -> None:
@@ -371,10 +352,10 @@ def test_sigterm_finishes_commits_and_exits_zero(
     tag = f"term{uuid.uuid4().hex[:6]}"
     port = embedded.free_port()
     ingest = ingest_factory(lane, INGEST_METRICS_PORT=str(port))
-    ingest.wait_assigned(stack_redis)
+    ingest.wait_assigned(module_redis)
     sent = produce(bootstrap, topic, payloads(subscribers(rd_sim, 5), tag, 30), partitions=PARTITIONS)
     ends = {p: max(o for q, o in sent if q == p) + 1 for p in range(PARTITIONS)}
-    wait_until(lambda: (ingest.status(stack_redis) or {}).get("consumed", 0) >= 30, 60, "records consumed")
+    wait_until(lambda: (ingest.status(module_redis) or {}).get("consumed", 0) >= 30, 60, "records consumed")
     metrics = wait_until(
         lambda: (text := _scrape(port)) and "rdb24_ingest_consumer_lag{" in text and text, 30, "lag metric"
     )
@@ -451,7 +432,7 @@ def durable_broker(tmp_path: Path) -> Iterator[embedded.EmbeddedServer]:
 def test_broker_restart_ingest_reconnects_without_restart(
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    stack_redis: redis.Redis,
+    module_redis: redis.Redis,
     stack_env: dict[str, str],
     durable_broker: embedded.EmbeddedServer,
     ingest_factory: Callable[..., IngestProcess],
@@ -466,7 +447,7 @@ def test_broker_restart_ingest_reconnects_without_restart(
     tag = f"brk{uuid.uuid4().hex[:6]}"
     batch = payloads(people, tag, 40)
     ingest = ingest_factory(lane, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
-    ingest.wait_assigned(stack_redis)
+    ingest.wait_assigned(module_redis)
     produce(bootstrap, topic, batch[:20], partitions=PARTITIONS)
     wait_until(lambda: len(posts_by_tag(b24_sim, tag)) >= 20, 60, "first half posted")
 

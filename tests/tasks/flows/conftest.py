@@ -10,34 +10,11 @@ and this process's ``tasks.app`` all point at it, and the session database is re
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import redis
 
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
-from tests.conftest import _claim_free_db
-from tests.fixtures.worker import point_app_at
-
-
-@pytest.fixture(scope="module")
-def flow_redis_url(redis_server_url: str, redis_url: str, celery_app: Any) -> Iterator[str]:
-    """A Redis DB owned by this module; ``tasks.app`` in this process points at it meanwhile."""
-    url = _claim_free_db(redis_server_url)
-    point_app_at(url)
-    try:
-        yield url
-    finally:
-        redis.Redis.from_url(url).flushdb()
-        point_app_at(redis_url)
-
-
-@pytest.fixture(scope="module")
-def flow_redis(flow_redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(flow_redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

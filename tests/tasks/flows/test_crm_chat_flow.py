@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def worker(
-    flow_redis_url: str,
+    module_redis_url: str,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
     celery_worker_factory: Callable[..., CeleryWorker],
@@ -42,7 +42,7 @@ def worker(
     env = {
         **rosdomofon_env(rd_sim),
         **crm_chat_env(b24_sim),
-        "REDIS_URL": flow_redis_url,
+        "REDIS_URL": module_redis_url,
         "BITRIX24_TIMEOUT": "2",
     }
     started = celery_worker_factory(env)
@@ -87,7 +87,7 @@ def test_redelivery_and_concurrency_do_not_duplicate(
     worker: CeleryWorker,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    flow_redis: redis.Redis,
+    module_redis: redis.Redis,
     unique: str,
 ) -> None:
     abonent_id, phone, _ = subscriber_with_account(rd_sim, 5)
@@ -102,11 +102,11 @@ def test_redelivery_and_concurrency_do_not_duplicate(
         thread.join(10)
     results = [wait_result(task_id) for task_id in ids]
     # Redelivery of all three after their results expired: markers keep them single.
-    for key in flow_redis.keys(f"celery-task-meta-msg:MESSAGES_IN_SK_SB:*:{unique}:*"):
-        flow_redis.delete(key)
+    for key in module_redis.keys(f"celery-task-meta-msg:MESSAGES_IN_SK_SB:*:{unique}:*"):
+        module_redis.delete(key)
     for message in messages:
         wait_result(enqueue_incoming_message(*message))
-    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
 
     assert len({r["contact_id"] for r in results}) == 1
     assert len(contacts_with_phone(b24_sim, str(phone))) == 1
@@ -150,7 +150,7 @@ def test_same_message_enqueued_twice_at_once_is_posted_once(
     worker: CeleryWorker,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    flow_redis: redis.Redis,
+    module_redis: redis.Redis,
     unique: str,
 ) -> None:
     """A Kafka record read again while its first chain still runs: both chains race, one post lands."""
@@ -171,7 +171,7 @@ def test_same_message_enqueued_twice_at_once_is_posted_once(
     for thread in threads:
         thread.join(10)
     wait_until(lambda: posts_of(b24_sim, f"twice {unique}"), message="first post")
-    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
     b24_sim.faults.clear()
     assert len(posts_of(b24_sim, f"twice {unique}")) == 1
 

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def flow_env(
-    flow_redis_url: str,
+    module_redis_url: str,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
     worker_base_env: dict[str, str],
@@ -49,7 +49,7 @@ def flow_env(
         **worker_base_env,
         **rosdomofon_env(rd_sim),
         **openlines_env(b24_sim, f"http://127.0.0.1:{port}"),
-        "REDIS_URL": flow_redis_url,
+        "REDIS_URL": module_redis_url,
         "WEBHOOK_PORT": str(port),
     }
     return env
@@ -105,7 +105,7 @@ def test_redelivered_message_is_not_posted_twice(
     worker: CeleryWorker,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
-    flow_redis: redis.Redis,
+    module_redis: redis.Redis,
     unique: str,
 ) -> None:
     abonent_id, phone, _ = subscriber_with_account(rd_sim, 1)
@@ -115,10 +115,10 @@ def test_redelivered_message_is_not_posted_twice(
 
     # Kafka redelivery while the results are still known (Celery skips succeeded task ids)...
     enqueue_incoming_message(message, message_id)
-    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
     # ...and after the results expired: only the effect markers stand between us and a duplicate.
-    for key in flow_redis.keys(f"celery-task-meta-msg:{message_id}:*"):
-        flow_redis.delete(key)
+    for key in module_redis.keys(f"celery-task-meta-msg:{message_id}:*"):
+        module_redis.delete(key)
     again = wait_result(enqueue_incoming_message(message, message_id))
     assert again["message_id"] == message_id
 
@@ -188,7 +188,7 @@ def test_subscriber_without_account_gets_a_marked_contact_and_post(
 def test_operator_reply_reaches_the_subscriber_and_is_marked_delivered(
     worker: CeleryWorker,
     webhook: WebhookServer,
-    flow_redis: redis.Redis,
+    module_redis: redis.Redis,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
     unique: str,
@@ -231,12 +231,12 @@ def test_operator_reply_reaches_the_subscriber_and_is_marked_delivered(
         timeout=10,
     )
     assert again.status_code == 200
-    wait_until(lambda: queues_drained(flow_redis), message="queues drained")
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
     assert len(reply_in_history()) == 1
 
 
 def test_forged_token_is_refused_and_nothing_is_enqueued(
-    worker: CeleryWorker, webhook: WebhookServer, flow_redis: redis.Redis, unique: str
+    worker: CeleryWorker, webhook: WebhookServer, module_redis: redis.Redis, unique: str
 ) -> None:
     chat_id, message_id = 900_000 + int(unique[:4], 16), 1
     form = {
@@ -252,14 +252,14 @@ def test_forged_token_is_refused_and_nothing_is_enqueued(
     response = requests.post(f"{webhook.url}/bitrix24/events", data=form, timeout=10)
     assert response.status_code == 403
     task_id = f"reply:{chat_id}:{message_id}"
-    assert not flow_redis.exists(f"rdb24:reply:enqueued:{task_id}")
-    assert not flow_redis.exists(f"celery-task-meta-{task_id}")
-    assert not any(task_id in item for item in flow_redis.lrange("flows", 0, -1))
+    assert not module_redis.exists(f"rdb24:reply:enqueued:{task_id}")
+    assert not module_redis.exists(f"celery-task-meta-{task_id}")
+    assert not any(task_id in item for item in module_redis.lrange("flows", 0, -1))
     assert unique not in webhook.logs()  # the (forged) token is never logged
 
 
 def test_webhook_refuses_bad_requests_with_4xx(
-    webhook: WebhookServer, b24_sim: Bitrix24Simulator, flow_redis: redis.Redis
+    webhook: WebhookServer, b24_sim: Bitrix24Simulator, module_redis: redis.Redis
 ) -> None:
     url = f"{webhook.url}/bitrix24/events"
     token = b24_sim.oauth.application_token

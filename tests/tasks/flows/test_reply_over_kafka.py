@@ -37,7 +37,7 @@ def rd_sim(kafka_bootstrap: str) -> Iterator[RosDomofonSimulator]:
 
 @pytest.fixture(scope="module")
 def flow_env(
-    flow_redis_url: str,
+    module_redis_url: str,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
     worker_base_env: dict[str, str],
@@ -48,7 +48,7 @@ def flow_env(
         **worker_base_env,
         **rosdomofon_env(rd_sim),
         **openlines_env(b24_sim, f"http://127.0.0.1:{port}"),
-        "REDIS_URL": flow_redis_url,
+        "REDIS_URL": module_redis_url,
         "WEBHOOK_PORT": str(port),
         "REPLY_TRANSPORT": "kafka",
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,

@@ -36,7 +36,7 @@ LATENCY = 4.0
 
 @pytest.fixture(scope="module")
 def worker(
-    flow_redis_url: str,
+    module_redis_url: str,
     rd_sim: RosDomofonSimulator,
     b24_sim: Bitrix24Simulator,
     celery_worker_factory: Callable[..., CeleryWorker],
@@ -44,7 +44,7 @@ def worker(
     env = {
         **rosdomofon_env(rd_sim),
         **crm_chat_env(b24_sim),
-        "REDIS_URL": flow_redis_url,
+        "REDIS_URL": module_redis_url,
         "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
     }
     started = celery_worker_factory(env)

@@ -25,6 +25,8 @@ from tasks.queues import DEFAULT_QUEUE, Queue, route_task
 # Modules holding tasks; every submodule of a package listed in TASK_PACKAGES is included too.
 TASK_MODULES = ("tasks.rosdomofon", "tasks.bitrix24", "tasks.kafka_messages")
 TASK_PACKAGES = ("tasks.flows", "tasks.reconcile")
+# Seconds a crashed worker's hold on kombu's restore-sweep mutex lasts (see celery_config).
+RESTORE_MUTEX_EXPIRE = 10
 
 
 def task_modules() -> list[str]:
@@ -60,6 +62,11 @@ def celery_config() -> dict[str, Any]:
         # (kombu's defaults: 10 x 10); throttle 1 makes REDIS_RESTORE_INTERVAL the one knob.
         "unacked_restore_interval": settings.redis_restore_interval,
         "unacked_restore_throttle": 1,
+        # Each sweep runs under a Redis mutex that kombu lets expire after 300 s: a worker killed
+        # inside a sweep (milliseconds, but workers sweep all the time) stopped every restore for
+        # five minutes, so messages of a crashed worker sat in `unacked` that long. Sweeps are
+        # safe to overlap (each restore is a WATCH transaction), so the mutex only has to cover one.
+        "unacked_mutex_expire": RESTORE_MUTEX_EXPIRE,
     }
     return {
         "broker_url": settings.redis_url,

@@ -284,6 +284,14 @@ class SendMessagesResult(WireModel):
         return {} if value in (None, []) else value
 
 
+class OpenLineCrmChat(WireModel):
+    """One row of ``imopenlines.crm.chat.get``: an Open Lines chat the CRM tracker linked to a record."""
+
+    CHAT_ID: int
+    CONNECTOR_ID: str = ""
+    CONNECTOR_TITLE: str | None = None
+
+
 class ImRef(WireModel):
     """The portal-side ids of a message: ``im{chat_id, message_id}``."""
 
@@ -427,6 +435,7 @@ __all__ = [
     "ImRef",
     "MultiField",
     "OAuthToken",
+    "OpenLineCrmChat",
     "SendMessagesData",
     "SendMessagesResult",
     "SentMessage",

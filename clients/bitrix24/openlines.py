@@ -1,4 +1,5 @@
-"""Open Lines connector calls (``imconnector.*``, ``imopenlines.config.list.get``, ``event.bind``).
+"""Open Lines connector calls (``imconnector.*``, ``imopenlines.config.list.get``,
+``imopenlines.crm.chat.get``, ``event.bind``).
 
 These need an OAuth app context: with a webhook the portal answers 403 WRONG_AUTH_TYPE, which
 surfaces as :class:`Bitrix24AccessError`.
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from clients.bitrix24.errors import Bitrix24InputError
-from schemas.bitrix24 import ConnectorMessage, DeliveryStatus, SendMessagesResult
+from schemas.bitrix24 import ConnectorMessage, DeliveryStatus, OpenLineCrmChat, SendMessagesResult
 
 if TYPE_CHECKING:
     from schemas.bitrix24 import B24Envelope
@@ -100,6 +101,23 @@ class OpenLinesMixin:
     def list_open_lines(self) -> list[dict[str, Any]]:
         result = self.call("imopenlines.config.list.get", {})
         return list(result) if isinstance(result, list) else []
+
+    def crm_open_line_chats(
+        self, entity_type: str, entity_id: int, *, active_only: bool = False
+    ) -> list[OpenLineCrmChat]:
+        """Open Lines chats the portal's CRM tracker linked to a CRM record (``contact``, ``lead``...).
+
+        The one documented way back from a CRM record to its dialogs: after a first message whose
+        answer was lost we know the contact, not the chat.
+        """
+        params = {
+            "CRM_ENTITY_TYPE": entity_type,
+            "CRM_ENTITY": entity_id,
+            "ACTIVE_ONLY": "Y" if active_only else "N",
+        }
+        result = self.call("imopenlines.crm.chat.get", params)
+        rows = result if isinstance(result, list) else []
+        return [OpenLineCrmChat.model_validate(row) for row in rows if isinstance(row, Mapping)]
 
 
 __all__ = ["DEFAULT_ICON", "OpenLinesMixin"]

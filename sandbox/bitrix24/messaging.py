@@ -1,6 +1,11 @@
 """Chats: ``im.chat.add``/``im.chat.get``/``im.message.add``/``im.dialog.messages.get``, the Open Lines
-connector (``imconnector.*``), ``imopenlines.config.list.get`` and ``event.bind``. ``imconnector.*`` and
-``event.*`` are app-only."""
+connector (``imconnector.*``), ``imopenlines.config.list.get``, ``imopenlines.crm.chat.get`` and
+``event.bind``. ``imconnector.*`` and ``event.*`` are app-only.
+
+The CRM tracker is modelled for contacts only: a new connector dialog whose ``user.phone`` matches an
+existing contact's phone is linked to that contact (a real line may instead create a lead or company,
+depending on its settings; then ``imopenlines.crm.chat.get`` for the contact finds nothing).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox.bitrix24.crm import normalize_phone
 from sandbox.bitrix24.state import ApiError, Context, Portal
 
 APP_ONLY_PREFIXES = ("imconnector.", "event.", "placement.")
@@ -298,7 +304,8 @@ def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[
                     OWNER=0,
                     USERS=[user_id],
                     ENTITY_TYPE="LINES",
-                    ENTITY_ID=f"{connector}|{line}|{chat['id']}",
+                    ENTITY_ID=f"{connector}|{line}|{chat['id']}|{user_id}",
+                    crm=_tracked_contacts(portal, user.get("phone")),
                     openline={
                         "connector": connector,
                         "line": line,
@@ -333,6 +340,48 @@ def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[
                 }
             )
     return {"SUCCESS": True, "DATA": {"RESULT": results}}
+
+
+def _tracked_contacts(portal: Portal, phone: Any) -> list[int]:
+    """The CRM tracker's link for a new dialog: every contact carrying the dialog user's phone."""
+    wanted = normalize_phone(str(phone or ""))
+    if not wanted:
+        return []
+    return sorted(
+        cid
+        for cid, rec in portal.contacts.items()
+        if any(normalize_phone(r["VALUE"]) == wanted for r in rec["PHONE"])
+    )
+
+
+CRM_ENTITY_TYPES = ("lead", "deal", "company", "contact")
+
+
+def crm_chat_get(portal: Portal, params: dict[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    """``imopenlines.crm.chat.get``: the Open Lines chats linked to a CRM record (contacts only here)."""
+    entity_type = str(params.get("CRM_ENTITY_TYPE") or "").lower()
+    if entity_type not in CRM_ENTITY_TYPES:
+        raise ApiError("ERROR_ARGUMENT", f"CRM_ENTITY_TYPE must be one of {', '.join(CRM_ENTITY_TYPES)}")
+    entity = _id_param(params, "CRM_ENTITY")
+    if entity is None:
+        raise ApiError("ERROR_ARGUMENT", "CRM_ENTITY is required")
+    if entity_type != "contact":
+        return []
+    with portal.lock:
+        rows = []
+        for chat in portal.chats.values():
+            line = chat.get("openline")
+            if line is None or entity not in (chat.get("crm") or []):
+                continue
+            connector = portal.connectors.get(line["connector"], {})
+            rows.append(
+                {
+                    "CHAT_ID": str(chat["ID"]),
+                    "CONNECTOR_ID": line["connector"],
+                    "CONNECTOR_TITLE": str(connector.get("NAME") or line["connector"]),
+                }
+            )
+        return rows
 
 
 def send_status_delivery(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
@@ -410,6 +459,7 @@ METHODS = {
     "imconnector.send.messages": send_messages,
     "imconnector.send.status.delivery": send_status_delivery,
     "imopenlines.config.list.get": config_list,
+    "imopenlines.crm.chat.get": crm_chat_get,
     "event.bind": event_bind,
     "event.get": event_get,
     "event.unbind": event_unbind,

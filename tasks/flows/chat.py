@@ -9,6 +9,12 @@ so we look for it before posting again: in Open Lines by our message id in the m
 ``params.CONNECTOR_MID`` (:func:`_already_in_open_line`), in a CRM chat by the hidden tag
 ``rdb24:<message id>`` matched whole (:func:`_has_crm_tag`). Never by the text alone: a subscriber
 may send the same words twice, and taking the first for the second would lose it silently.
+
+The first message of a new Open Lines dialog is the hard case: its answer (the chat id) is what was
+lost. The dialog is then found through the CRM tracker's link to the subscriber's contact
+(``imopenlines.crm.chat.get``, :func:`_interrupted_first_post`). Only when the line's tracker linked
+the dialog to something else (a lead, say) is the message sent again, and may then appear twice.
+If the portal cannot be read right now, the task retries rather than guess.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 from loguru import logger
 
-from clients.errors import FixInputError, IntegrationError
+from clients.errors import DoNotRetryError, FixInputError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
 from tasks import crm_chat, effects, metrics, openlines, subscribers
 from tasks.base import operation
@@ -32,6 +38,9 @@ STEP = "post"
 TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
 POST_LOCK_TIMEOUT = 60.0  # above one Bitrix24 call (30 s timeout); a dead holder blocks no longer
 POST_LOCK_WAIT = 20.0
+# Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
+# we post again. Transient errors are not here: they propagate and the task retries.
+UNREADABLE = (FixInputError, DoNotRetryError)
 
 
 def chat_mode(settings: Settings) -> ChatModeUsed:
@@ -51,12 +60,15 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
     item = openlines.connector_message(payload.message, payload.account, text)
     known = subscribers.recall(cache, payload.message.abonent_id)
     chat_id = known.openlines_chat_id if known else None
-    # After an interrupted send, the dialog (if we already know its chat) shows whether it went in,
-    # recognised by our message id (never by text: a subscriber may well write "да" twice).
-    # A first message of a new dialog has no chat id yet: it is sent again with the same message.id.
-    posted = (
-        _already_in_open_line(portal, chat_id, payload.message.message_id) if ambiguous and chat_id else None
-    )
+    # After an interrupted send, the dialog shows whether it went in, recognised by our message id
+    # (never by text: a subscriber may well write "да" twice).
+    posted = None
+    if ambiguous and chat_id:
+        posted = _already_in_open_line(portal, chat_id, payload.message.message_id)
+    elif ambiguous:
+        chat_id, posted = _interrupted_first_post(
+            portal, connector, payload.contact_id, payload.message.message_id
+        )
     if posted is None:
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
@@ -94,10 +106,14 @@ def _has_crm_tag(text: str, message_id: str) -> bool:
 
 
 def _recent_messages(portal: Any, chat_id: int) -> list[dict[str, Any]] | None:
-    """The chat's newest 50 messages, or None when the portal cannot show them (then: post again)."""
+    """The chat's newest 50 messages, or None when the portal refuses to show them (then: post again).
+
+    A transient failure (5xx, rate limit, timeout) propagates: the task retries and checks again
+    instead of guessing.
+    """
     try:
         result = portal.call("im.dialog.messages.get", {"DIALOG_ID": f"chat{chat_id}", "LIMIT": 50})
-    except IntegrationError as exc:
+    except UNREADABLE as exc:
         logger.warning("cannot read chat {} to check for an earlier post ({}); posting again", chat_id, exc)
         return None
     rows = result.get("messages", []) if isinstance(result, dict) else []
@@ -154,6 +170,36 @@ def _already_in_open_line(portal: Any, chat_id: int, message_id: str) -> int | N
             message_id,
         )
     return None
+
+
+def _interrupted_first_post(
+    portal: Any, connector: str, contact_id: int, message_id: str
+) -> tuple[int | None, int | None]:
+    """(chat id, portal message id) of an interrupted first post of a new dialog, if it went in.
+
+    The chat id was in the lost answer; the portal's CRM tracker links a new dialog to the contact
+    with the subscriber's phone (which the previous step made sure exists), so the contact's Open
+    Lines chats of our connector are where it can be.
+    """
+    try:
+        chats = portal.crm_open_line_chats("contact", contact_id)
+    except UNREADABLE as exc:
+        logger.warning(
+            "cannot list contact {}'s open line chats ({}); posting {} again (a duplicate is possible)",
+            contact_id, exc, message_id,
+        )  # fmt: skip
+        return None, None
+    ours = [chat.CHAT_ID for chat in chats if connector == chat.CONNECTOR_ID]
+    for chat_id in ours:
+        posted = _already_in_open_line(portal, chat_id, message_id)
+        if posted is not None:
+            return chat_id, posted
+    logger.warning(
+        "interrupted first post of {} not found in contact {}'s {} open line chat(s) of connector {}; "
+        "posting again (a duplicate is possible if the line linked the dialog to another CRM record)",
+        message_id, contact_id, len(ours), connector,
+    )  # fmt: skip
+    return None, None
 
 
 def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatResult:

@@ -134,6 +134,33 @@ def test_open_lines_round_trip(
     assert stored["id"] == reply["message_id"] and stored["delivered"] is True
 
 
+def test_crm_tracker_links_a_new_dialog_to_the_contact_with_its_phone(
+    bitrix24_fresh: Bitrix24Simulator, bitrix24_oauth_client: Bitrix24Client
+) -> None:
+    """``imopenlines.crm.chat.get`` leads from a contact back to the dialog the tracker linked to it:
+    how a post whose answer (the chat id) was lost is found again."""
+    client = bitrix24_oauth_client
+    line = _setup_line(client, "https://example.org/events")
+    subscriber = client.create_contact({"NAME": "Ivan", "PHONE": [{"VALUE": "8 (913) 555-01-02"}]})
+    stranger = client.create_contact({"NAME": "Other", "PHONE": [{"VALUE": "79135550103"}]})
+    item = {
+        "user": {"id": "abonent-56", "name": "Ivan", "phone": "+79135550102", "skip_phone_validate": "Y"},
+        "message": {"id": "topic:0:18", "date": int(time.time()), "text": "Hello"},
+        "chat": {"id": "abonent-56"},
+    }
+    session = client.send_connector_messages(CONNECTOR, line, [item]).DATA.RESULT[0].session
+    assert session is not None and session.CHAT_ID
+
+    chats = client.crm_open_line_chats("contact", subscriber)
+    assert [(c.CHAT_ID, c.CONNECTOR_ID, c.CONNECTOR_TITLE) for c in chats] == [
+        (session.CHAT_ID, CONNECTOR, "RosDomofon")
+    ]
+    assert client.crm_open_line_chats("contact", stranger) == []
+    assert client.crm_open_line_chats("lead", subscriber) == []
+    with pytest.raises(Bitrix24InputError, match="CRM_ENTITY_TYPE"):
+        client.crm_open_line_chats("invoice", subscriber)
+
+
 def test_forged_application_token_is_rejected(
     bitrix24_fresh: Bitrix24Simulator, bitrix24_oauth_client: Bitrix24Client, receiver: Receiver
 ) -> None:

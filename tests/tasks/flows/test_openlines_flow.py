@@ -36,6 +36,8 @@ from tests.tasks.flows.helpers import (
 
 pytestmark = pytest.mark.timeout(180)
 
+CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
+
 
 @pytest.fixture(scope="module")
 def flow_env(
@@ -51,6 +53,7 @@ def flow_env(
         **openlines_env(b24_sim, f"http://127.0.0.1:{port}"),
         "REDIS_URL": module_redis_url,
         "WEBHOOK_PORT": str(port),
+        "BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT),
     }
     return env
 
@@ -166,6 +169,26 @@ def test_same_text_twice_with_a_503_on_the_second_post_gives_two_posts(
     posted = [m for m in _openline_chat(b24_sim, abonent_id)["messages"] if unique in m["text"]]
     assert [m["external_id"] for m in posted] == [first, second]
     assert posted[0]["text"] == posted[1]["text"]
+
+
+def test_first_message_of_a_new_dialog_committed_then_timed_out_is_posted_once(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """The portal takes the very first message of a subscriber, but the answer carrying the new
+    dialog's chat id is lost to a timeout. The retry finds the dialog through the contact's Open
+    Lines chats (``imopenlines.crm.chat.get``) and its message by CONNECTOR_MID: no second post."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 5)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    b24_sim.inject(
+        "commit_then_timeout", method="imconnector.send.messages", count=1, seconds=CLIENT_TIMEOUT + 2
+    )
+    result = wait_result(
+        enqueue_incoming_message(incoming(abonent_id, phone, f"первое {unique}"), message_id)
+    )
+    assert not b24_sim.faults.listing()  # the send did commit and time out
+    chat = _openline_chat(b24_sim, abonent_id)
+    assert [m["external_id"] for m in chat["messages"] if unique in m["text"]] == [message_id]
+    assert result["chat_id"] == chat["chat_id"]
 
 
 def test_subscriber_without_account_gets_a_marked_contact_and_post(

@@ -118,7 +118,6 @@ def find_account(
     fetch_accounts: Callable[[], Iterable[Account]],
     *,
     min_interval: float = 60.0,
-    lock_timeout: float = 300.0,
     lock_wait: float = 120.0,
 ) -> AccountRef | None:
     """The account whose owner has ``phone``; refreshes the index once (single flight) on a miss."""
@@ -127,7 +126,7 @@ def find_account(
     found = get_indexed_account(client, phone)
     if found is not None:
         return found
-    with locked(client, REFRESH_LOCK, timeout=lock_timeout, wait=lock_wait):
+    with locked(client, REFRESH_LOCK, wait=lock_wait):
         found = get_indexed_account(client, phone)
         if found is not None:  # the refresh we queued behind found it
             return found

@@ -64,7 +64,7 @@ def ensure_chat(portal: CrmChatPortal, cache: redis.Redis, contact_id: int, titl
         if found is not None:
             cache.set(chat_key(contact_id), found, ex=CHAT_TTL)
             return found
-    with effects.locked(cache, name, timeout=90, wait=30):
+    with effects.locked(cache, name, wait=30):
         found = known_chat(cache, contact_id)
         if found is not None:
             return found

@@ -9,12 +9,16 @@ with a side effect records ``done:{message_id}:{step}`` in Redis:
 
 Locks are redis-py's :class:`redis.lock.Lock` (``SET NX PX`` with a random token, released by a Lua
 script that deletes only our own token), so a lock that expired and was taken by another worker is
-never released by us.
+never released by us. They are leases: a short expiry that a keep-alive thread renews while the holder
+lives. A holder killed with ``kill -9`` therefore blocks the others for one lease (seconds), not for
+the worst case of the block it was running (with fixed expiries of 60-90 s the kill -9 scenario spent
+most of its recovery time waiting for dead workers' locks).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,13 +26,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
-from redis.exceptions import LockError
+from loguru import logger
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from clients.errors import RetryLaterError
 
 MARKER_PREFIX = "rdb24:done"
 LOCK_PREFIX = "rdb24:lock"
 DEFAULT_MARKER_TTL = 14 * 24 * 3600  # longer than any Kafka redelivery or dead-letter replay window
+LEASE = 10.0  # seconds a lock outlives a dead holder; a live one renews it every LEASE / 3
 
 
 @dataclass(frozen=True)
@@ -100,24 +107,44 @@ def locked(
     client: redis.Redis,
     name: str,
     *,
-    timeout: float = 60.0,
+    timeout: float = LEASE,
     wait: float = 20.0,
 ) -> Iterator[None]:
-    """Hold the lock ``rdb24:lock:{name}`` for the block.
+    """Hold the lock ``rdb24:lock:{name}`` for the block, however long the block runs.
 
-    ``timeout`` bounds how long a dead holder blocks others (keep it above the block's worst case:
-    one API call with its timeout); ``wait`` bounds how long we queue behind a live holder before
+    ``timeout`` is the lease: renewed every third of it while we live, so it only bounds how long a
+    dead holder blocks the others. ``wait`` bounds how long we queue behind a live holder before
     giving the task back to Celery with a retry.
     """
-    lock = client.lock(f"{LOCK_PREFIX}:{name}", timeout=timeout, blocking=True, blocking_timeout=wait)
+    # thread_local=False: the keep-alive thread must see the token the acquiring thread got.
+    lock = client.lock(
+        f"{LOCK_PREFIX}:{name}", timeout=timeout, blocking=True, blocking_timeout=wait, thread_local=False
+    )
     if not lock.acquire():
         raise LockBusyError(f"lock {name!r} busy for more than {wait:g}s", retry_after=1.0)
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep_alive, args=(lock, name, timeout, stop), daemon=True)
+    keeper.start()
     try:
         yield
     finally:
+        stop.set()
+        keeper.join()
         # If it expired it may belong to someone else now: the Lua release leaves their token alone.
         with suppress(LockError):
             lock.release()
+
+
+def _keep_alive(lock: Lock, name: str, lease: float, stop: threading.Event) -> None:
+    """Renew the lease until ``stop``; a renewal that fails for a moment (Redis blip) is tried again."""
+    while not stop.wait(lease / 3):
+        try:
+            lock.reacquire()
+        except LockNotOwnedError:
+            logger.error("lock {!r} expired while held (Redis unreachable longer than its lease?)", name)
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("could not renew lock {!r}: {}; trying again", name, exc)
 
 
 def is_locked(client: redis.Redis, name: str) -> bool:
@@ -131,7 +158,7 @@ def phone_lock_name(phone: str) -> str:
 
 @contextmanager
 def phone_lock(
-    client: redis.Redis, phone: str, *, timeout: float = 60.0, wait: float = 20.0
+    client: redis.Redis, phone: str, *, timeout: float = LEASE, wait: float = 20.0
 ) -> Iterator[None]:
     """Serialise "find or create" for one normalised phone across every worker process."""
     with locked(client, phone_lock_name(phone), timeout=timeout, wait=wait):
@@ -139,6 +166,7 @@ def phone_lock(
 
 
 __all__ = [
+    "LEASE",
     "LockBusyError",
     "Marker",
     "is_locked",

@@ -102,7 +102,7 @@ def ensure_connector(
     ready_key = f"{READY_PREFIX}:{connector}:{line}"
     if cache.get(ready_key) is not None:
         return
-    with effects.locked(cache, f"openlines-setup:{connector}:{line}", timeout=120, wait=60):
+    with effects.locked(cache, f"openlines-setup:{connector}:{line}", wait=60):
         if cache.get(ready_key) is not None:
             return
         handler = events_url(public_url) if public_url else ""

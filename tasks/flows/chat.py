@@ -36,7 +36,6 @@ from tasks.settings import ChatMode, Settings, get_settings
 
 STEP = "post"
 TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
-POST_LOCK_TIMEOUT = 60.0  # above one Bitrix24 call (30 s timeout); a dead holder blocks no longer
 POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
@@ -241,7 +240,7 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     with logger.contextualize(message_id=message_id):
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
-        with effects.locked(cache, f"post:{message_id}", timeout=POST_LOCK_TIMEOUT, wait=POST_LOCK_WAIT):
+        with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
             previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
             if previous is not None and previous.done and previous.result is not None:
                 return PostToChatResult.model_validate(previous.result)

@@ -35,7 +35,6 @@ STEP = "contact"
 CACHE_PREFIX = "rdb24:contact:phone"
 CACHE_TTL = 30 * 24 * 3600
 ORIGINATOR = "rosdomofon"  # the same value reconciliation writes (tasks/reconcile/mapping.py)
-LOCK_TIMEOUT = 90.0  # above one create call (timeout 30 s) plus rate-limit waits
 LOCK_WAIT = 30.0
 
 
@@ -111,7 +110,7 @@ def ensure_contact(
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
-    with effects.phone_lock(cache, phone, timeout=LOCK_TIMEOUT, wait=LOCK_WAIT):
+    with effects.phone_lock(cache, phone, wait=LOCK_WAIT):
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False

@@ -27,7 +27,6 @@ from tasks.settings import ReplyTransport, Settings, get_settings
 SEND_STEP = "send"
 STATUS_STEP = "delivery-status"
 CHANNEL = "support"
-SEND_LOCK_TIMEOUT = 60.0  # above one RosDomofon call (30 s timeout); a dead holder blocks no longer
 SEND_LOCK_WAIT = 20.0
 
 
@@ -122,7 +121,7 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
             raise ReplyTargetError(str(exc)) from None
         # One sender at a time per operator message: a duplicate task running alongside waits here
         # and then finds the first one's marker.
-        with effects.locked(cache, key, timeout=SEND_LOCK_TIMEOUT, wait=SEND_LOCK_WAIT):
+        with effects.locked(cache, key, wait=SEND_LOCK_WAIT):
             marker = effects.recall(cache, key, SEND_STEP)
             if marker is not None and marker.done and marker.result is not None:
                 result = OperatorReplyResult.model_validate(marker.result)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
 from tasks import effects
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_marker_lifecycle_keeps_result_and_counts_attempts(redis_client: redis.Redis, unique: str) -> None:
@@ -63,11 +68,58 @@ def test_busy_lock_raises_a_retry_later_error(redis_client: redis.Redis, unique:
     assert caught.value.retry_after == 1.0
 
 
-def test_expired_lock_is_not_released_by_its_old_holder(redis_client: redis.Redis, unique: str) -> None:
-    with effects.locked(redis_client, unique, timeout=0.2, wait=1):
-        time.sleep(0.3)  # our lock expired; someone else takes it
-        other = redis_client.lock(f"{effects.LOCK_PREFIX}:{unique}", timeout=5)
-        assert other.acquire(blocking=False)
+def test_lock_lost_while_held_is_not_released_by_its_old_holder(
+    redis_client: redis.Redis, unique: str
+) -> None:
+    key = f"{effects.LOCK_PREFIX}:{unique}"
+    with effects.locked(redis_client, unique, timeout=5, wait=1):
+        redis_client.delete(key)  # the lease is gone (e.g. Redis restarted without the key)...
+        other = redis_client.lock(key, timeout=5)
+        assert other.acquire(blocking=False)  # ...and someone else holds it now
     # Leaving the block must not have deleted the other holder's lock.
     assert other.owned()
     other.release()
+
+
+def test_live_holder_keeps_the_lock_past_its_lease(redis_client: redis.Redis, unique: str) -> None:
+    """The keep-alive renews the short lease: a block may run far longer than the lease."""
+    lease = 0.3
+    with effects.locked(redis_client, unique, timeout=lease, wait=1):
+        time.sleep(lease * 4)  # the duration of a long block is the input here, not an awaited event
+        with (
+            pytest.raises(effects.LockBusyError),
+            effects.locked(redis_client, unique, timeout=lease, wait=0.2),
+        ):
+            pass
+    assert not effects.is_locked(redis_client, unique)
+
+
+HOLD_AND_WAIT = """
+import sys, time, redis
+from tasks import effects
+client = redis.Redis.from_url(sys.argv[1])
+with effects.locked(client, sys.argv[2], timeout=float(sys.argv[3]), wait=5):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_lock_of_a_killed_holder_frees_within_one_lease(redis_url: str, unique: str) -> None:
+    """kill -9 stops the keep-alive with the holder: the others wait one lease, not a worst case."""
+    lease = 1.0
+    client = redis.Redis.from_url(redis_url)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_WAIT, redis_url, unique, str(lease)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        holder.kill()
+        holder.wait(10)
+        killed_at = time.monotonic()
+        with effects.locked(client, unique, timeout=lease, wait=lease * 5):
+            waited = time.monotonic() - killed_at
+    finally:
+        holder.kill()
+    assert waited <= lease + 0.5

@@ -17,8 +17,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/rdb24 up
 
+# Tests mostly wait on real servers and processes, so a few xdist workers overlap those waits even on
+# two cores; --dist loadgroup keeps each module (and tests/security) on one worker (tests/fixtures/parallel.py).
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

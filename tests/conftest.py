@@ -165,4 +165,9 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-pytest_plugins = ["tests.fixtures.worker", "tests.fixtures.rosdomofon", "tests.fixtures.bitrix24"]
+pytest_plugins = [
+    "tests.fixtures.worker",
+    "tests.fixtures.rosdomofon",
+    "tests.fixtures.bitrix24",
+    "tests.fixtures.parallel",
+]

@@ -121,6 +121,23 @@ class OperatorReplyResult(FlowModel):
     delivery_reported: bool = False
 
 
+class ResendStalledPayload(FlowModel):
+    """``flows.resend_stalled_messages``; by default the thresholds come from the settings."""
+
+    older_than: float | None = Field(
+        default=None, ge=0, description="seconds in flight before a resend; default STALLED_MESSAGE_AFTER"
+    )
+    limit: int = Field(default=500, gt=0, le=10_000, description="messages handled per run")
+
+
+class ResendStalledResult(FlowModel):
+    resent: list[str] = Field(default_factory=list, description="message ids whose chain was enqueued again")
+    settled: list[str] = Field(
+        default_factory=list, description="message ids already posted, struck out of the ledger"
+    )
+    in_flight: int = Field(description="messages still in the ledger after this run")
+
+
 __all__ = [
     "AccountRef",
     "ChatModeUsed",
@@ -135,5 +152,7 @@ __all__ = [
     "PostToChatPayload",
     "PostToChatResult",
     "ReplyTransportUsed",
+    "ResendStalledPayload",
+    "ResendStalledResult",
     "SubscriberMessage",
 ]

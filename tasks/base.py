@@ -367,3 +367,21 @@ def _dead_letter(
         if broker_unreachable(store_exc):
             # Acking now would lose the message with no record of it: let it come back instead.
             raise _requeue(spec, attempt, "storing the dead letter", store_exc) from exc
+        return
+    if attempt.message_id:
+        _settle_in_flight(attempt.message_id)
+
+
+def _settle_in_flight(message_id: str) -> None:
+    """The message is accounted for in the dead-letter store: the in-flight ledger must not resend it.
+
+    If Redis refuses just now the entry stays, and a later resend runs the chain once more (its
+    markers keep any effect single); that is logged, never raised over the dead letter.
+    """
+    from tasks import inflight
+    from tasks.clients import redis_client
+
+    try:
+        inflight.settle(redis_client(), message_id)
+    except redis.RedisError as exc:
+        logger.warning("dead-lettered message {} left in the in-flight ledger: {}", message_id, exc)

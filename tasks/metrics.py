@@ -139,4 +139,7 @@ RETRIES = RedisCounter("rdb24_task_retries_total", "Task retries, by task and ca
 RATE_LIMIT_WAIT = RedisCounter(
     "rdb24_rate_limit_wait_seconds_total", "Seconds tasks were deferred by rate limits", ("task",)
 )
+MESSAGES_RESENT = RedisCounter(
+    "rdb24_messages_resent_total", "Chains enqueued again by the in-flight ledger (task message lost)", ()
+)
 TASKS = RedisCounter("rdb24_task_outcomes_total", "Task attempts by outcome", ("task", "outcome"))

@@ -25,6 +25,7 @@ from tasks.queues import Queue
 from tasks.settings import Settings, get_settings
 
 RECONCILE_TASK = "reconcile.run"
+RESEND_STALLED_TASK = "flows.resend_stalled_messages"
 REDBEAT_KEY_PREFIX = "rdb24:redbeat:"
 EXPIRY_FACTOR = 1.5
 
@@ -91,8 +92,22 @@ def reconcile_entry(settings: Settings) -> dict[str, Any]:
     }
 
 
+def resend_stalled_entry(settings: Settings) -> dict[str, Any]:
+    """The in-flight ledger's sweep (``tasks/inflight.py``): messages whose task message was lost."""
+    period = settings.stalled_sweep_interval
+    return {
+        "task": RESEND_STALLED_TASK,
+        "schedule": timedelta(seconds=period),
+        "kwargs": {},
+        "options": {"queue": Queue.FLOWS.value, "expires": round(period * EXPIRY_FACTOR, 3)},
+    }
+
+
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    return {"reconcile-accounts": reconcile_entry(settings)}
+    return {
+        "reconcile-accounts": reconcile_entry(settings),
+        "resend-stalled-messages": resend_stalled_entry(settings),
+    }
 
 
 def beat_defaults(settings: Settings | None = None) -> dict[str, Any]:
@@ -117,6 +132,7 @@ def redbeat_lock_key() -> str:
 
 __all__ = [
     "RECONCILE_TASK",
+    "RESEND_STALLED_TASK",
     "ScheduleError",
     "beat_defaults",
     "beat_schedule",
@@ -124,4 +140,5 @@ __all__ = [
     "parse_crontab",
     "reconcile_entry",
     "redbeat_lock_key",
+    "resend_stalled_entry",
 ]

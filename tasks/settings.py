@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     reconcile_lock_ttl: float = Field(default=60.0, gt=0, alias="RECONCILE_LOCK_TTL")
     # RosDomofon GETs in flight at once while reading connections (per service); no rate limit is known.
     reconcile_read_concurrency: int = Field(default=8, ge=1, le=32, alias="RECONCILE_READ_CONCURRENCY")
+    # The in-flight ledger (tasks/inflight.py): a message whose post is not done this many seconds
+    # after its chain was enqueued is enqueued again, checked every STALLED_SWEEP_INTERVAL seconds.
+    # Above VISIBILITY_TIMEOUT, so a crashed worker's messages come back the usual way first.
+    stalled_message_after: float = Field(default=10800.0, gt=0, alias="STALLED_MESSAGE_AFTER")
+    stalled_sweep_interval: float = Field(default=600.0, gt=0, alias="STALLED_SWEEP_INTERVAL")
     # RedBeat: a standby beat takes over this many seconds after the active one died.
     redbeat_lock_timeout: int = Field(default=300, gt=0, alias="REDBEAT_LOCK_TIMEOUT")
 

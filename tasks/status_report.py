@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from tasks import inflight
 from tasks.queues import Queue
 from tasks.settings import Settings
 
@@ -70,6 +71,15 @@ def queues(client: redis.Redis) -> Section:
             )
             section.rows.append((queue.value, str(depth), "messages waiting"))
         section.rows.append(("unacked", str(client.hlen("unacked")), "delivered, not yet acknowledged"))
+        oldest = inflight.oldest_age(client)
+        section.rows.append(
+            (
+                "in flight",
+                str(inflight.count(client)),
+                "subscriber messages not yet posted"
+                + (f"; oldest {oldest:.0f}s" if oldest is not None else ""),
+            )
+        )
 
     return _guard("Queues", collect)
 

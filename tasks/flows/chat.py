@@ -27,7 +27,7 @@ from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
-from tasks import crm_chat, effects, metrics, openlines, subscribers
+from tasks import crm_chat, effects, inflight, metrics, openlines, subscribers
 from tasks.base import operation
 from tasks.clients import bitrix24_client, redis_client
 from tasks.flows.texts import chat_text
@@ -243,6 +243,7 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
         with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
             previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
             if previous is not None and previous.done and previous.result is not None:
+                inflight.settle(cache, message_id)
                 return PostToChatResult.model_validate(previous.result)
             mode = chat_mode(settings)
             # Remember the subscriber before posting: an operator may answer before this step returns.
@@ -257,6 +258,7 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
             effects.mark_done(
                 cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
             )
+            inflight.settle(cache, message_id)
             subscribers.remember(cache, record)
         metrics.CHAT_POSTS.inc(mode=mode.value)
         logger.info("message posted to {} chat {}", mode.value, result.dialog_id)

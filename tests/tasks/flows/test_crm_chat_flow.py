@@ -12,7 +12,9 @@ import redis
 
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
-from tasks.flows.incoming_message import enqueue_incoming_message
+from tasks import inflight
+from tasks.celery import app as celery_app
+from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import (
@@ -188,3 +190,56 @@ def test_interrupted_post_is_not_mistaken_for_a_post_whose_id_it_prefixes(
     assert not b24_sim.faults.listing()  # the 503 was served
     assert len(posts_of(b24_sim, f"one {unique}")) == 1
     assert len(posts_of(b24_sim, f"ten {unique}")) == 1
+
+
+def _resend_stalled(older_than: float = 0.0) -> dict[str, Any]:
+    task = celery_app.send_task("flows.resend_stalled_messages", kwargs={"older_than": older_than})
+    return wait_result(task.id)
+
+
+def test_message_whose_task_message_was_lost_is_resent_and_posted_once(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    """The ledger entry is written, then the chain's task message vanishes (as in kombu's fetch window
+    under kill -9: no queue, no unacked record, no dead letter). The sweep enqueues it again."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 6)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    inflight.track(
+        module_redis, subscriber_message(incoming(abonent_id, phone, f"потеря {unique}"), message_id)
+    )
+
+    swept = _resend_stalled()
+    assert message_id in swept["resent"]
+    wait_result(step_task_id(message_id, "post"))
+    assert len(posts_of(b24_sim, unique)) == 1
+    assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None  # settled by the post
+
+    again = _resend_stalled()
+    assert message_id not in again["resent"] + again["settled"]
+    assert len(posts_of(b24_sim, unique)) == 1
+
+
+def test_posted_message_still_in_the_ledger_is_struck_out_not_resent(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    """A worker died between writing the post's marker and settling the ledger: only strike it out."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 7)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    message = incoming(abonent_id, phone, f"готово {unique}")
+    wait_result(enqueue_incoming_message(message, message_id))
+    assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None
+    assert not _resend_stalled(older_than=3600)["resent"]  # nothing is that old
+
+    inflight.track(module_redis, subscriber_message(message, message_id))
+    swept = _resend_stalled()
+    assert message_id in swept["settled"] and message_id not in swept["resent"]
+    assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None
+    assert len(posts_of(b24_sim, unique)) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from tasks import inflight
 from tests.faults import report
 from tests.faults.harness import Stack
 
@@ -47,6 +48,9 @@ def finish(
     assert len(letters) == expected_dead_letters, (
         f"dead letters: {[(d.name, d.reason, d.error) for d in letters]}"
     )
+    # Every message was posted or dead-lettered, so none may be left for the resend sweep.
+    left = inflight.stalled(stack.redis(), older_than=0)
+    assert not left, f"in-flight ledger not settled: {[m.message_id for m in left][:10]}"
     return outcome
 
 

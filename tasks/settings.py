@@ -141,8 +141,9 @@ class Settings(BaseSettings):
     reconcile_lock_ttl: float = Field(default=60.0, gt=0, alias="RECONCILE_LOCK_TTL")
     # RosDomofon GETs in flight at once while reading connections (per service); no rate limit is known.
     reconcile_read_concurrency: int = Field(default=8, ge=1, le=32, alias="RECONCILE_READ_CONCURRENCY")
-    # The in-flight ledger (tasks/inflight.py): a message whose post is not done this many seconds
-    # after its chain was enqueued is enqueued again, checked every STALLED_SWEEP_INTERVAL seconds.
+    # The in-flight ledger (tasks/inflight.py): a subscriber message not posted (an operator reply not
+    # delivered) this many seconds after it was enqueued is published again, checked every
+    # STALLED_SWEEP_INTERVAL seconds.
     # Above VISIBILITY_TIMEOUT, so a crashed worker's messages come back the usual way first.
     stalled_message_after: float = Field(default=10800.0, gt=0, alias="STALLED_MESSAGE_AFTER")
     stalled_sweep_interval: float = Field(default=600.0, gt=0, alias="STALLED_SWEEP_INTERVAL")

@@ -76,7 +76,7 @@ def queues(client: redis.Redis) -> Section:
             (
                 "in flight",
                 str(inflight.count(client)),
-                "subscriber messages not yet posted"
+                "subscriber messages not yet posted, replies not yet delivered"
                 + (f"; oldest {oldest:.0f}s" if oldest is not None else ""),
             )
         )

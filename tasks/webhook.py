@@ -39,10 +39,21 @@ def reply_task_id(im_chat_id: int, im_message_id: int) -> str:
 
 
 def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
-    """Default enqueue: publish ``flows.deliver_operator_reply``; returns once the broker accepted it."""
+    """Default enqueue: publish ``flows.deliver_operator_reply``; returns once the broker accepted it.
+
+    The reply enters the in-flight ledger first (``tasks/inflight.py``), keyed by the task id, which
+    also rides in the message header the task layer reads as the message id, so a dead letter of
+    the reply strikes it out.
+    """
+    from tasks import inflight
+    from tasks.base import MESSAGE_HEADER
+    from tasks.clients import redis_client
     from tasks.flows.operator_reply import deliver_operator_reply
 
-    return deliver_operator_reply.apply_async(kwargs=payload.model_dump(mode="json"), task_id=task_id)
+    inflight.track(redis_client(), task_id, inflight.REPLY, payload)
+    return deliver_operator_reply.apply_async(
+        kwargs=payload.model_dump(mode="json"), task_id=task_id, headers={MESSAGE_HEADER: task_id}
+    )
 
 
 def token_matches(given: str, expected: str) -> bool:

@@ -9,7 +9,7 @@ the per-step effect markers make the second run return the first run's results.
 :func:`enqueue_incoming_message` is what the Kafka ingest worker calls; it returns only after the
 broker accepted the chain, so the ingest worker may then store the Kafka offset. Each message is
 entered in the in-flight ledger first (:mod:`tasks.inflight`); ``flows.resend_stalled_messages``
-enqueues again any message that is still there long after (its task message was lost).
+(:mod:`tasks.flows.stalled`) enqueues again any message still there long after.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ from schemas.flows import (
     HandleIncomingMessageResult,
     LookupAccountPayload,
     LookupAccountResult,
-    ResendStalledPayload,
-    ResendStalledResult,
     SubscriberMessage,
 )
 from schemas.kafka import KafkaIncomingMessage
-from tasks import accounts_index, effects, inflight, metrics
+from tasks import accounts_index, effects, inflight
 from tasks.base import operation
 from tasks.clients import redis_client, rosdomofon_api
 from tasks.flows.chat import post_to_chat
@@ -98,7 +96,7 @@ def start_chain(message: SubscriberMessage) -> str:
 
     The ledger entry is written first: a chain published but never recorded could be lost unseen.
     """
-    inflight.track(redis_client(), message)
+    inflight.track(redis_client(), message.message_id, inflight.MESSAGE, message)
     result = message_chain(message).apply_async(retry_policy=QUICK_PUBLISH_RETRY_POLICY)
     return str(result.id)
 
@@ -117,39 +115,6 @@ def handle_incoming_message(payload: SubscriberMessage) -> HandleIncomingMessage
     return HandleIncomingMessageResult(
         message_id=payload.message_id, task_ids=[step_task_id(payload.message_id, s) for s in STEPS]
     )
-
-
-@operation(
-    "flows.resend_stalled_messages",
-    queue=Queue.FLOWS,
-    payload=ResendStalledPayload,
-    result=ResendStalledResult,
-)
-def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResult:
-    """Enqueue again the chain of every message in flight for too long (beat, every few minutes).
-
-    A message whose post is done but which is still in the ledger (the worker died between the two
-    writes) is only struck out. Everything else is enqueued again: if it was merely slow, the effect
-    markers make the second chain return the first one's results, so nothing is posted twice.
-    """
-    cache, settings = redis_client(), get_settings()
-    older_than = settings.stalled_message_after if payload.older_than is None else payload.older_than
-    resent, settled = [], []
-    for message in inflight.stalled(cache, older_than, payload.limit):
-        with logger.contextualize(message_id=message.message_id):
-            posted = effects.recall(cache, message.message_id, "post")
-            if posted is not None and posted.done:
-                inflight.settle(cache, message.message_id)
-                settled.append(message.message_id)
-                continue
-            logger.warning(
-                "message in flight for more than {:g}s without its post: enqueueing its chain again",
-                older_than,
-            )
-            start_chain(message)
-            metrics.MESSAGES_RESENT.inc()
-            resent.append(message.message_id)
-    return ResendStalledResult(resent=resent, settled=settled, in_flight=inflight.count(cache))
 
 
 def subscriber_message(
@@ -197,7 +162,6 @@ __all__ = [
     "handle_incoming_message",
     "lookup_account",
     "message_chain",
-    "resend_stalled_messages",
     "step_task_id",
     "subscriber_message",
 ]

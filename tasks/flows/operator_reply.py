@@ -16,7 +16,7 @@ from loguru import logger
 from clients.errors import FixInputError
 from schemas.bitrix24 import DeliveryStatus
 from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
-from tasks import effects, subscribers
+from tasks import effects, inflight, subscribers
 from tasks.base import operation
 from tasks.clients import bitrix24_client, redis_client, rosdomofon_api
 from tasks.flows.texts import strip_bbcodes
@@ -143,6 +143,7 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
             _report_delivery(payload)
             effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=settings.effect_marker_ttl)
             logger.info("delivery reported to open line {}", payload.line)
+        inflight.settle(cache, key)
         return result.model_copy(update={"delivery_reported": True})
 
 

@@ -12,20 +12,25 @@ def _message(message_id: str) -> SubscriberMessage:
     return SubscriberMessage(message_id=message_id, abonent_id=7, phone="79130000007", text="нет звука")
 
 
-def test_tracked_message_is_stalled_until_settled(redis_client: redis.Redis, unique: str) -> None:
+def test_tracked_work_is_stalled_until_settled(redis_client: redis.Redis, unique: str) -> None:
     redis_client.delete(inflight.LEDGER_KEY, inflight.MESSAGES_KEY)
     first, second = _message(f"T:0:{unique}"), _message(f"T:1:{unique}")
-    inflight.track(redis_client, first)
-    inflight.track(redis_client, second)
+    inflight.track(redis_client, first.message_id, inflight.MESSAGE, first)
+    inflight.track(redis_client, second.message_id, inflight.MESSAGE, second)
     assert inflight.count(redis_client) == 2
     assert inflight.stalled(redis_client, older_than=3600) == []  # not old enough
-    assert inflight.stalled(redis_client, older_than=0) == [first, second]  # oldest first, whole message
-    assert inflight.stalled(redis_client, older_than=0, limit=1) == [first]
+    stalled = inflight.stalled(redis_client, older_than=0)  # oldest first, with what to resend
+    assert [(e.key, e.kind) for e in stalled] == [
+        (first.message_id, "message"),
+        (second.message_id, "message"),
+    ]
+    assert SubscriberMessage.model_validate(stalled[0].payload) == first
+    assert [e.key for e in inflight.stalled(redis_client, older_than=0, limit=1)] == [first.message_id]
     age = inflight.oldest_age(redis_client)
     assert age is not None and 0 <= age < 60
 
     inflight.settle(redis_client, first.message_id)
-    assert inflight.stalled(redis_client, older_than=0) == [second]
+    assert [e.key for e in inflight.stalled(redis_client, older_than=0)] == [second.message_id]
     assert redis_client.hget(inflight.MESSAGES_KEY, first.message_id) is None
     inflight.settle(redis_client, first.message_id)  # settling twice is harmless
     inflight.settle(redis_client, second.message_id)
@@ -34,9 +39,9 @@ def test_tracked_message_is_stalled_until_settled(redis_client: redis.Redis, uni
 
 def test_tracking_again_restarts_the_clock(redis_client: redis.Redis, unique: str) -> None:
     message = _message(f"T:2:{unique}")
-    inflight.track(redis_client, message)
+    inflight.track(redis_client, message.message_id, inflight.MESSAGE, message)
     redis_client.zadd(inflight.LEDGER_KEY, {message.message_id: 1.0})  # tracked long ago
-    assert message in inflight.stalled(redis_client, older_than=3600)
-    inflight.track(redis_client, message)  # what a resend does
-    assert message not in inflight.stalled(redis_client, older_than=3600)
+    assert message.message_id in [e.key for e in inflight.stalled(redis_client, older_than=3600)]
+    inflight.track(redis_client, message.message_id, inflight.MESSAGE, message)  # what a resend does
+    assert message.message_id not in [e.key for e in inflight.stalled(redis_client, older_than=3600)]
     inflight.settle(redis_client, message.message_id)

@@ -208,9 +208,8 @@ def test_message_whose_task_message_was_lost_is_resent_and_posted_once(
     under kill -9: no queue, no unacked record, no dead letter). The sweep enqueues it again."""
     abonent_id, phone, _ = subscriber_with_account(rd_sim, 6)
     message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
-    inflight.track(
-        module_redis, subscriber_message(incoming(abonent_id, phone, f"потеря {unique}"), message_id)
-    )
+    lost = subscriber_message(incoming(abonent_id, phone, f"потеря {unique}"), message_id)
+    inflight.track(module_redis, message_id, inflight.MESSAGE, lost)
 
     swept = _resend_stalled()
     assert message_id in swept["resent"]
@@ -238,7 +237,7 @@ def test_posted_message_still_in_the_ledger_is_struck_out_not_resent(
     assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None
     assert not _resend_stalled(older_than=3600)["resent"]  # nothing is that old
 
-    inflight.track(module_redis, subscriber_message(message, message_id))
+    inflight.track(module_redis, message_id, inflight.MESSAGE, subscriber_message(message, message_id))
     swept = _resend_stalled()
     assert message_id in swept["settled"] and message_id not in swept["resent"]
     assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None

@@ -14,9 +14,14 @@ import requests
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.bitrix24.events import build_payload
 from sandbox.bitrix24.forms import encode
+from sandbox.bitrix24.messaging import operator_message
 from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from schemas.flows import OperatorReplyPayload
+from tasks import inflight
+from tasks.celery import app as celery_app
 from tasks.flows.incoming_message import enqueue_incoming_message
+from tasks.flows.operator_reply import reply_key
 from tasks.flows.texts import NO_ACCOUNT
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import (
@@ -241,6 +246,8 @@ def test_operator_reply_reaches_the_subscriber_and_is_marked_delivered(
         return any(m["id"] == outcome["message_id"] and m.get("delivered") for m in chat["messages"])
 
     wait_until(delivered, message="delivery status in the Open Line")
+    key = f"reply:{outcome['chat_id']}:{outcome['message_id']}"
+    wait_until(lambda: module_redis.zscore(inflight.LEDGER_KEY, key) is None, message="reply struck out")
 
     # The very same event POSTed again (a duplicate delivery) is accepted but not sent twice.
     with b24_sim.portal.lock:
@@ -256,6 +263,47 @@ def test_operator_reply_reaches_the_subscriber_and_is_marked_delivered(
     assert again.status_code == 200
     wait_until(lambda: queues_drained(module_redis), message="queues drained")
     assert len(reply_in_history()) == 1
+
+
+def test_operator_reply_whose_task_message_was_lost_is_resent_and_delivered_once(
+    worker: CeleryWorker,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """The webhook recorded the reply in the in-flight ledger, then its task message vanished (kombu's
+    fetch window under kill -9). Bitrix24 never sends the event again; the sweep resends the task."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 8)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"Есть кто? {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    chat = _openline_chat(b24_sim, abonent_id)
+    stored = operator_message(b24_sim.portal, chat["chat_id"], f"Да, слушаю {unique}", 1, "Анна")["message"]
+    reply = OperatorReplyPayload(
+        connector=chat["connector"],
+        line=chat["line"],
+        chat_id=chat["external_chat_id"],
+        im_chat_id=chat["chat_id"],
+        im_message_id=stored["id"],
+        text=stored["text"],
+    )
+    key = reply_key(reply)
+    inflight.track(module_redis, key, inflight.REPLY, reply)
+
+    task = celery_app.send_task("flows.resend_stalled_messages", kwargs={"older_than": 0})
+    assert key in wait_result(task.id)["resent"]
+    wait_result(key)  # the reply task's id is its key
+
+    def replies() -> list[Any]:
+        return [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+    assert len(wait_until(replies, message="the reply in the subscriber's history")) == 1
+    assert module_redis.zscore(inflight.LEDGER_KEY, key) is None  # struck out once reported delivered
+    after = _openline_chat(b24_sim, abonent_id)
+    assert any(m["id"] == stored["id"] and m.get("delivered") for m in after["messages"])
 
 
 def test_forged_token_is_refused_and_nothing_is_enqueued(

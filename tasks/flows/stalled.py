@@ -1,0 +1,65 @@
+"""``flows.resend_stalled_messages``: publish again the work the in-flight ledger still holds.
+
+Beat runs it every ``STALLED_SWEEP_INTERVAL`` seconds (``tasks/schedule.py``); see
+:mod:`tasks.inflight` for why the ledger exists. Each entry older than ``STALLED_MESSAGE_AFTER`` is
+checked against its last effect marker first: done work that was never struck out (the worker died
+between the two writes) is only struck out; everything else is published again, which the effect
+markers make safe.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from schemas.flows import OperatorReplyPayload, ResendStalledPayload, ResendStalledResult, SubscriberMessage
+from tasks import effects, inflight, metrics
+from tasks.base import operation
+from tasks.clients import redis_client
+from tasks.flows import operator_reply
+from tasks.flows.chat import STEP as POST_STEP
+from tasks.flows.incoming_message import start_chain
+from tasks.queues import Queue
+from tasks.settings import get_settings
+from tasks.webhook import enqueue_operator_reply
+
+LAST_STEP = {inflight.MESSAGE: POST_STEP, inflight.REPLY: operator_reply.STATUS_STEP}
+
+
+def _publish_again(entry: inflight.InFlight) -> None:
+    if entry.kind == inflight.MESSAGE:
+        start_chain(SubscriberMessage.model_validate(entry.payload))
+    elif entry.kind == inflight.REPLY:
+        enqueue_operator_reply(OperatorReplyPayload.model_validate(entry.payload), entry.key)
+    else:
+        raise ValueError(f"in-flight entry {entry.key!r} has unknown kind {entry.kind!r}")
+
+
+@operation(
+    "flows.resend_stalled_messages",
+    queue=Queue.FLOWS,
+    payload=ResendStalledPayload,
+    result=ResendStalledResult,
+)
+def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResult:
+    """Publish again every subscriber message or operator reply in flight for too long."""
+    cache, settings = redis_client(), get_settings()
+    older_than = settings.stalled_message_after if payload.older_than is None else payload.older_than
+    resent, settled = [], []
+    for entry in inflight.stalled(cache, older_than, payload.limit):
+        with logger.contextualize(message_id=entry.key):
+            marker = effects.recall(cache, entry.key, LAST_STEP.get(entry.kind, ""))
+            if marker is not None and marker.done:
+                inflight.settle(cache, entry.key)
+                settled.append(entry.key)
+                continue
+            logger.warning(
+                "{} in flight for more than {:g}s without its last step: publishing it again",
+                entry.kind, older_than,
+            )  # fmt: skip
+            _publish_again(entry)
+            metrics.MESSAGES_RESENT.inc()
+            resent.append(entry.key)
+    return ResendStalledResult(resent=resent, settled=settled, in_flight=inflight.count(cache))
+
+
+__all__ = ["resend_stalled_messages"]

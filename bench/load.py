@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 
+from tasks import inflight
 from tests.faults import tally
 from tests.faults.harness import Stack, StackOptions
 
@@ -176,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         )
         contacts = stack.contacts_for([phone for _, phone in subscribers[: min(args.n, len(subscribers))]])
         letters = stack.dead_letters()
+        left_in_flight = inflight.count(stack.redis())  # all posted or dead-lettered: should be 0
         calls = stack.sims.bitrix24_calls()
     latencies = [
         progress.posted_at[m] - progress.produced_at[m]
@@ -203,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         ("duplicated contacts", str(contacts.extra)),
         ("missing contacts", str(len(contacts.lost))),
         ("dead letters", str(len(letters))),
+        ("left in the in-flight ledger", str(left_in_flight)),
         ("Bitrix24 requests", str(sum(calls.values()))),
         (
             "workers x concurrency / ingest / partitions",
@@ -215,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     for letter in letters[:5]:
         console.print(f"dead letter {letter.id}: {letter.name} {letter.reason}: {letter.error[:200]}")
-    ok = not posts.lost and not posts.extra and contacts.exact
+    ok = not posts.lost and not posts.extra and contacts.exact and left_in_flight == 0
     return 0 if ok else 1
 
 

@@ -9,6 +9,9 @@ markers make safe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from loguru import logger
 
 from schemas.flows import OperatorReplyPayload, ResendStalledPayload, ResendStalledResult, SubscriberMessage
@@ -22,16 +25,24 @@ from tasks.queues import Queue
 from tasks.settings import get_settings
 from tasks.webhook import enqueue_operator_reply
 
-LAST_STEP = {inflight.MESSAGE: POST_STEP, inflight.REPLY: operator_reply.STATUS_STEP}
+
+@dataclass(frozen=True)
+class WorkKind:
+    """What the sweep needs per kind of ledger entry."""
+
+    last_step: str  # the effect marker that says the work is done
+    publish: Callable[[inflight.InFlight], object]  # publish it again
 
 
-def _publish_again(entry: inflight.InFlight) -> None:
-    if entry.kind == inflight.MESSAGE:
-        start_chain(SubscriberMessage.model_validate(entry.payload))
-    elif entry.kind == inflight.REPLY:
-        enqueue_operator_reply(OperatorReplyPayload.model_validate(entry.payload), entry.key)
-    else:
-        raise ValueError(f"in-flight entry {entry.key!r} has unknown kind {entry.kind!r}")
+KINDS = {
+    inflight.MESSAGE: WorkKind(
+        POST_STEP, lambda entry: start_chain(SubscriberMessage.model_validate(entry.payload))
+    ),
+    inflight.REPLY: WorkKind(
+        operator_reply.STATUS_STEP,
+        lambda entry: enqueue_operator_reply(OperatorReplyPayload.model_validate(entry.payload), entry.key),
+    ),
+}
 
 
 @operation(
@@ -47,7 +58,10 @@ def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResul
     resent, settled = [], []
     for entry in inflight.stalled(cache, older_than, payload.limit):
         with logger.contextualize(message_id=entry.key):
-            marker = effects.recall(cache, entry.key, LAST_STEP.get(entry.kind, ""))
+            kind = KINDS.get(entry.kind)
+            if kind is None:
+                raise ValueError(f"in-flight entry {entry.key!r} has unknown kind {entry.kind!r}")
+            marker = effects.recall(cache, entry.key, kind.last_step)
             if marker is not None and marker.done:
                 inflight.settle(cache, entry.key)
                 settled.append(entry.key)
@@ -56,7 +70,7 @@ def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResul
                 "{} in flight for more than {:g}s without its last step: publishing it again",
                 entry.kind, older_than,
             )  # fmt: skip
-            _publish_again(entry)
+            kind.publish(entry)
             metrics.MESSAGES_RESENT.inc()
             resent.append(entry.key)
     return ResendStalledResult(resent=resent, settled=settled, in_flight=inflight.count(cache))

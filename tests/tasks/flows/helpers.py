@@ -132,6 +132,14 @@ def wait_result(task_id: str, timeout: float = WAIT) -> Any:
     return AsyncResult(task_id).get(timeout=timeout, propagate=True)
 
 
+def resend_stalled(older_than: float = 0.0) -> dict[str, Any]:
+    """Run the in-flight ledger's sweep now (as beat would) and return its result."""
+    from tasks.celery import app
+
+    task = app.send_task("flows.resend_stalled_messages", kwargs={"older_than": older_than})
+    return wait_result(task.id)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = WAIT, message: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -185,6 +193,7 @@ __all__ = [
     "openlines_env",
     "posts_of",
     "queues_drained",
+    "resend_stalled",
     "rosdomofon_env",
     "start_webhook",
     "subscriber_with_account",

@@ -13,7 +13,6 @@ import redis
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from tasks import inflight
-from tasks.celery import app as celery_app
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
 from tests.fixtures.worker import CeleryWorker
@@ -23,6 +22,7 @@ from tests.tasks.flows.helpers import (
     incoming,
     posts_of,
     queues_drained,
+    resend_stalled,
     rosdomofon_env,
     subscriber_with_account,
     subscriber_without_account,
@@ -192,11 +192,6 @@ def test_interrupted_post_is_not_mistaken_for_a_post_whose_id_it_prefixes(
     assert len(posts_of(b24_sim, f"ten {unique}")) == 1
 
 
-def _resend_stalled(older_than: float = 0.0) -> dict[str, Any]:
-    task = celery_app.send_task("flows.resend_stalled_messages", kwargs={"older_than": older_than})
-    return wait_result(task.id)
-
-
 def test_message_whose_task_message_was_lost_is_resent_and_posted_once(
     worker: CeleryWorker,
     rd_sim: RosDomofonSimulator,
@@ -211,13 +206,13 @@ def test_message_whose_task_message_was_lost_is_resent_and_posted_once(
     lost = subscriber_message(incoming(abonent_id, phone, f"потеря {unique}"), message_id)
     inflight.track(module_redis, message_id, inflight.MESSAGE, lost)
 
-    swept = _resend_stalled()
+    swept = resend_stalled()
     assert message_id in swept["resent"]
     wait_result(step_task_id(message_id, "post"))
     assert len(posts_of(b24_sim, unique)) == 1
     assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None  # settled by the post
 
-    again = _resend_stalled()
+    again = resend_stalled()
     assert message_id not in again["resent"] + again["settled"]
     assert len(posts_of(b24_sim, unique)) == 1
 
@@ -235,10 +230,10 @@ def test_posted_message_still_in_the_ledger_is_struck_out_not_resent(
     message = incoming(abonent_id, phone, f"готово {unique}")
     wait_result(enqueue_incoming_message(message, message_id))
     assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None
-    assert not _resend_stalled(older_than=3600)["resent"]  # nothing is that old
+    assert not resend_stalled(older_than=3600)["resent"]  # nothing is that old
 
     inflight.track(module_redis, message_id, inflight.MESSAGE, subscriber_message(message, message_id))
-    swept = _resend_stalled()
+    swept = resend_stalled()
     assert message_id in swept["settled"] and message_id not in swept["resent"]
     assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None
     assert len(posts_of(b24_sim, unique)) == 1

@@ -19,7 +19,6 @@ from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
 from tasks import inflight
-from tasks.celery import app as celery_app
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import reply_key
 from tasks.flows.texts import NO_ACCOUNT
@@ -31,6 +30,7 @@ from tests.tasks.flows.helpers import (
     openlines_env,
     posts_of,
     queues_drained,
+    resend_stalled,
     rosdomofon_env,
     start_webhook,
     subscriber_with_account,
@@ -293,8 +293,7 @@ def test_operator_reply_whose_task_message_was_lost_is_resent_and_delivered_once
     key = reply_key(reply)
     inflight.track(module_redis, key, inflight.REPLY, reply)
 
-    task = celery_app.send_task("flows.resend_stalled_messages", kwargs={"older_than": 0})
-    assert key in wait_result(task.id)["resent"]
+    assert key in resend_stalled()["resent"]
     wait_result(key)  # the reply task's id is its key
 
     def replies() -> list[Any]:

@@ -135,6 +135,10 @@ class ResendStalledResult(FlowModel):
     settled: list[str] = Field(
         default_factory=list, description="message ids already posted, struck out of the ledger"
     )
+    unreadable: list[str] = Field(
+        default_factory=list,
+        description="entries of an unknown kind or an unreadable payload, left in the ledger for a human",
+    )
     in_flight: int = Field(description="messages still in the ledger after this run")
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loguru import logger
+from pydantic import ValidationError
 
 from schemas.flows import OperatorReplyPayload, ResendStalledPayload, ResendStalledResult, SubscriberMessage
 from tasks import effects, inflight, metrics
@@ -55,12 +56,15 @@ def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResul
     """Publish again every subscriber message or operator reply in flight for too long."""
     cache, settings = redis_client(), get_settings()
     older_than = settings.stalled_message_after if payload.older_than is None else payload.older_than
-    resent, settled = [], []
+    resent, settled, unreadable = [], [], []
     for entry in inflight.stalled(cache, older_than, payload.limit):
         with logger.contextualize(message_id=entry.key):
             kind = KINDS.get(entry.kind)
             if kind is None:
-                raise ValueError(f"in-flight entry {entry.key!r} has unknown kind {entry.kind!r}")
+                # Oldest first: raising here would stop every later sweep at this same entry.
+                logger.error("in-flight entry has unknown kind {!r}; left in the ledger", entry.kind)
+                unreadable.append(entry.key)
+                continue
             marker = effects.recall(cache, entry.key, kind.last_step)
             if marker is not None and marker.done:
                 inflight.settle(cache, entry.key)
@@ -70,10 +74,17 @@ def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResul
                 "{} in flight for more than {:g}s without its last step: publishing it again",
                 entry.kind, older_than,
             )  # fmt: skip
-            kind.publish(entry)
+            try:
+                kind.publish(entry)
+            except ValidationError as exc:  # written by an incompatible version; broker errors still raise
+                logger.error("in-flight {} entry cannot be read ({}); left in the ledger", entry.kind, exc)
+                unreadable.append(entry.key)
+                continue
             metrics.MESSAGES_RESENT.inc()
             resent.append(entry.key)
-    return ResendStalledResult(resent=resent, settled=settled, in_flight=inflight.count(cache))
+    return ResendStalledResult(
+        resent=resent, settled=settled, unreadable=unreadable, in_flight=inflight.count(cache)
+    )
 
 
 __all__ = ["resend_stalled_messages"]

@@ -12,6 +12,7 @@ import redis
 
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from schemas.flows import OperatorReplyPayload
 from tasks import inflight
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
@@ -237,3 +238,33 @@ def test_posted_message_still_in_the_ledger_is_struck_out_not_resent(
     assert message_id in swept["settled"] and message_id not in swept["resent"]
     assert module_redis.zscore(inflight.LEDGER_KEY, message_id) is None
     assert len(posts_of(b24_sim, unique)) == 1
+
+
+def test_unreadable_ledger_entries_do_not_block_the_sweep(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    """Entries the sweep cannot read (an unknown kind; a payload from an incompatible version) are
+    older than a lost message, so they come first: they are reported and left, the message is resent."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    lost = subscriber_message(incoming(abonent_id, phone, f"после мусора {unique}"), message_id)
+    strange, old = f"strange-{unique}", f"old-{unique}"
+    inflight.track(module_redis, strange, "fax", lost)
+    inflight.track(module_redis, old, inflight.MESSAGE, OperatorReplyPayload(
+        connector="c", line="1", chat_id="abonent-1", im_chat_id=1, im_message_id=1, text="x"
+    ))  # fmt: skip
+    module_redis.zadd(inflight.LEDGER_KEY, {strange: 1.0, old: 2.0})
+    inflight.track(module_redis, message_id, inflight.MESSAGE, lost)
+    try:
+        swept = resend_stalled()
+        assert {strange, old} <= set(swept["unreadable"]) and message_id in swept["resent"]
+        wait_result(step_task_id(message_id, "post"))
+        assert len(posts_of(b24_sim, unique)) == 1
+        assert module_redis.zscore(inflight.LEDGER_KEY, strange) is not None  # left for a human
+    finally:
+        inflight.settle(module_redis, strange)
+        inflight.settle(module_redis, old)

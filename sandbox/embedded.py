@@ -122,19 +122,13 @@ def valkey(port: int | None = None, host: str = "127.0.0.1", data_dir: str | Non
     port = port or free_port(host)
     argv = [
         valkey_binary(),
-        "--port",
-        str(port),
-        "--bind",
-        host,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--maxmemory-policy",
-        "noeviction",
-        "--protected-mode",
-        "no",
-    ]
+        "--port", str(port),
+        "--bind", host,
+        "--save", "",
+        "--appendonly", "no",
+        "--maxmemory-policy", "noeviction",
+        "--protected-mode", "no",
+    ]  # fmt: skip
     if data_dir:
         argv += ["--dir", data_dir]
     return EmbeddedServer(name="valkey", argv=argv, host=host, port=port)
@@ -160,11 +154,8 @@ def tansu(
     argv = [
         tansu_binary(),
         "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        storage,
-    ]
+        "--listener-url", url,
+        "--advertised-listener-url", url,
+        "--storage-engine", storage,
+    ]  # fmt: skip
     return EmbeddedServer(name="tansu", argv=argv, host=host, port=port, env=dict(env or {}))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 
-from tasks import inflight
+from tasks.state import inflight
 from tests.faults import tally
 from tests.faults.harness import Stack, StackOptions
 

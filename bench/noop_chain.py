@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.celery import app
+from tasks.runtime.app import app
 
 
 @app.task(name="bench.noop_step", acks_late=True)

@@ -2,7 +2,7 @@
 
 The decision is a pure function of what the operator configured (``StackInputs``), so it can be
 tested and printed before anything starts. The runner (``sandbox.stack``) executes the plan; the
-command (``tasks.commands.up``) builds the inputs from ``Settings``. This module knows the names of
+command (``tasks.cli.commands.up``) builds the inputs from ``Settings``. This module knows the names of
 the environment variables the product reads, but never reads the environment itself.
 """
 

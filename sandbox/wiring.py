@@ -15,7 +15,7 @@ from sandbox import health
 from sandbox.stack_plan import StackPlan
 
 INGEST_STATUS_PREFIX = "rdb24:ingest:status:"  # tasks.ingest.metrics.STATUS_KEY_PREFIX
-REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock" (tasks.schedule: "rdb24:redbeat:")
+REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock" (tasks/runtime/schedule.py)
 DLQ_SUFFIX = ".DLQ"  # KAFKA_DLQ_SUFFIX default
 
 

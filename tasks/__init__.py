@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tasks.celery import app
+from tasks.runtime.app import app
 
 __all__ = ["app"]

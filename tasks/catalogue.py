@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.base import REGISTRY, OperationSpec
+from tasks.runtime.operation import REGISTRY, OperationSpec
 
 
 class UnknownTaskError(KeyError):
@@ -23,7 +23,7 @@ class UnknownTaskError(KeyError):
 
 def load() -> dict[str, OperationSpec]:
     """Import every task module and return the registry, sorted by name."""
-    from tasks.celery import task_modules
+    from tasks.runtime.app import task_modules
 
     for module in task_modules():
         importlib.import_module(module)

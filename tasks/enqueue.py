@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.base import InvalidPayloadError, validate_payload
 from tasks.catalogue import UnknownTaskError, spec
-from tasks.queues import queue_for
+from tasks.runtime.operation import InvalidPayloadError, validate_payload
+from tasks.runtime.queues import queue_for
 
 
 def validate(name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def enqueue(
     name: str, payload: dict[str, Any], *, task_id: str | None = None, countdown: float | None = None
 ) -> str:
     """Validate and send; returns the task id. ``task_id`` makes the enqueue idempotent per id."""
-    from tasks.celery import app
+    from tasks.runtime.app import app
 
     kwargs = validate(name, payload)
     result = app.send_task(

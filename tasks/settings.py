@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     log_json: bool = Field(default=False, alias="LOG_JSON")
 
-    # --- Celery reliability (tasks/celery.py, tasks/base.py)
+    # --- Celery reliability (tasks/runtime/app.py, tasks/runtime/operation.py)
     # A fetched-but-unacked message is redelivered after this many seconds. It must exceed the longest
     # retry countdown, or ETA retries held in worker memory are re-delivered in a loop (duplicates).
     visibility_timeout: int = Field(default=7200, gt=0, alias="VISIBILITY_TIMEOUT")
@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     flower_port: int = Field(default=5555, gt=0, lt=65536, alias="FLOWER_PORT")
     metrics_port: int = Field(default=9808, ge=0, lt=65536, alias="METRICS_PORT")  # 0 disables exporter
 
-    # --- Reconciliation and beat (tasks/reconcile, tasks/schedule.py)
+    # --- Reconciliation and beat (tasks/reconcile, tasks/runtime/schedule.py)
     # Seconds between reconciliation runs (ignored when RECONCILE_CRONTAB is set). Expiry ~1.5x this.
     reconcile_interval_seconds: float = Field(default=900.0, gt=0, alias="RECONCILE_INTERVAL_SECONDS")
     # Five-field crontab ("m h dom mon dow", UTC), e.g. "*/15 * * * *"; empty: use the interval.
@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     reconcile_lock_ttl: float = Field(default=60.0, gt=0, alias="RECONCILE_LOCK_TTL")
     # RosDomofon GETs in flight at once while reading connections (per service); no rate limit is known.
     reconcile_read_concurrency: int = Field(default=8, ge=1, le=32, alias="RECONCILE_READ_CONCURRENCY")
-    # The in-flight ledger (tasks/inflight.py): a subscriber message not posted (an operator reply not
+    # The in-flight ledger (tasks/state/inflight.py): a subscriber message not posted (an operator reply not
     # delivered) this many seconds after it was enqueued is published again, checked every
     # STALLED_SWEEP_INTERVAL seconds.
     # Above VISIBILITY_TIMEOUT, so a crashed worker's messages come back the usual way first.

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from clients.bitrix24.methods import is_read
 from schemas.bitrix24 import BatchResult, BatchSection
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ class BatchMixin:
 
 
 def _is_read_cmd(command: str) -> bool:
-    from clients.bitrix24.client import is_read
-
     return is_read(command.split("?", 1)[0])
 
 

@@ -6,7 +6,6 @@ as mixins; they all end in :meth:`Bitrix24Client.call_raw`.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from clients.bitrix24.errors import (
     Bitrix24ServerError,
     from_response,
 )
+from clients.bitrix24.methods import is_read
 from clients.bitrix24.openlines import OpenLinesMixin
 from clients.bitrix24.paging import PagingMixin
 from clients.bitrix24.token_store import RedisTokenStore, TokenStore
@@ -36,9 +36,6 @@ from clients.bitrix24.transport import Transport
 from clients.rate_limiter import Limiter, LocalLeakyBucket, OperatingTime, RedisLeakyBucket
 from schemas.bitrix24 import B24Envelope
 
-_READ = re.compile(
-    r"(^|\.)(get|list|fields|status|findbycomm|info|search)$|\.list\.get$|^(profile|scope|methods)$"
-)
 _REFRESHABLE = {"expired_token", "invalid_token"}
 _MOVED = {301, 302, 307, 308}
 
@@ -46,11 +43,6 @@ _MOVED = {301, 302, 307, 308}
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def is_read(method: str) -> bool:
-    """Reads may be repeated after an ambiguous failure; everything else is a write."""
-    return bool(_READ.search(method.lower()))
 
 
 @dataclass

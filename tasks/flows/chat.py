@@ -27,12 +27,14 @@ from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
-from tasks import crm_chat, effects, inflight, metrics, openlines, subscribers
-from tasks.base import operation
-from tasks.clients import bitrix24_client, redis_client
+from tasks.flows import crm_chat, openlines
 from tasks.flows.texts import chat_text
-from tasks.queues import Queue
+from tasks.runtime import metrics
+from tasks.runtime.operation import operation
+from tasks.runtime.queues import Queue
+from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import ChatMode, Settings, get_settings
+from tasks.state import effects, inflight, subscribers
 
 STEP = "post"
 TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post

@@ -24,12 +24,13 @@ from loguru import logger
 
 from clients.errors import LookUpFirstError
 from schemas.flows import AccountRef, FindOrCreateContactPayload, FindOrCreateContactResult
-from tasks import effects, metrics
-from tasks.base import operation
-from tasks.clients import bitrix24_client, redis_client
 from tasks.flows.texts import NO_ACCOUNT
-from tasks.queues import Queue
+from tasks.runtime import metrics
+from tasks.runtime.operation import operation
+from tasks.runtime.queues import Queue
+from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import get_settings
+from tasks.state import effects
 
 STEP = "contact"
 CACHE_PREFIX = "rdb24:contact:phone"

@@ -8,7 +8,7 @@ the per-step effect markers make the second run return the first run's results.
 
 :func:`enqueue_incoming_message` is what the Kafka ingest worker calls; it returns only after the
 broker accepted the chain, so the ingest worker may then store the Kafka offset. Each message is
-entered in the in-flight ledger first (:mod:`tasks.inflight`); ``flows.resend_stalled_messages``
+entered in the in-flight ledger first (:mod:`tasks.state.inflight`); ``flows.resend_stalled_messages``
 (:mod:`tasks.flows.stalled`) enqueues again any message still there long after.
 """
 
@@ -25,14 +25,14 @@ from schemas.flows import (
     SubscriberMessage,
 )
 from schemas.kafka import KafkaIncomingMessage
-from tasks import accounts_index, effects, inflight
-from tasks.base import operation
-from tasks.clients import redis_client, rosdomofon_api
 from tasks.flows.chat import post_to_chat
 from tasks.flows.contact import find_or_create_contact
-from tasks.publishing import QUICK_PUBLISH_RETRY_POLICY
-from tasks.queues import Queue
+from tasks.runtime.operation import operation
+from tasks.runtime.publishing import QUICK_PUBLISH_RETRY_POLICY
+from tasks.runtime.queues import Queue
+from tasks.runtime.resources import redis_client, rosdomofon_api
 from tasks.settings import get_settings
+from tasks.state import accounts_index, effects, inflight
 
 LOOKUP_STEP = "lookup"
 STEPS = ("lookup", "contact", "post")

@@ -11,18 +11,21 @@ never sends twice once the send is recorded; the delivery report has its own mar
 
 from __future__ import annotations
 
+from typing import Any
+
 from loguru import logger
 
 from clients.errors import FixInputError
 from schemas.bitrix24 import DeliveryStatus
 from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
-from tasks import effects, inflight, subscribers
-from tasks.base import operation
-from tasks.clients import bitrix24_client, redis_client, rosdomofon_api
 from tasks.flows.texts import strip_bbcodes
-from tasks.kafka_setup import kafka_client
-from tasks.queues import Queue
+from tasks.runtime.headers import MESSAGE_HEADER
+from tasks.runtime.kafka_setup import kafka_client
+from tasks.runtime.operation import operation
+from tasks.runtime.queues import Queue
+from tasks.runtime.resources import bitrix24_client, redis_client, rosdomofon_api
 from tasks.settings import ReplyTransport, Settings, get_settings
+from tasks.state import effects, inflight, subscribers
 
 SEND_STEP = "send"
 STATUS_STEP = "delivery-status"
@@ -147,4 +150,28 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
         return result.model_copy(update={"delivery_reported": True})
 
 
-__all__ = ["ReplyTargetError", "deliver_operator_reply", "reply_key"]
+def reply_task_id(im_chat_id: int, im_message_id: int) -> str:
+    """Deterministic id of the reply task: the same operator message always maps to the same task."""
+    return f"reply:{im_chat_id}:{im_message_id}"
+
+
+def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
+    """Default enqueue: publish ``flows.deliver_operator_reply``; returns once the broker accepted it.
+
+    The reply enters the in-flight ledger first (``tasks/state/inflight.py``), keyed by the task id, which
+    also rides in the message header the task layer reads as the message id, so a dead letter of
+    the reply strikes it out.
+    """
+    inflight.track(redis_client(), task_id, inflight.REPLY, payload)
+    return deliver_operator_reply.apply_async(
+        kwargs=payload.model_dump(mode="json"), task_id=task_id, headers={MESSAGE_HEADER: task_id}
+    )
+
+
+__all__ = [
+    "ReplyTargetError",
+    "deliver_operator_reply",
+    "enqueue_operator_reply",
+    "reply_key",
+    "reply_task_id",
+]

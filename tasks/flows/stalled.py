@@ -1,7 +1,7 @@
 """``flows.resend_stalled_messages``: publish again the work the in-flight ledger still holds.
 
-Beat runs it every ``STALLED_SWEEP_INTERVAL`` seconds (``tasks/schedule.py``); see
-:mod:`tasks.inflight` for why the ledger exists. Each entry older than ``STALLED_MESSAGE_AFTER`` is
+Beat runs it every ``STALLED_SWEEP_INTERVAL`` seconds (``tasks/runtime/schedule.py``); see
+:mod:`tasks.state.inflight` for why the ledger exists. Each entry older than ``STALLED_MESSAGE_AFTER`` is
 checked against its last effect marker first: done work that was never struck out (the worker died
 between the two writes) is only struck out; everything else is published again, which the effect
 markers make safe.
@@ -16,15 +16,16 @@ from loguru import logger
 from pydantic import ValidationError
 
 from schemas.flows import OperatorReplyPayload, ResendStalledPayload, ResendStalledResult, SubscriberMessage
-from tasks import effects, inflight, metrics
-from tasks.base import operation
-from tasks.clients import redis_client
 from tasks.flows import operator_reply
 from tasks.flows.chat import STEP as POST_STEP
 from tasks.flows.incoming_message import start_chain
-from tasks.queues import Queue
+from tasks.flows.operator_reply import enqueue_operator_reply
+from tasks.runtime import metrics
+from tasks.runtime.operation import operation
+from tasks.runtime.queues import Queue
+from tasks.runtime.resources import redis_client
 from tasks.settings import get_settings
-from tasks.webhook import enqueue_operator_reply
+from tasks.state import effects, inflight
 
 
 @dataclass(frozen=True)

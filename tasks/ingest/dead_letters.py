@@ -17,7 +17,7 @@ from loguru import logger
 
 from clients.kafka import ConfirmedProducer, KafkaAuthError, KafkaRecordError, Topics
 from schemas.dead_letters import DeadLetter, DeadLetterKind, DeadLetterReason
-from tasks.dead_letters import DeadLetterStore
+from tasks.state.dead_letters import DeadLetterStore
 
 H_TOPIC = "dlq.source.topic"
 H_PARTITION = "dlq.source.partition"

@@ -8,8 +8,8 @@ The value is the stored text (records are kept as UTF-8 text; undecodable bytes 
 from __future__ import annotations
 
 from schemas.dead_letters import DeadLetter
-from tasks.dead_letters import REPLAY_HEADER
-from tasks.kafka_setup import kafka_config
+from tasks.runtime.headers import REPLAY_HEADER
+from tasks.runtime.kafka_setup import kafka_config
 
 
 def replay_kafka_record(letter: DeadLetter) -> str:

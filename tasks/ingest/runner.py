@@ -18,13 +18,13 @@ import redis
 from loguru import logger
 
 from clients.kafka import ConfirmedProducer, GroupConsumer, KafkaConfig
-from tasks.dead_letters import DeadLetterStore
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus
 from tasks.ingest.worker import Enqueue, IngestWorker
-from tasks.kafka_setup import kafka_config
+from tasks.runtime.kafka_setup import kafka_config
 from tasks.settings import Settings, get_settings
+from tasks.state.dead_letters import DeadLetterStore
 
 WATCHDOG_EXIT_CODE = 3
 

@@ -97,7 +97,7 @@ def reconcile(
         report.rosdomofon_seconds = round(time.time() - report.started_at, 3)
         report.accounts = len(snapshot.accounts)
         if refresh_index and not dry_run:
-            from tasks.accounts_index import refresh_accounts_index
+            from tasks.state.accounts_index import refresh_accounts_index
 
             refresh_accounts_index(snapshot.accounts, store)
         if not dry_run:

@@ -5,7 +5,7 @@ Redis keys (read by ``rdb24 status`` and ``rdb24 reconcile``):
 * ``rdb24:reconcile:last_report``: JSON of the latest finished run's :class:`RunReport`;
 * ``rdb24:reconcile:reports``: a list of the last ``HISTORY`` reports, newest first.
 
-Prometheus counters (through :mod:`tasks.metrics`, so every process exports the same totals):
+Prometheus counters (through :mod:`tasks.runtime.metrics`, so every process exports the same totals):
 ``rdb24_reconcile_runs_total{status}``, ``rdb24_reconcile_contacts_total{outcome}``,
 ``rdb24_reconcile_requests_total{service}``, ``rdb24_reconcile_duration_seconds_total``.
 """
@@ -18,7 +18,7 @@ import redis
 from loguru import logger
 from pydantic import BaseModel, Field
 
-from tasks import metrics
+from tasks.runtime import metrics
 
 LAST_REPORT_KEY = "rdb24:reconcile:last_report"
 HISTORY_KEY = "rdb24:reconcile:reports"

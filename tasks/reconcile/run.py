@@ -1,4 +1,4 @@
-"""The ``reconcile.run`` task (queue ``reconcile``), scheduled by beat (``tasks/schedule.py``).
+"""The ``reconcile.run`` task (queue ``reconcile``), scheduled by beat (``tasks/runtime/schedule.py``).
 
 Never two at once: the run takes :class:`~tasks.reconcile.lock.RunLock`; a run that finds it held
 reports ``skipped`` and returns (the next beat tick will try again). Crash-safe: a run killed
@@ -14,13 +14,13 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-from tasks.base import operation
-from tasks.queues import Queue
 from tasks.reconcile.engine import Outcome, new_report, reconcile
 from tasks.reconcile.lock import RunLock
 from tasks.reconcile.plan import Plan
 from tasks.reconcile.report import RunReport, RunStatus, publish
 from tasks.reconcile.sources import RosDomofonReader
+from tasks.runtime.operation import operation
+from tasks.runtime.queues import Queue
 
 
 class ReconcileRequest(BaseModel):
@@ -76,7 +76,7 @@ def run_reconciliation(
 @operation("reconcile.run", queue=Queue.RECONCILE, payload=ReconcileRequest, result=RunReport)
 def run(payload: ReconcileRequest) -> RunReport:
     """Reconcile RosDomofon accounts and connections into Bitrix24 contacts."""
-    from tasks import clients
+    from tasks.runtime import resources as clients
     from tasks.settings import get_settings
 
     settings = get_settings()

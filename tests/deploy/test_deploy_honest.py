@@ -87,7 +87,7 @@ def celery_cli_check(argv: list[str]) -> None:
     from celery.bin.celery import celery
     from flower.options import options as flower_options
 
-    from tasks.celery import app
+    from tasks.runtime.app import app
 
     assert argv[:3] == ["celery", "-A", "tasks"], f"{argv}: celery must be run as `celery -A tasks ...`"
     sub, args = argv[3], argv[4:]
@@ -102,7 +102,7 @@ def celery_cli_check(argv: list[str]) -> None:
             name = arg.lstrip("-").split("=", 1)[0].replace("_", "-")
             assert name in known, f"{argv}: Flower has no option --{name}"
     if sub == "worker" and params.get("queues"):
-        from tasks.queues import Queue
+        from tasks.runtime.queues import Queue
 
         unknown = set(params["queues"]) - {q.value for q in Queue}
         assert not unknown, f"{argv}: unknown queues {unknown}"
@@ -235,7 +235,7 @@ def test_images_are_pinned() -> None:
 
 
 def test_every_queue_is_consumed() -> None:
-    from tasks.queues import Queue
+    from tasks.runtime.queues import Queue
 
     def queues(argv: list[str]) -> set[str]:
         return set(argv[argv.index("-Q") + 1].split(",")) if "-Q" in argv else set()
@@ -275,7 +275,7 @@ def test_workers_get_time_for_a_soft_shutdown() -> None:
 
 
 def test_autoscaling_targets_exist() -> None:
-    from tasks.queues import Queue
+    from tasks.runtime.queues import Queue
 
     deployments = {doc["metadata"]["name"] for _, doc in manifests() if doc["kind"] == "Deployment"}
     scaled = [doc for _, doc in manifests() if doc["kind"] == "ScaledObject"]

@@ -29,8 +29,8 @@ from celery import Celery
 
 from sandbox import embedded
 from schemas.dead_letters import DeadLetter
-from tasks.dead_letters import DeadLetterStore
-from tasks.queues import Queue
+from tasks.runtime.queues import Queue
+from tasks.state.dead_letters import DeadLetterStore
 from tests.conftest import create_topics
 from tests.faults import tally
 from tests.faults.procs import REPO_ROOT, ManagedProcess, ProcessFailedError, venv_command

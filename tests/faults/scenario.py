@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tasks import inflight
+from tasks.state import inflight
 from tests.faults import report
 from tests.faults.harness import Stack
 

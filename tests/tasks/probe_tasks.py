@@ -19,9 +19,9 @@ from clients.errors import (
     ReauthenticateError,
     RetryLaterError,
 )
-from tasks.base import current_attempt, operation
-from tasks.clients import redis_client
-from tasks.queues import Queue
+from tasks.runtime.operation import current_attempt, operation
+from tasks.runtime.queues import Queue
+from tasks.runtime.resources import redis_client
 
 ERRORS = {
     "rate_limited": RateLimitedError,

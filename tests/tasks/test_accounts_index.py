@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from schemas.rosdomofon import Account
-from tasks import accounts_index
+from tasks.state import accounts_index
 
 
 def _account(account_id: int, phone: int, *, blocked: bool = False, owner: int | None = None) -> Account:

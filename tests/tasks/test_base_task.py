@@ -10,7 +10,9 @@ import redis
 from celery import Celery, chain
 from celery.result import AsyncResult
 
-from tasks import dead_letters, metrics
+from tasks import replay
+from tasks.runtime import metrics
+from tasks.state import dead_letters
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.probe_tasks import attempts_key
 
@@ -100,13 +102,13 @@ def test_invalid_input_is_not_retried_and_replays_after_the_fix(
     assert letter.payload["key"] == unique and letter.payload["failures"] == ["fix_input"]
     assert len(attempts(redis_client, unique)) == 1  # no retry
     # The scripted fault is "removed" (the next call succeeds); the replay runs the original payload.
-    new_id = dead_letters.store().replay(letter.id)
+    new_id = replay.replay(dead_letters.store(), letter.id)
     assert new_id != result.id
     assert AsyncResult(new_id, app=celery_app).get(timeout=TIMEOUT) == {"key": unique, "calls": 2}
     last = attempts(redis_client, unique)[-1]
     assert last == {"number": 1, "is_retry": False, "replay_of": letter.id}
     with pytest.raises(dead_letters.DeadLetterNotFound):
-        dead_letters.store().replay(letter.id)  # replayed once only
+        replay.replay(dead_letters.store(), letter.id)  # replayed once only
 
 
 def test_bad_payload_fails_at_once_naming_the_field(worker: CeleryWorker, celery_app: Celery) -> None:

@@ -1,4 +1,4 @@
-"""A message fetched just as Redis goes away is requeued once Redis is back (``tasks.broker``).
+"""A message fetched just as Redis goes away is requeued once Redis is back (``tasks.runtime.broker``).
 
 Real Valkey of the test's own (it is stopped mid-test), real kombu channel of our transport: the
 message leaves its queue (as BRPOP takes it), Redis stops before the ``unacked`` record is written,
@@ -20,8 +20,8 @@ from kombu.common import ignore_errors
 from kombu.transport import redis as kombu_redis
 
 from sandbox import embedded
-from tasks import broker
-from tasks.celery import RESTORE_MUTEX_EXPIRE
+from tasks.runtime import broker
+from tasks.runtime.app import RESTORE_MUTEX_EXPIRE
 
 QUEUE = "outage-test"
 

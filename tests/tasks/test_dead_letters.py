@@ -11,9 +11,10 @@ from celery import Celery
 from click.testing import CliRunner
 
 from schemas.dead_letters import DeadLetter
-from tasks import dead_letters
+from tasks import replay
 from tasks.cli import main
-from tasks.dead_letters import DeadLetterNotFound, DeadLetterStore
+from tasks.state import dead_letters
+from tasks.state.dead_letters import DeadLetterNotFound, DeadLetterStore
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 
@@ -55,11 +56,11 @@ def test_other_kinds_replay_through_their_registered_replayer(store: DeadLetterS
         replayed.append(item)
         return "MESSAGES_IN_X:0:42"
 
-    dead_letters.register_replayer("test_record", reproduce)
+    replay.register_replayer("test_record", reproduce)
     stored = store.add(
         letter("MESSAGES_IN_X", kind="test_record", payload="raw bytes", source={"offset": 42})
     )
-    assert store.replay(stored.id) == "MESSAGES_IN_X:0:42"
+    assert replay.replay(store, stored.id) == "MESSAGES_IN_X:0:42"
     assert replayed[0].payload == "raw bytes" and store.count() == 0
 
 
@@ -67,14 +68,14 @@ def test_a_failed_replay_keeps_the_record(store: DeadLetterStore) -> None:
     def broken(item: DeadLetter) -> str:
         raise ConnectionError("broker down")
 
-    dead_letters.register_replayer("flaky_record", broken)
+    replay.register_replayer("flaky_record", broken)
     stored = store.add(letter("x", kind="flaky_record"))
     with pytest.raises(ConnectionError):
-        store.replay(stored.id)
+        replay.replay(store, stored.id)
     assert store.get(stored.id).id == stored.id
     unknown = store.add(letter("y", kind="no_such_kind"))
     with pytest.raises(ValueError, match="no replayer"):
-        store.replay(unknown.id)
+        replay.replay(store, unknown.id)
     assert store.get(unknown.id).id == unknown.id
 
 

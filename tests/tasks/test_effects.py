@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks import effects
+from tasks.state import effects
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_live_holder_keeps_the_lock_past_its_lease(redis_client: redis.Redis, un
 
 HOLD_AND_WAIT = """
 import sys, time, redis
-from tasks import effects
+from tasks.state import effects
 client = redis.Redis.from_url(sys.argv[1])
 with effects.locked(client, sys.argv[2], timeout=float(sys.argv[3]), wait=5):
     print("held", flush=True)

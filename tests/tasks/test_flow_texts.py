@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.flows import AccountRef, SubscriberMessage
-from tasks import subscribers
 from tasks.flows.texts import NO_ACCOUNT, chat_text, strip_bbcodes
+from tasks.state import subscribers
 
 
 def _message(text: str = "Домофон не работает") -> SubscriberMessage:

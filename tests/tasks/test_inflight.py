@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from schemas.flows import SubscriberMessage
-from tasks import inflight
+from tasks.state import inflight
 
 
 def _message(message_id: str) -> SubscriberMessage:

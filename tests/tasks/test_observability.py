@@ -12,8 +12,8 @@ import requests
 from celery import Celery
 
 from sandbox.embedded import free_port
-from tasks import metrics
-from tasks.redaction import redact
+from tasks.runtime import metrics
+from tasks.runtime.redaction import redact
 from tests.fixtures.worker import ROOT
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("on_session_db")
 LOG_SCRIPT = """
 import logging
 from loguru import logger
-from tasks import log
+from tasks.runtime import log
 log.configure(level="INFO", json=True)
 context = dict(task_name="rosdomofon.block_account", task_id="t-1", root_id="r-1", message_id="T:0:5")
 with logger.contextualize(**context):

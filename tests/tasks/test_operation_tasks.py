@@ -22,8 +22,10 @@ from celery.result import AsyncResult
 from clients.rosdomofon import RosDomofonAPI
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon import RosDomofonSimulator
-from tasks import dead_letters, metrics
+from tasks import replay
 from tasks.enqueue import enqueue
+from tasks.runtime import metrics
+from tasks.state import dead_letters
 from tests.conftest import _claim_free_db
 from tests.fixtures.worker import ROOT, CeleryWorker, point_app_at
 from tests.tasks.test_base_task import wait_dead_letter
@@ -190,7 +192,7 @@ def test_bitrix24_400_is_dead_lettered_and_replays_once_fixed(
     task_id = enqueue("bitrix24.update_contact", {"contact_id": contact_id, "fields": {"LAST_NAME": unique}})
     letter = wait_dead_letter(task_id)
     assert letter.reason == "not_retryable" and "ERROR_ARGUMENT" in letter.error
-    new_id = dead_letters.store().replay(letter.id)
+    new_id = replay.replay(dead_letters.store(), letter.id)
     assert AsyncResult(new_id, app=celery_app).get(timeout=TIMEOUT) == {"ok": True}
     assert b24.portal.contacts[contact_id]["LAST_NAME"] == unique
 

@@ -14,7 +14,7 @@ from clients.errors import (
     ReauthenticateError,
     RetryLaterError,
 )
-from tasks.retry_policy import Cause, backoff, classify, decide
+from tasks.runtime.retry_policy import Cause, backoff, classify, decide
 from tasks.settings import Settings
 
 SETTINGS = Settings(RETRY_BACKOFF_BASE=2, RETRY_BACKOFF_MAX=60, MAX_RETRIES=3, MAX_RATE_LIMIT_RETRIES=5)

@@ -12,11 +12,12 @@ import redis
 from sandbox.embedded import free_port
 from sandbox.redis_db import claim_database, release_database
 from schemas.dead_letters import DeadLetter
-from tasks import metrics, status_report
-from tasks.dead_letters import DeadLetterStore
+from tasks.cli import status_report
+from tasks.cli.stack_settings import settings_with_overrides
 from tasks.ingest.metrics import IngestStatus, write_status
 from tasks.reconcile.report import LAST_REPORT_KEY
-from tasks.stack_settings import settings_with_overrides
+from tasks.runtime import metrics
+from tasks.state.dead_letters import DeadLetterStore
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def wait_result(task_id: str, timeout: float = WAIT) -> Any:
 
 def resend_stalled(older_than: float = 0.0) -> dict[str, Any]:
     """Run the in-flight ledger's sweep now (as beat would) and return its result."""
-    from tasks.celery import app
+    from tasks.runtime.app import app
 
     task = app.send_task("flows.resend_stalled_messages", kwargs={"older_than": older_than})
     return wait_result(task.id)

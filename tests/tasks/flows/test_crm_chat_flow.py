@@ -13,9 +13,9 @@ import redis
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
-from tasks import inflight
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
+from tasks.state import inflight
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import (
     contacts_with_phone,

@@ -18,10 +18,10 @@ from sandbox.bitrix24.messaging import operator_message
 from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
-from tasks import inflight
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import reply_key
 from tasks.flows.texts import NO_ACCOUNT
+from tasks.state import inflight
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import (
     WebhookServer,

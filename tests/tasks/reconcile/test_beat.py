@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from sandbox.redis_db import CLAIM_KEY, claim_database, release_database
-from tasks.schedule import redbeat_lock_key
+from tasks.runtime.schedule import redbeat_lock_key
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCK_TIMEOUT = 3

@@ -19,7 +19,7 @@ from tests.tasks.reconcile.conftest import PortalView
 def configured(
     monkeypatch: pytest.MonkeyPatch, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, redis_url: str
 ) -> Iterator[None]:
-    from tasks import clients
+    from tasks.runtime import resources as clients
     from tasks.settings import get_settings
 
     monkeypatch.setenv("REDIS_URL", redis_url)

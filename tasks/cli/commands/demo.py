@@ -1,0 +1,150 @@
+"""``rdb24 demo``: a message round trip through a running ``rdb24 up`` stack (see ``tasks.cli.demo_flow``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+T = TypeVar("T")
+
+
+def _wait(
+    progress: Progress, label: str, items: list[T], done: Callable[[T], bool], timeout: float
+) -> list[T]:
+    """Advance a progress bar as items become done; returns the items that never did."""
+    task = progress.add_task(label, total=len(items))
+    pending = list(items)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for item in list(pending):
+            if done(item):
+                pending.remove(item)
+                progress.advance(task)
+        if pending:
+            time.sleep(0.5)
+    return pending
+
+
+@click.command()
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("var"), show_default=True)
+@click.option("--subscribers", "count", default=3, show_default=True, help="How many subscribers write.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds each stage may take.")
+def demo(run_dir: Path, count: int, timeout: float) -> None:
+    """Subscribers write, operators see it in Bitrix24, an operator replies, the subscriber gets it."""
+    from loguru import logger
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+
+    from tasks.cli.demo_flow import Demo, DemoError, Subscriber
+    from tasks.cli.stack_settings import stack_settings
+
+    settings, state = stack_settings(run_dir)
+    if state is None or not state.ready:
+        raise click.ClickException(f"no running stack in {run_dir}: start one with `make run` (rdb24 up)")
+    if (
+        "rosdomofon" not in state.urls
+        or "bitrix24" not in state.urls
+        or "ROSDOMOFON_USERNAME" not in state.env
+    ):
+        raise click.ClickException(
+            "rdb24 demo needs the RosDomofon and Bitrix24 simulators (this stack uses real ones)"
+        )
+    logger.remove()  # the clients' request logs would drown the story; failures are still shown
+    logger.add(sys.stderr, level="WARNING")
+    console = Console()
+    flow = Demo(
+        rosdomofon_url=state.urls["rosdomofon"], bitrix24_url=state.urls["bitrix24"], settings=settings
+    )
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        subscribers = flow.pick_subscribers(count)
+        console.print(
+            f"[bold]1. {len(subscribers)} subscribers write in the RosDomofon app[/] (Kafka MESSAGES_IN)"
+        )
+        for index, subscriber in enumerate(subscribers, 1):
+            record = flow.write(subscriber, index)
+            console.print(
+                f"   abonent {subscriber.abonent_id} (+{subscriber.phone}): {escape(repr(subscriber.text))} "
+                f"-> {record.get('topic')}:{record.get('partition')}:{record.get('offset')}"
+            )
+        with Progress(*columns, console=console) as progress:
+            cache: dict[str, tuple[float, list]] = {}
+
+            def reached(subscriber: Subscriber) -> bool:
+                # one read of the portal's chats per polling round, not one per subscriber
+                if "chats" not in cache or time.monotonic() - cache["chats"][0] > 0.4:
+                    cache["chats"] = (time.monotonic(), flow.chats())
+                return flow.find_chat(subscriber, cache["chats"][1])
+
+            lost = _wait(
+                progress, "ingest -> lookup account -> contact -> chat", subscribers, reached, timeout
+            )
+        if lost:
+            raise DemoError(
+                f"{len(lost)} message(s) did not reach Bitrix24 within {timeout:g}s "
+                "(see the worker/ingest lines of `rdb24 up`, and `rdb24 status`)"
+            )
+        flow.find_contacts(subscribers)
+        console.print("[bold]2. What the operator sees in Bitrix24[/]")
+        table = Table(show_lines=True)
+        for column in ("contact", "phone", "chat", "messages in the chat"):
+            table.add_column(column, overflow="fold")
+        for s in subscribers:
+            contact = s.contact or {}
+            name = " ".join(str(contact.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
+            table.add_row(
+                f"#{contact.get('ID', '?')} {name}",
+                f"+{s.phone}",
+                str(s.chat_id),
+                escape("\n".join(str(m.get("text", "")) for m in s.chat_messages[-3:])),
+            )
+        console.print(table)
+        first = subscribers[0]
+        console.print(f"[bold]3. The operator replies in chat {first.chat_id}[/]")
+        outcome = flow.operator_reply(first)
+        console.print(
+            f"   {escape(repr(first.reply))} -> event deliveries {escape(str(outcome.get('deliveries')))}"
+        )
+        with Progress(*columns, console=console) as progress:
+            lost = _wait(
+                progress, "webhook -> deliver reply -> RosDomofon", [first], flow.reply_arrived, timeout
+            )
+        if lost:
+            raise DemoError(
+                f"the reply did not reach abonent {first.abonent_id}'s history within {timeout:g}s"
+            )
+        console.print(
+            f"[bold]4. In abonent {first.abonent_id}'s RosDomofon history[/] "
+            f"(GET /abonents/{first.abonent_id}/messages): [green]{escape(repr(first.reply))}[/]"
+        )
+        console.print("[bold green]round trip complete[/]")
+    except DemoError as exc:
+        console.print(f"[bold red]demo failed:[/] {exc}")
+        sys.exit(1)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(demo)

@@ -1,0 +1,229 @@
+"""What ``rdb24 status`` reports, gathered section by section from Redis and the workers.
+
+Each section is collected on its own and a failure becomes that section's "unavailable: why" line,
+so one missing piece (no ingest running, Redis down, a module not deployed) never hides the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from pydantic import BaseModel, Field
+
+from tasks.runtime.queues import Queue
+from tasks.settings import Settings
+from tasks.state import inflight
+
+REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock"
+BUCKET_PATTERN = "rdb24:b24:bucket:*"
+INGEST_STALE_SECONDS = 60.0
+
+
+class Section(BaseModel):
+    """One block of the report: rows of (item, value, note), or why it is unavailable."""
+
+    title: str
+    rows: list[tuple[str, str, str]] = Field(default_factory=list)
+    error: str | None = None
+    healthy: bool = True
+
+
+def beat_lock_ttl(client: redis.Redis) -> int:
+    """Milliseconds left on the RedBeat lock (0: no beat holds it), whatever the key prefix."""
+    ttls = [int(client.pttl(key)) for key in client.scan_iter(match=REDBEAT_LOCK_PATTERN, count=500)]
+    return max([0, *ttls])
+
+
+def _guard(title: str, collect: Callable[[Section], None]) -> Section:
+    section = Section(title=title)
+    try:
+        collect(section)
+    except Exception as exc:
+        section.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        section.healthy = False
+    return section
+
+
+def workers(settings: Settings, timeout: float) -> Section:
+    def collect(section: Section) -> None:
+        from tasks.runtime.health import celery_workers
+
+        names = celery_workers(settings.redis_url, timeout=timeout)
+        for name in names:
+            section.rows.append((name, "online", "answered ping"))
+        if not names:
+            section.rows.append(("(none)", "offline", f"no worker answered within {timeout:g}s"))
+            section.healthy = False
+
+    return _guard("Workers", collect)
+
+
+def queues(client: redis.Redis) -> Section:
+    def collect(section: Section) -> None:
+        for queue in Queue:
+            # kombu keeps priority levels in sibling lists "<queue>\x06\x16<n>"; count them all
+            depth = client.llen(queue.value) + sum(
+                client.llen(key) for key in client.scan_iter(match=f"{queue.value}\x06\x16*")
+            )
+            section.rows.append((queue.value, str(depth), "messages waiting"))
+        section.rows.append(("unacked", str(client.hlen("unacked")), "delivered, not yet acknowledged"))
+        oldest = inflight.oldest_age(client)
+        section.rows.append(
+            (
+                "in flight",
+                str(inflight.count(client)),
+                "subscriber messages not yet posted, replies not yet delivered"
+                + (f"; oldest {oldest:.0f}s" if oldest is not None else ""),
+            )
+        )
+
+    return _guard("Queues", collect)
+
+
+def ingest(client: redis.Redis) -> Section:
+    def collect(section: Section) -> None:
+        from tasks.ingest.metrics import read_statuses
+
+        statuses = read_statuses(client)
+        if not statuses:
+            section.rows.append(("(none)", "not running", "no ingest status snapshot in Redis"))
+            section.healthy = False
+        for status in statuses:
+            age = time.time() - float(status.get("heartbeat", 0))
+            lag = sum(int(v) for v in (status.get("lag") or {}).values())
+            partitions = len(status.get("assigned") or [])
+            state = "paused (backpressure)" if status.get("paused") else "consuming"
+            if age > INGEST_STALE_SECONDS:
+                state, section.healthy = f"stale ({age:.0f}s)", False
+            section.rows.append(
+                (
+                    str(status.get("consumer", "?")),
+                    f"lag {lag}",
+                    f"{state}; consumed {status.get('consumed', 0)}, enqueued {status.get('enqueued', 0)}, "
+                    f"dead letters {status.get('dead_letters', 0)}; partitions {partitions}",
+                )
+            )
+
+    return _guard("Ingest", collect)
+
+
+def dead_letters(client: redis.Redis) -> Section:
+    def collect(section: Section) -> None:
+        from tasks.state.dead_letters import DeadLetterStore
+
+        store = DeadLetterStore(client)
+        count = store.count()
+        section.rows.append(("stored", str(count), "rdb24 dlq list | show | replay"))
+        for letter in store.list(limit=3):
+            section.rows.append((letter.id, letter.name, f"{letter.reason}: {letter.error}"[:100]))
+
+    return _guard("Dead letters", collect)
+
+
+def reconciliation(client: redis.Redis) -> Section:
+    def collect(section: Section) -> None:
+        from tasks.reconcile.report import LAST_REPORT_KEY
+
+        lock = beat_lock_ttl(client)
+        beat = "a scheduler holds the RedBeat lock" if lock > 0 else "no active scheduler (beat not running?)"
+        section.rows.append(("beat", "active" if lock > 0 else "none", beat))
+        raw = client.get(LAST_REPORT_KEY)
+        if raw is None:
+            section.rows.append(("last run", "none yet", "runs on RECONCILE_INTERVAL_SECONDS / _CRONTAB"))
+            return
+        report: dict[str, Any] = json.loads(raw)
+        finished = report.get("finished_at") or report.get("started_at") or 0
+        section.rows.append(
+            (
+                "last run",
+                str(report.get("status", "?")),
+                f"{time.time() - float(finished):.0f}s ago; created {report.get('created', 0)}, "
+                f"updated {report.get('updated', 0)}, adopted {report.get('adopted', 0)}, "
+                f"unchanged {report.get('unchanged', 0)}, failed {report.get('failed', 0)}; "
+                f"{report.get('bitrix24_requests', 0)} Bitrix24 requests, "
+                f"{float(report.get('duration_seconds', 0)):.1f}s",
+            )
+        )
+        if report.get("status") == "failed":
+            section.healthy = False
+
+    return _guard("Reconciliation", collect)
+
+
+def rate_limiter(client: redis.Redis, settings: Settings) -> Section:
+    def collect(section: Section) -> None:
+        seconds, micros = client.time()
+        now = float(seconds) + float(micros) / 1e6
+        found = False
+        for key in client.scan_iter(match=BUCKET_PATTERN):
+            found = True
+            level_raw, ts_raw = client.hmget(key, "level", "ts")
+            level = max(0.0, float(level_raw or 0) - (now - float(ts_raw or now)) * settings.bitrix24_rate)
+            wait = max(0.0, (level - settings.bitrix24_burst) / settings.bitrix24_rate)
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            section.rows.append(
+                (
+                    name.removeprefix("rdb24:b24:bucket:"),
+                    f"{level:.1f}/{settings.bitrix24_burst}",
+                    f"next request waits {wait:.1f}s" if wait else f"free; {settings.bitrix24_rate:g} req/s",
+                )
+            )
+        if not found:
+            section.rows.append(
+                (
+                    "bitrix24",
+                    "idle",
+                    f"no requests recently; {settings.bitrix24_rate:g} req/s, "
+                    f"burst {settings.bitrix24_burst}",
+                )
+            )
+
+    return _guard("Bitrix24 rate limiter", collect)
+
+
+def collect_status(settings: Settings, ping_timeout: float = 1.0) -> list[Section]:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        down = Section(
+            title="Redis", error=f"{settings.redis_url.split('@')[-1]} unreachable: {exc}", healthy=False
+        )
+        return [down]
+    try:
+        return [
+            workers(settings, ping_timeout),
+            queues(client),
+            ingest(client),
+            dead_letters(client),
+            reconciliation(client),
+            rate_limiter(client, settings),
+        ]
+    finally:
+        client.close()
+
+
+def probe(role: str, settings: Settings) -> tuple[bool, str]:
+    """Container health probes: is this role doing its job (not just "is the process up")."""
+    import socket
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    if role == "beat":
+        held = beat_lock_ttl(client) > 0
+        return held, "RedBeat lock held" if held else "no scheduler holds the RedBeat lock"
+    if role == "ingest":
+        from tasks.ingest.metrics import read_statuses
+
+        host = socket.gethostname()
+        fresh = [
+            s
+            for s in read_statuses(client)
+            if str(s.get("consumer", "")).startswith(f"{host}-")
+            and time.time() - float(s.get("heartbeat", 0)) < INGEST_STALE_SECONDS
+        ]
+        return bool(fresh), "ingest status fresh" if fresh else f"no fresh ingest status from {host}"
+    raise ValueError(f"unknown probe role {role!r}; expected beat or ingest")

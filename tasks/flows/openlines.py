@@ -1,0 +1,161 @@
+"""Posting subscriber messages into a Bitrix24 Open Line through our connector.
+
+The connector is set up on first use and remembered in Redis, so the setup calls run once per line
+(under a lock, so concurrent first messages do not race): ``imconnector.register`` (re-registering
+updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` to our webhook (when
+``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``.
+
+One subscriber is one dialog: ``user.id`` and ``chat.id`` are ``abonent-<id>``, and ``message.id``
+is the Kafka message id, the only idempotency key the connector API offers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import redis
+from loguru import logger
+
+from clients.errors import DoNotRetryError, FixInputError
+from schemas.bitrix24 import (
+    ConnectorChat,
+    ConnectorMessage,
+    ConnectorMessageBody,
+    ConnectorUser,
+    SendMessagesResult,
+)
+from schemas.flows import AccountRef, SubscriberMessage
+from tasks.state import effects, subscribers
+
+READY_PREFIX = "rdb24:openlines:ready"
+LINE_KEY = "rdb24:openlines:line"
+READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
+MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
+CONNECTOR_NAME = "RosDomofon"
+
+
+class OpenLinesPortal(Protocol):
+    """The part of ``Bitrix24Client`` this module uses."""
+
+    def register_connector(self, connector: str, name: str, placement_handler: str, **kw: Any) -> bool: ...
+
+    def bind_event(self, event: str, handler: str) -> bool: ...
+
+    def activate_connector(self, connector: str, line: str | int, active: bool = True) -> bool: ...
+
+    def list_open_lines(self) -> list[dict[str, Any]]: ...
+
+    def send_connector_messages(
+        self, connector: str, line: str | int, messages: Any
+    ) -> SendMessagesResult: ...
+
+
+class OpenLinesSetupError(DoNotRetryError):
+    """The portal has no Open Line to attach the connector to: an administrator must create one."""
+
+    service = "bitrix24"
+
+
+class OpenLinesRejectedError(FixInputError):
+    """The portal answered but refused the message (``SUCCESS: false`` for it)."""
+
+    service = "bitrix24"
+
+
+def events_url(public_url: str) -> str:
+    return public_url.rstrip("/") + "/bitrix24/events"
+
+
+def resolve_line(portal: OpenLinesPortal, cache: redis.Redis, configured: str) -> str:
+    """``OPENLINES_LINE_ID`` if set, else the portal's first line (remembered)."""
+    if configured:
+        return configured
+    cached = cache.get(LINE_KEY)
+    if cached is not None:
+        return cached.decode() if isinstance(cached, bytes) else str(cached)
+    lines = portal.list_open_lines()
+    if not lines:
+        raise OpenLinesSetupError("the portal has no Open Line; create one or set OPENLINES_LINE_ID")
+    line = str(lines[0].get("ID") or lines[0].get("id"))
+    cache.set(LINE_KEY, line, ex=READY_TTL)
+    logger.info("open lines: using line {} (first of {})", line, len(lines))
+    return line
+
+
+SETUP_LOST_CODES = frozenset({"not_active_line", "imconnector_no_correct_provider"})
+
+
+def forget_setup(cache: redis.Redis, connector: str, line: str) -> None:
+    """Drop the "connector ready" memo, e.g. after the portal answered that the line is not active."""
+    cache.delete(f"{READY_PREFIX}:{connector}:{line}")
+
+
+def setup_lost(exc: FixInputError) -> bool:
+    """The portal forgot our connector (app reinstalled, line deactivated): set it up again."""
+    return (exc.code or "").lower() in SETUP_LOST_CODES
+
+
+def ensure_connector(
+    portal: OpenLinesPortal, cache: redis.Redis, connector: str, line: str, public_url: str
+) -> None:
+    """Register, bind and activate the connector for ``line`` once (cached; idempotent if repeated)."""
+    ready_key = f"{READY_PREFIX}:{connector}:{line}"
+    if cache.get(ready_key) is not None:
+        return
+    with effects.locked(cache, f"openlines-setup:{connector}:{line}", wait=60):
+        if cache.get(ready_key) is not None:
+            return
+        handler = events_url(public_url) if public_url else ""
+        portal.register_connector(connector, CONNECTOR_NAME, handler or "https://localhost/rosdomofon")
+        if handler:
+            try:
+                portal.bind_event(MESSAGE_EVENT, handler)
+            except FixInputError as exc:  # "handler already bound" is success for us
+                logger.info("open lines: event.bind answered {}; treating as already bound", exc.code)
+        else:
+            logger.warning("open lines: WEBHOOK_PUBLIC_URL is empty, operator replies will not reach us")
+        portal.activate_connector(connector, line, True)
+        cache.set(ready_key, "1", ex=READY_TTL)
+        logger.info("open lines: connector {} ready on line {}", connector, line)
+
+
+def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
+    dialog = subscribers.dialog_id(message.abonent_id)
+    chat_name = f"Абонент +{message.phone}" + (
+        f", л/с {account.number}" if account and account.number else ""
+    )
+    return ConnectorMessage(
+        user=ConnectorUser(
+            id=dialog,
+            name="Абонент",
+            last_name="РосДомофон",
+            phone=f"+{message.phone}",
+            skip_phone_validate="Y",
+        ),
+        message=ConnectorMessageBody(id=message.message_id, date=message.sent_at, text=text),
+        chat=ConnectorChat(id=dialog, name=chat_name),
+    )
+
+
+def send_to_line(portal: OpenLinesPortal, connector: str, line: str, item: ConnectorMessage) -> int | None:
+    """Send one message; returns the Open Lines session CHAT_ID (our dialog's internal chat)."""
+    outcome = portal.send_connector_messages(connector, line, [item])
+    results = outcome.DATA.RESULT
+    if not outcome.SUCCESS or not results or not results[0].SUCCESS:
+        errors = results[0].ERRORS if results else None
+        raise OpenLinesRejectedError(f"imconnector.send.messages refused the message: {errors!r}"[:500])
+    session = results[0].session
+    return session.CHAT_ID if session is not None else None
+
+
+__all__ = [
+    "OpenLinesRejectedError",
+    "OpenLinesSetupError",
+    "connector_message",
+    "ensure_connector",
+    "events_url",
+    "forget_setup",
+    "resolve_line",
+    "send_to_line",
+    "setup_lost",
+]

@@ -1,0 +1,173 @@
+"""The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``).
+
+Bitrix24 does not retry a failed event delivery and expects a quick answer, so the handler only
+checks the request (size, shape, ``auth[application_token]`` in constant time) and enqueues one
+``flows.deliver_operator_reply`` per message; the task does the slow work. Each message is enqueued
+once: a Redis ``SET NX`` on (chat id, message id) drops a duplicate event, and the task id derived
+from the same pair lets Celery and the task's effect marker refuse a second delivery anyway.
+
+Nothing here logs the event's ``auth`` block (it carries an access token) or the application token.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from loguru import logger
+from pydantic import ValidationError
+
+from schemas.bitrix24 import ConnectorEvent, unflatten_form
+from schemas.flows import OperatorReplyPayload
+from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
+from tasks.settings import Settings
+
+MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
+EVENTS_PATH = "/bitrix24/events"
+ENQUEUED_PREFIX = "rdb24:reply:enqueued"
+DEFAULT_MAX_BODY = 256 * 1024
+
+Enqueue = Callable[[OperatorReplyPayload, str], Any]
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison; an unset expected token never matches (refuse rather than trust)."""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"error": detail}, status_code=status)
+
+
+def create_app(
+    *,
+    application_token: str,
+    redis_client: redis.Redis,
+    enqueue: Enqueue = enqueue_operator_reply,
+    max_body: int = DEFAULT_MAX_BODY,
+    dedupe_ttl: int = 14 * 24 * 3600,
+) -> FastAPI:
+    """The ASGI app; arguments instead of globals so tests and ``rdb24 webhook`` build their own."""
+    app = FastAPI(title="rosdomofon-bitrix24 webhook", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        try:
+            redis_client.ping()
+        except redis.RedisError as exc:
+            return _problem(503, f"redis unavailable: {type(exc).__name__}")
+        return JSONResponse({"status": "ok"})
+
+    @app.post(EVENTS_PATH)
+    async def bitrix24_event(request: Request) -> JSONResponse:
+        client = request.client.host if request.client else "?"
+        try:
+            body = await _read_bounded(request, max_body)
+        except BodyTooLargeError:
+            logger.warning("webhook: body from {} over {} bytes refused", client, max_body)
+            return _problem(413, f"body larger than {max_body} bytes")
+        try:
+            form = unflatten_form(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            logger.warning("webhook: unreadable body from {}: {}", client, str(exc)[:200])
+            return _problem(400, "body is not a form-encoded Bitrix24 event")
+        auth = form.get("auth")
+        given = auth.get("application_token", "") if isinstance(auth, dict) else ""
+        if not token_matches(given if isinstance(given, str) else "", application_token):
+            logger.warning(
+                "webhook: event {!r} from {} has a wrong application_token", form.get("event"), client
+            )
+            return _problem(403, "application_token does not match")
+        try:
+            event = ConnectorEvent.model_validate(form)
+        except ValidationError as exc:
+            detail = _validation_detail(exc)
+            logger.warning("webhook: malformed event from {}: {}", client, detail)
+            return _problem(422, f"malformed event: {detail}")
+        if event.event.upper() != MESSAGE_EVENT:
+            logger.info("webhook: event {} ignored", event.event)
+            return JSONResponse({"status": "ignored", "event": event.event})
+        task_ids = _enqueue_messages(event, redis_client, enqueue, dedupe_ttl)
+        return JSONResponse({"status": "accepted", "tasks": task_ids})
+
+    return app
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{where}: {first['msg']} ({exc.error_count()} problem(s))"
+
+
+def _enqueue_messages(
+    event: ConnectorEvent, redis_client: redis.Redis, enqueue: Enqueue, dedupe_ttl: int
+) -> list[str]:
+    task_ids = []
+    for item in event.data.MESSAGES:
+        payload = OperatorReplyPayload(
+            connector=event.data.CONNECTOR,
+            line=event.data.LINE,
+            chat_id=item.chat.id,
+            im_chat_id=item.im.chat_id,
+            im_message_id=item.im.message_id,
+            text=item.message.text,
+            operator_user_id=item.message.user_id,
+        )
+        task_id = reply_task_id(payload.im_chat_id, payload.im_message_id)
+        key = f"{ENQUEUED_PREFIX}:{task_id}"
+        if not redis_client.set(key, "1", nx=True, ex=dedupe_ttl):
+            logger.info("webhook: {} already enqueued, duplicate event dropped", task_id)
+            task_ids.append(task_id)
+            continue
+        try:
+            enqueue(payload, task_id)
+        except Exception:
+            redis_client.delete(key)  # let a later delivery of the same event try again
+            raise
+        logger.info("webhook: enqueued {} for dialog {}", task_id, payload.chat_id)
+        task_ids.append(task_id)
+    return task_ids
+
+
+def app_from_settings(settings: Settings) -> FastAPI:
+    """The app ``rdb24 webhook`` serves, wired to this process's Redis and the Celery app."""
+    from tasks.runtime.resources import redis_client
+
+    return create_app(
+        application_token=settings.bitrix24_application_token.get_secret_value(),
+        redis_client=redis_client(),
+        max_body=settings.webhook_max_body,
+        dedupe_ttl=settings.effect_marker_ttl,
+    )
+
+
+__all__ = [
+    "EVENTS_PATH",
+    "app_from_settings",
+    "create_app",
+    "token_matches",
+]

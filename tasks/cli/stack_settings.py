@@ -9,9 +9,7 @@ touching ``os.environ``. With no stack running, the plain configured settings ar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tasks.settings import Settings, SettingsError, load_settings
 

@@ -25,10 +25,10 @@ from pydantic import ValidationError
 
 from clients.errors import FixInputError, RetryLaterError
 from clients.kafka import GroupConsumer, KafkaClientError, PoisonRecordError, TopicPart, decode_incoming, run
-from tasks import metrics as shared_metrics
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, write_status
+from tasks.runtime import metrics as shared_metrics
 
 Enqueue = Callable[..., str]  # (message: KafkaIncomingMessage, message_id: str, sent_at: int | None)
 STATUS_INTERVAL = 2.0

@@ -11,14 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.errors import UnknownTaskError
 from tasks.runtime.operation import REGISTRY, OperationSpec
-
-
-class UnknownTaskError(KeyError):
-    """No task has that name."""
-
-    def __str__(self) -> str:
-        return f"unknown task {self.args[0]!r}; `rdb24 tasks` lists them"
 
 
 def load() -> dict[str, OperationSpec]:

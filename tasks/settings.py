@@ -14,6 +14,8 @@ from functools import lru_cache
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.errors import SettingsError
+
 
 class ChatMode(StrEnum):
     """How subscriber messages reach operators in Bitrix24."""
@@ -170,10 +172,6 @@ class Settings(BaseSettings):
     @property
     def bitrix24_oauth_configured(self) -> bool:
         return bool(self.bitrix24_client_id and self.bitrix24_client_secret.get_secret_value())
-
-
-class SettingsError(RuntimeError):
-    """The environment is missing or has a malformed variable; the message names each one."""
 
 
 def load_settings() -> Settings:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import redis
 from loguru import logger
 
-from clients.errors import DoNotRetryError, FixInputError
+from clients.errors import FixInputError
 from schemas.bitrix24 import (
     ConnectorChat,
     ConnectorMessage,
@@ -25,6 +25,7 @@ from schemas.bitrix24 import (
     SendMessagesResult,
 )
 from schemas.flows import AccountRef, SubscriberMessage
+from tasks.errors import OpenLinesRejectedError, OpenLinesSetupError
 from tasks.state import effects, subscribers
 
 READY_PREFIX = "rdb24:openlines:ready"
@@ -48,18 +49,6 @@ class OpenLinesPortal(Protocol):
     def send_connector_messages(
         self, connector: str, line: str | int, messages: Any
     ) -> SendMessagesResult: ...
-
-
-class OpenLinesSetupError(DoNotRetryError):
-    """The portal has no Open Line to attach the connector to: an administrator must create one."""
-
-    service = "bitrix24"
-
-
-class OpenLinesRejectedError(FixInputError):
-    """The portal answered but refused the message (``SUCCESS: false`` for it)."""
-
-    service = "bitrix24"
 
 
 def events_url(public_url: str) -> str:
@@ -149,8 +138,6 @@ def send_to_line(portal: OpenLinesPortal, connector: str, line: str, item: Conne
 
 
 __all__ = [
-    "OpenLinesRejectedError",
-    "OpenLinesSetupError",
     "connector_message",
     "ensure_connector",
     "events_url",

@@ -42,8 +42,8 @@ from kombu.exceptions import OperationalError
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from clients.errors import FixInputError
 from schemas.dead_letters import DeadLetter, DeadLetterReason
+from tasks.errors import InvalidPayloadError
 from tasks.runtime import metrics, retry_policy
 from tasks.runtime.app import app
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER, RETRIES_HEADER
@@ -63,10 +63,6 @@ BROKER_UNREACHABLE: tuple[type[BaseException], ...] = (
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
-
-
-class InvalidPayloadError(FixInputError):
-    """The task payload failed validation; the message names each bad field."""
 
 
 @dataclass(frozen=True)

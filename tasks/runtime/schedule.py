@@ -21,6 +21,7 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from tasks.errors import ScheduleError
 from tasks.runtime.queues import Queue
 from tasks.settings import Settings, get_settings
 
@@ -28,10 +29,6 @@ RECONCILE_TASK = "reconcile.run"
 RESEND_STALLED_TASK = "flows.resend_stalled_messages"
 REDBEAT_KEY_PREFIX = "rdb24:redbeat:"
 EXPIRY_FACTOR = 1.5
-
-
-class ScheduleError(ValueError):
-    """A schedule setting is malformed; the message names the variable and the value."""
 
 
 def parse_crontab(expression: str) -> crontab:
@@ -133,7 +130,6 @@ def redbeat_lock_key() -> str:
 __all__ = [
     "RECONCILE_TASK",
     "RESEND_STALLED_TASK",
-    "ScheduleError",
     "beat_defaults",
     "beat_schedule",
     "crontab_period",

@@ -15,14 +15,11 @@ import redis
 from loguru import logger
 
 from schemas.dead_letters import DeadLetter
+from tasks.errors import DeadLetterNotFound
 from tasks.runtime.redaction import redact
 
 ITEMS_KEY = "rdb24:dlq:items"
 INDEX_KEY = "rdb24:dlq:index"
-
-
-class DeadLetterNotFound(KeyError):
-    """No dead letter has that id (already replayed or deleted)."""
 
 
 def _new_id(created_at: datetime) -> str:

@@ -30,7 +30,7 @@ from loguru import logger
 from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
-from clients.errors import RetryLaterError
+from tasks.errors import LockBusyError
 
 MARKER_PREFIX = "rdb24:done"
 LOCK_PREFIX = "rdb24:lock"
@@ -94,12 +94,6 @@ def mark_done(
     attempts = previous.attempts if previous is not None else 1
     body = {"state": "done", "result": result, "attempts": attempts, "at": time.time()}
     client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
-
-
-class LockBusyError(RetryLaterError):
-    """Another worker holds the lock for longer than we may wait: retry the task later."""
-
-    service = "redis"
 
 
 @contextmanager
@@ -167,7 +161,6 @@ def phone_lock(
 
 __all__ = [
     "LEASE",
-    "LockBusyError",
     "Marker",
     "is_locked",
     "locked",

@@ -14,6 +14,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from schemas.phone import PhoneStr
+from tasks.errors import UnknownDialogError
 
 DIALOG_PREFIX = "abonent-"
 RECORD_PREFIX = "rdb24:subscriber"
@@ -32,10 +33,6 @@ class SubscriberRecord(BaseModel):
     contact_id: int | None = None
     openlines_chat_id: int | None = None
     crm_chat_id: int | None = None
-
-
-class UnknownDialogError(ValueError):
-    """The chat id is not one of ours (not ``abonent-<digits>``)."""
 
 
 def dialog_id(abonent_id: int) -> str:
@@ -68,7 +65,6 @@ def recall(client: redis.Redis, abonent_id: int) -> SubscriberRecord | None:
 
 __all__ = [
     "SubscriberRecord",
-    "UnknownDialogError",
     "abonent_of_dialog",
     "dialog_id",
     "recall",

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from schemas.bitrix24 import ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
+from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
 
@@ -39,10 +40,6 @@ def token_matches(given: str, expected: str) -> bool:
     if not expected or not given:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-class BodyTooLargeError(Exception):
-    pass
 
 
 async def _read_bounded(request: Request, limit: int) -> bytes:

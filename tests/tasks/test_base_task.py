@@ -11,6 +11,7 @@ from celery import Celery, chain
 from celery.result import AsyncResult
 
 from tasks import replay
+from tasks.errors import DeadLetterNotFound
 from tasks.runtime import metrics
 from tasks.state import dead_letters
 from tests.fixtures.worker import CeleryWorker
@@ -107,7 +108,7 @@ def test_invalid_input_is_not_retried_and_replays_after_the_fix(
     assert AsyncResult(new_id, app=celery_app).get(timeout=TIMEOUT) == {"key": unique, "calls": 2}
     last = attempts(redis_client, unique)[-1]
     assert last == {"number": 1, "is_retry": False, "replay_of": letter.id}
-    with pytest.raises(dead_letters.DeadLetterNotFound):
+    with pytest.raises(DeadLetterNotFound):
         replay.replay(dead_letters.store(), letter.id)  # replayed once only
 
 

@@ -12,7 +12,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 def tasks_command(name: str | None, as_json: bool) -> None:
     """Every public task name with the JSON Schema of its payload (or one task's)."""
-    from tasks.catalogue import UnknownTaskError, catalogue, describe, spec
+    from tasks.catalogue import catalogue, describe, spec
+    from tasks.errors import UnknownTaskError
 
     try:
         items = [describe(spec(name))] if name else catalogue()
@@ -34,8 +35,8 @@ def tasks_command(name: str | None, as_json: bool) -> None:
 @click.option("--wait", type=float, default=None, help="Wait this many seconds for the result and print it.")
 def enqueue_command(name: str, payload: str, task_id: str | None, wait: float | None) -> None:
     """Validate PAYLOAD (a JSON object) against NAME's schema and enqueue it; prints the task id."""
-    from tasks.catalogue import UnknownTaskError
-    from tasks.enqueue import InvalidPayloadError, enqueue
+    from tasks.enqueue import enqueue
+    from tasks.errors import InvalidPayloadError, UnknownTaskError
 
     try:
         data = json.loads(payload)

@@ -52,8 +52,9 @@ def demo(run_dir: Path, count: int, timeout: float) -> None:
     )
     from rich.table import Table
 
-    from tasks.cli.demo_flow import Demo, DemoError, Subscriber
+    from tasks.cli.demo_flow import Demo, Subscriber
     from tasks.cli.stack_settings import stack_settings
+    from tasks.errors import DemoError
 
     settings, state = stack_settings(run_dir)
     if state is None or not state.ready:

@@ -43,6 +43,7 @@ def describe(item: OperationSpec) -> dict[str, Any]:
         "description": item.description,
         "payload_schema": item.payload.model_json_schema(),
         "result_schema": item.result.model_json_schema(mode="serialization") if item.result else None,
+        "retry": item.retry.declared(),  # None: the setting of that name decides (retry_policy.SETTING_OF)
     }
 
 

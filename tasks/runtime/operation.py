@@ -4,7 +4,7 @@ logging context, metrics).
 Contract::
 
     @operation("rosdomofon.block_account", queue=Queue.ROSDOMOFON, payload=BlockAccountPayload,
-               result=OperationResult)
+               result=OperationResult, retry=RetryOptions(max_retries=3))
     def block_account(payload: BlockAccountPayload) -> OperationResult: ...
 
 - Registers a bound Celery task under that stable name on that queue, and records it in ``REGISTRY``
@@ -13,7 +13,11 @@ Contract::
   (the previous chain step's JSON result) merged with kwargs (kwargs win). The body gets the validated
   pydantic model; its returned model is sent on as JSON.
 - Errors are handled by category (``tasks.runtime.retry_policy``); what cannot succeed, or outlived its retry
-  budget, is written to the dead-letter store and the task fails.
+  budget, is written to the dead-letter store and the task fails. ``retry`` sets this operation's
+  budget (fields left ``None`` fall back to the settings); it is kept in the spec and shown by
+  ``rdb24 tasks NAME``.
+- No other option is accepted: a Celery task option such as ``max_retries`` or ``autoretry_for`` would
+  fight the policy above, so an unknown keyword is a ``TypeError`` when the task is declared.
 - When Redis (broker and dead-letter store) is unreachable, neither the retry message nor the dead
   letter can be written. Celery would then reject the message without requeue, and Redis has no
   dead-letter exchange, so it would vanish. Instead the task raises ``Reject(requeue=True)``: the
@@ -49,7 +53,7 @@ from tasks.runtime.app import app
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER, RETRIES_HEADER
 from tasks.runtime.queues import DECLARED, Queue
 from tasks.runtime.redaction import redact, redact_text
-from tasks.runtime.retry_policy import Cause
+from tasks.runtime.retry_policy import DEFAULT_OPTIONS, Cause, RetryOptions
 
 # What "Redis/the broker is unreachable" looks like: kombu wraps publish failures in OperationalError,
 # redis-py raises its own ConnectionError/TimeoutError, a refused socket may surface as OSError.
@@ -72,6 +76,7 @@ class OperationSpec:
     payload: type[BaseModel]
     result: type[BaseModel] | None
     description: str
+    retry: RetryOptions = DEFAULT_OPTIONS
 
 
 REGISTRY: dict[str, OperationSpec] = {}
@@ -121,12 +126,15 @@ def operation(
     queue: Queue,
     payload: type[P],
     result: type[R] | None = None,
-    **task_options: Any,
+    retry: RetryOptions = DEFAULT_OPTIONS,
 ) -> Callable[[Callable[[P], Any]], Any]:
     """Declare ``fn(payload) -> result`` as the Celery task ``name`` on ``queue`` (see module doc)."""
+    if not isinstance(retry, RetryOptions):
+        raise TypeError(f"@operation({name!r}): retry must be a RetryOptions, got {type(retry).__name__}")
 
     def decorate(fn: Callable[[P], Any]) -> Any:
-        spec = OperationSpec(name, queue, payload, result, (fn.__doc__ or "").strip().split("\n")[0])
+        summary = (fn.__doc__ or "").strip().split("\n")[0]
+        spec = OperationSpec(name, queue, payload, result, summary, retry)
 
         def run(self: Task, *args: Any, **kwargs: Any) -> Any:
             return _execute(self, spec, fn, args, kwargs)
@@ -139,7 +147,7 @@ def operation(
             raise ValueError(f"task name {name!r} declared twice")
         REGISTRY[name] = spec
         DECLARED[name] = queue  # the router sends every call of this name to that queue
-        return app.task(run, name=name, bind=True, base=OperationTask, **task_options)
+        return app.task(run, name=name, bind=True, base=OperationTask)
 
     return decorate
 
@@ -284,7 +292,7 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
     """Retry (raises ``Retry``) or write the dead letter; the caller re-raises ``exc`` after."""
     from tasks.settings import get_settings
 
-    decision = retry_policy.decide(exc, attempt.retries_by_cause, get_settings())
+    decision = retry_policy.decide(exc, attempt.retries_by_cause, get_settings(), spec.retry)
     if decision.retry:
         counts = dict(attempt.retries_by_cause)
         counts[decision.cause.value] = counts.get(decision.cause.value, 0) + 1

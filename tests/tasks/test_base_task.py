@@ -94,6 +94,16 @@ def test_exhausted_retries_land_in_dead_letters(
         result.get(timeout=TIMEOUT)
 
 
+def test_an_operation_with_its_own_budget_gives_up_sooner(
+    worker: CeleryWorker, celery_app: Celery, unique: str
+) -> None:
+    result = send(celery_app, "probe.impatient", key=unique, failures=["transient"] * 10)
+    letter = wait_dead_letter(result.id)
+    assert letter.reason == "retries_exhausted"
+    assert letter.attempts == 2  # first run + its own max_retries (1), not MAX_RETRIES (4)
+    assert letter.source["retries_by_cause"] == {"transient": 1}
+
+
 def test_invalid_input_is_not_retried_and_replays_after_the_fix(
     worker: CeleryWorker, celery_app: Celery, redis_client: redis.Redis, unique: str
 ) -> None:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.validation import format_validation_errors
 from tasks.errors import SettingsError
 
 
@@ -179,11 +180,8 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]) or "?"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+        problems = format_validation_errors(exc, root="settings")
+        raise SettingsError(f"invalid configuration: {problems}") from None
 
 
 @lru_cache(maxsize=1)

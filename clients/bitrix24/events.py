@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from clients.bitrix24.errors import Bitrix24InputError
 from schemas.bitrix24 import ConnectorEvent
+from schemas.validation import format_validation_errors
 
 
 def parse_connector_event(
@@ -32,7 +33,7 @@ def verify_application_token(event: ConnectorEvent, expected: str) -> bool:
 
 def _summary(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return format_validation_errors(exc, limit=5)
     return str(exc)
 
 

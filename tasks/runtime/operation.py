@@ -47,6 +47,7 @@ from loguru import logger
 from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letters import DeadLetter, DeadLetterReason
+from schemas.validation import format_validation_errors
 from tasks.errors import InvalidPayloadError
 from tasks.runtime import metrics, retry_policy
 from tasks.runtime.app import app
@@ -166,22 +167,13 @@ def merge_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, 
     return {**base, **kwargs}
 
 
-def validation_message(exc: ValidationError) -> str:
-    """``field: problem`` for each error, without echoing values (they may be long)."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "payload"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def validate_payload(model: type[P], data: dict[str, Any], *, task_name: str | None = None) -> P:
     """The payload model, or ``InvalidPayloadError`` naming the task and each bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         what = task_name or model.__name__
-        raise InvalidPayloadError(f"invalid payload for {what}: {validation_message(exc)}") from None
+        raise InvalidPayloadError(f"invalid payload for {what}: {format_validation_errors(exc)}") from None
 
 
 def _attempt_from(task: Task, spec: OperationSpec, payload: dict[str, Any]) -> Attempt:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from schemas.bitrix24 import ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
+from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
@@ -102,7 +103,7 @@ def create_app(
         try:
             event = ConnectorEvent.model_validate(form)
         except ValidationError as exc:
-            detail = _validation_detail(exc)
+            detail = format_validation_errors(exc, root="body", short=True)
             logger.warning("webhook: malformed event from {}: {}", client, detail)
             return _problem(422, f"malformed event: {detail}")
         if event.event.upper() != MESSAGE_EVENT:
@@ -112,12 +113,6 @@ def create_app(
         return JSONResponse({"status": "accepted", "tasks": task_ids})
 
     return app
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']} ({exc.error_count()} problem(s))"
 
 
 def _enqueue_messages(

@@ -18,6 +18,7 @@ from loguru import logger
 
 from clients.errors import FixInputError
 from schemas.bitrix24 import (
+    MESSAGE_EVENT,
     ConnectorChat,
     ConnectorMessage,
     ConnectorMessageBody,
@@ -31,7 +32,6 @@ from tasks.state import effects, subscribers
 READY_PREFIX = "rdb24:openlines:ready"
 LINE_KEY = "rdb24:openlines:line"
 READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
-MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
 CONNECTOR_NAME = "RosDomofon"
 
 

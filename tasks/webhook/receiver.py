@@ -21,14 +21,13 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import ValidationError
 
-from schemas.bitrix24 import ConnectorEvent, unflatten_form
+from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
 from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
 
-MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
 EVENTS_PATH = "/bitrix24/events"
 ENQUEUED_PREFIX = "rdb24:reply:enqueued"
 DEFAULT_MAX_BODY = 256 * 1024

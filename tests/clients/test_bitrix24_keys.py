@@ -7,20 +7,21 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from clients.bitrix24 import Bitrix24Client, Bitrix24Config
 from sandbox.bitrix24 import Bitrix24Simulator
 
 MakeClient = Callable[..., Bitrix24Client]
+WEBHOOK = SecretStr("https://portal.example/rest/1/secret/")
 
 
 def test_config_requires_a_namespace() -> None:
     with pytest.raises(ValidationError, match="key_prefix"):
-        Bitrix24Config(webhook_url="https://portal.example/rest/1/secret/")  # type: ignore[call-arg]
+        Bitrix24Config(webhook_url=WEBHOOK)  # type: ignore[call-arg]
     for bad in ("", "app:b24:", "app b24"):
         with pytest.raises(ValidationError, match="Redis namespace"):
-            Bitrix24Config(key_prefix=bad, webhook_url="https://portal.example/rest/1/secret/")
+            Bitrix24Config(key_prefix=bad, webhook_url=WEBHOOK)
 
 
 def test_client_state_lives_only_under_its_namespace(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from clients.bitrix24 import Bitrix24Client
 from clients.bitrix24.redis_keys import RedisKeys
@@ -142,12 +143,12 @@ def test_the_deployed_client_writes_the_pinned_keys(redis_url: str) -> None:
     host, app = f"portal-{uuid.uuid4().hex[:8]}.example", f"app.{uuid.uuid4().hex[:6]}"
     settings = Settings(
         REDIS_URL=redis_url,
-        BITRIX24_WEBHOOK_URL="",
+        BITRIX24_WEBHOOK_URL=SecretStr(""),
         BITRIX24_CLIENT_ENDPOINT=f"https://{host}/rest/",
         BITRIX24_CLIENT_ID=app,
-        BITRIX24_CLIENT_SECRET="secret",
-        BITRIX24_ACCESS_TOKEN="access",
-        BITRIX24_REFRESH_TOKEN="refresh",
+        BITRIX24_CLIENT_SECRET=SecretStr("secret"),
+        BITRIX24_ACCESS_TOKEN=SecretStr("access"),
+        BITRIX24_REFRESH_TOKEN=SecretStr("refresh"),
     )
     store = redis.Redis.from_url(redis_url, decode_responses=True)
     client = Bitrix24Client(resources.bitrix24_config(settings), redis=redis.Redis.from_url(redis_url))

@@ -20,6 +20,7 @@ from rich.table import Table
 from clients.bitrix24 import Bitrix24Client, Bitrix24Config
 from sandbox.bitrix24 import Bitrix24Simulator
 from tasks.runtime import log
+from tasks.state.keys import BITRIX24_NAMESPACE
 
 
 @click.command()
@@ -31,7 +32,11 @@ def main(n: int, rate: float, burst: int, redis_url: str | None) -> None:
     log.console("WARNING")  # per-call DEBUG lines would distort the timing
     sim = Bitrix24Simulator(rate=rate, burst=burst, rate_limit=True).start()
     config = Bitrix24Config(
-        webhook_url=sim.webhook_url, rate=rate, burst=burst, limiter_key=f"bench-{time.time()}"
+        key_prefix=BITRIX24_NAMESPACE,
+        webhook_url=sim.webhook_url,
+        rate=rate,
+        burst=burst,
+        limiter_key=f"bench-{time.time()}",
     )
     client = Bitrix24Client(
         config, redis=redis.Redis.from_url(redis_url) if redis_url else None, rate_limit_retries=3

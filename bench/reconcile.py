@@ -88,6 +88,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
     from sandbox.redis_db import claim_database, release_database
     from tasks.reconcile.engine import reconcile
     from tasks.runtime import log
+    from tasks.state.keys import BITRIX24_NAMESPACE
 
     log.console(log_level)
     console = Console(width=150)
@@ -99,6 +100,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
     try:
         api = RosDomofonAPI(rd["username"], rd["password"], base_url=rd["url"], timeout=(5.0, 60.0))
         config = Bitrix24Config(
+            key_prefix=BITRIX24_NAMESPACE,
             webhook_url=b24["webhook_url"],
             rate=rate,
             burst=BURST,

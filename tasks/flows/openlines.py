@@ -25,10 +25,10 @@ from schemas.bitrix24 import (
     SendMessagesResult,
 )
 from schemas.flows import AccountRef, SubscriberMessage
-from tasks.state import effects, subscribers
+from tasks.state import effects, keys, subscribers
 
-READY_PREFIX = "rdb24:openlines:ready"
-LINE_KEY = "rdb24:openlines:line"
+READY_PREFIX = keys.OPENLINES_READY_PREFIX
+LINE_KEY = keys.OPENLINES_LINE
 READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
 MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
 CONNECTOR_NAME = "RosDomofon"

@@ -16,9 +16,10 @@ from loguru import logger
 
 from schemas.dead_letters import DeadLetter
 from tasks.runtime.redaction import redact
+from tasks.state import keys
 
-ITEMS_KEY = "rdb24:dlq:items"
-INDEX_KEY = "rdb24:dlq:index"
+ITEMS_KEY = keys.DLQ_ITEMS
+INDEX_KEY = keys.DLQ_INDEX
 
 
 class DeadLetterNotFound(KeyError):

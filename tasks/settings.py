@@ -131,7 +131,7 @@ class Settings(BaseSettings):
 
     # --- Flower and metrics
     flower_user: str = Field(default="admin", alias="FLOWER_USER")
-    flower_password: SecretStr = Field(default=SecretStr(""), alias="FLOWER_PASSWORD")  # empty: no auth
+    flower_password: SecretStr = Field(default=SecretStr(""), alias="FLOWER_PASSWORD")  # required by Flower
     flower_port: int = Field(default=5555, gt=0, lt=65536, alias="FLOWER_PORT")
     metrics_port: int = Field(default=9808, ge=0, lt=65536, alias="METRICS_PORT")  # 0 disables exporter
 

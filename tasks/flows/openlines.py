@@ -27,10 +27,10 @@ from schemas.bitrix24 import (
 )
 from schemas.flows import AccountRef, SubscriberMessage
 from tasks.errors import OpenLinesRejectedError, OpenLinesSetupError
-from tasks.state import effects, subscribers
+from tasks.state import effects, keys, subscribers
 
-READY_PREFIX = "rdb24:openlines:ready"
-LINE_KEY = "rdb24:openlines:line"
+READY_PREFIX = keys.OPENLINES_READY_PREFIX
+LINE_KEY = keys.OPENLINES_LINE
 READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
 CONNECTOR_NAME = "RosDomofon"
 

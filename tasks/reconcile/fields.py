@@ -19,8 +19,9 @@ from loguru import logger
 from schemas.bitrix24 import BatchResult, UserFieldSpec
 from tasks.errors import UserFieldError
 from tasks.reconcile import mapping as m
+from tasks.state import keys
 
-ENSURED_KEY = "rdb24:reconcile:userfields"
+ENSURED_KEY = keys.RECONCILE_USERFIELDS
 
 SPECS: tuple[UserFieldSpec, ...] = (
     UserFieldSpec(FIELD_NAME=m.F_ACCOUNT_ID, USER_TYPE_ID="string", LABEL="RosDomofon: account id"),

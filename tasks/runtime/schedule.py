@@ -24,10 +24,11 @@ from celery.schedules import crontab
 from tasks.errors import ScheduleError
 from tasks.runtime.queues import Queue
 from tasks.settings import Settings, get_settings
+from tasks.state import keys
 
 RECONCILE_TASK = "reconcile.run"
 RESEND_STALLED_TASK = "flows.resend_stalled_messages"
-REDBEAT_KEY_PREFIX = "rdb24:redbeat:"
+REDBEAT_KEY_PREFIX = keys.REDBEAT_PREFIX
 EXPIRY_FACTOR = 1.5
 
 
@@ -124,7 +125,7 @@ def beat_defaults(settings: Settings | None = None) -> dict[str, Any]:
 
 
 def redbeat_lock_key() -> str:
-    return REDBEAT_KEY_PREFIX + ":lock"
+    return keys.REDBEAT_LOCK
 
 
 __all__ = [

@@ -31,9 +31,10 @@ from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
 from tasks.errors import LockBusyError
+from tasks.state import keys
 
-MARKER_PREFIX = "rdb24:done"
-LOCK_PREFIX = "rdb24:lock"
+MARKER_PREFIX = keys.DONE_PREFIX
+LOCK_PREFIX = keys.LOCK_PREFIX
 DEFAULT_MARKER_TTL = 14 * 24 * 3600  # longer than any Kafka redelivery or dead-letter replay window
 LEASE = 10.0  # seconds a lock outlives a dead holder; a live one renews it every LEASE / 3
 

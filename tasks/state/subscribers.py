@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.phone import PhoneStr
 from tasks.errors import UnknownDialogError
+from tasks.state import keys
 
 DIALOG_PREFIX = "abonent-"
-RECORD_PREFIX = "rdb24:subscriber"
+RECORD_PREFIX = keys.SUBSCRIBER_PREFIX
 RECORD_TTL = 180 * 24 * 3600  # a subscriber may reply to an operator months later
 _DIALOG = re.compile(rf"^{DIALOG_PREFIX}(\d+)$")
 

@@ -27,9 +27,10 @@ from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
+from tasks.state import keys
 
 EVENTS_PATH = "/bitrix24/events"
-ENQUEUED_PREFIX = "rdb24:reply:enqueued"
+ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
 DEFAULT_MAX_BODY = 256 * 1024
 
 Enqueue = Callable[[OperatorReplyPayload, str], Any]

@@ -29,7 +29,7 @@ from clients.bitrix24 import (
 )
 from clients.bitrix24.transport import translate
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 
 MakeClient = Callable[..., Bitrix24Client]
 

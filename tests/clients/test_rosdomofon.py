@@ -25,8 +25,8 @@ from clients.errors import (
 )
 from clients.rosdomofon import RosDomofonAPI
 from clients.rosdomofon.transport import _FOREIGN, error_class_for, error_from_exception, parse_retry_after
-from sandbox.embedded import free_port
 from sandbox.rosdomofon import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from schemas.rosdomofon import Account, AccountInfo, Connection, FlatDetailed, Service
 
 V1 = "/abonents-service/api/v1"

@@ -18,7 +18,7 @@ import requests
 
 import sandbox.bitrix24
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 
 TIME_KEYS = {
     "start",

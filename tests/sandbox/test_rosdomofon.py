@@ -17,10 +17,10 @@ import pytest
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from sandbox.embedded import free_port
 from sandbox.rosdomofon import RosDomofonSimulator
 from sandbox.rosdomofon.generator import generate
 from sandbox.rosdomofon.state import World
+from sandbox.stack.embedded import free_port
 from schemas.kafka import KafkaIncomingMessage, KafkaOutgoingMessage
 
 V1 = "/abonents-service/api/v1"

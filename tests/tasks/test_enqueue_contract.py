@@ -15,7 +15,7 @@ import requests
 from celery import Celery
 from celery.result import AsyncResult
 
-from sandbox.embedded import free_port, wait_for_port
+from sandbox.stack.embedded import free_port, wait_for_port
 from tasks.enqueue import InvalidPayloadError, UnknownTaskError, enqueue
 from tests.fixtures.worker import ROOT, CeleryWorker
 from tests.tasks import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)

@@ -73,9 +73,10 @@ def test_upstream_constructor_keeps_kafka_arguments() -> None:
         kafka_username="ku", kafka_password="kp", kafka_ssl_ca_cert_path="/ca.crt",
     )  # fmt: skip
     assert api.kafka is not None
-    assert (api.kafka.bootstrap_servers, api.kafka.group_id, api.kafka.messages_in_topic) == (
-        "k:443", "g", "MESSAGES_IN_SK_SB",
+    assert (api.kafka.bootstrap_servers, api.kafka.group_id, api.kafka.company_short_name) == (
+        "k:443", "g", "SK_SB",
     )  # fmt: skip
+    assert api.kafka_client.config.topics.messages_in == "MESSAGES_IN_SK_SB"
     assert "kp" not in repr(api.kafka) and "pw" not in repr(api)
     api.close()
 

@@ -39,9 +39,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox import embedded  # noqa: E402
 from sandbox.bitrix24 import Bitrix24Simulator  # noqa: E402
 from sandbox.rosdomofon import RosDomofonSimulator  # noqa: E402
+from sandbox.stack import embedded  # noqa: E402
 from tests.conftest import create_topics  # noqa: E402
 from tests.fixtures.worker import CeleryWorker, point_app_at  # noqa: E402
 from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload  # noqa: E402

@@ -65,7 +65,7 @@ def _portal_counts(url: str) -> tuple[int, int, int]:
 
 def _clear(store: redis.Redis) -> None:
     """Empty our claimed database but keep the claim itself (flushing it would let others take it)."""
-    from sandbox.redis_db import CLAIM_KEY
+    from sandbox.stack.redis_db import CLAIM_KEY
 
     for key in store.scan_iter(count=1000):
         if key != CLAIM_KEY:
@@ -85,7 +85,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
     from clients.bitrix24 import Bitrix24Config
     from clients.bitrix24.client import Bitrix24Client
     from clients.rosdomofon import RosDomofonAPI
-    from sandbox.redis_db import claim_database, release_database
+    from sandbox.stack.redis_db import claim_database, release_database
     from tasks.reconcile.engine import reconcile
     from tasks.runtime import log
     from tasks.state.keys import BITRIX24_NAMESPACE

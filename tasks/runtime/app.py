@@ -142,7 +142,8 @@ def celery_config() -> dict[str, Any]:
 
 
 def beat_config() -> dict[str, Any]:
-    """The beat schedule and RedBeat settings (tasks.runtime.schedule), also lazy."""
+    """The beat schedule and RedBeat (one active scheduler across beat processes), from Settings; lazy,
+    like ``celery_config``, so importing ``tasks`` imports neither the schedule nor the settings."""
     from tasks.runtime.schedule import beat_defaults
 
     return beat_defaults()
@@ -228,8 +229,3 @@ def _configure_flower() -> None:
 
 
 _configure_flower()
-
-# The beat schedule and RedBeat (one active scheduler across beat processes), from Settings.
-from tasks.runtime.schedule import beat_defaults  # noqa: E402
-
-app.add_defaults(beat_defaults)

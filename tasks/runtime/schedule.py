@@ -10,7 +10,7 @@ takeover during a long Redis blip (docs/celery-kafka-reliability.md §4).
 Every entry expires after ~1.5x its interval: a run that no worker picked up before the next one is
 due is dropped instead of piling up behind it.
 
-Applied to the app by ``app.add_defaults(beat_defaults)`` in ``tasks/runtime/app.py`` (lazy, like the
+Applied to the app by ``app.add_defaults(beat_config)`` in ``tasks/runtime/app.py`` (lazy, like the
 rest of the configuration).
 """
 

@@ -29,7 +29,7 @@ from clients.bitrix24 import (
 )
 from clients.bitrix24.transport import translate
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tests.fixtures.bitrix24 import KEY_PREFIX
 
 MakeClient = Callable[..., Bitrix24Client]

@@ -254,7 +254,7 @@ def test_send_message_to_multiple_is_one_record_for_all(
 
 
 def test_send_to_unreachable_broker_is_retry_later(unique: str) -> None:
-    from sandbox.embedded import free_port
+    from sandbox.stack.embedded import free_port
 
     config = KafkaConfig(
         bootstrap_servers=f"127.0.0.1:{free_port()}", company_short_name=f"C{unique}", delivery_timeout_s=1.5

@@ -299,7 +299,7 @@ def test_autoscaling_targets_exist() -> None:
 
 def test_procfile_mirrors_rdb24_up() -> None:
     """deploy/Procfile is what `rdb24 up` runs for our roles (default ports, programs by name)."""
-    from sandbox.stack_plan import DEFAULT_PORTS, product_processes
+    from sandbox.stack.plan import DEFAULT_PORTS, product_processes
 
     generated = {
         spec.name: " ".join([Path(spec.argv[0]).name, *spec.argv[1:]])

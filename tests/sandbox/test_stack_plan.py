@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
-from sandbox.redis_db import CLAIM_KEY, _stale, claim_database, release_database
-from sandbox.stack_plan import Source, StackInputs, make_plan, resolve_sources
-from sandbox.stack_state import StackState, read_state, remove_state, write_state
+from sandbox.stack.plan import Source, StackInputs, make_plan, resolve_sources
+from sandbox.stack.redis_db import CLAIM_KEY, _stale, claim_database, release_database
+from sandbox.stack.state import StackState, read_state, remove_state, write_state
 
 NOTHING = StackInputs(
     redis_url="redis://127.0.0.1:6379/0",

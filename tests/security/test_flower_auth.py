@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tests.security.conftest import SecureRun
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tests.faults.harness import Stack, StackOptions
 from tests.security.scan import find_leaks
 

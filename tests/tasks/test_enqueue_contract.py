@@ -15,7 +15,7 @@ import requests
 from celery import Celery
 from celery.result import AsyncResult
 
-from sandbox.embedded import free_port, wait_for_port
+from sandbox.stack.embedded import free_port, wait_for_port
 from tasks.enqueue import enqueue
 from tasks.errors import InvalidPayloadError, UnknownTaskError
 from tests.fixtures.worker import ROOT, CeleryWorker

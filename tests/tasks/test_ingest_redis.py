@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from tests.conftest import create_topics
 from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
 

@@ -15,8 +15,8 @@ import requests
 from celery.result import AsyncResult
 
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port, wait_for_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack.embedded import free_port, wait_for_port
 from schemas.kafka import KafkaIncomingMessage
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -16,6 +16,7 @@ import time
 import click
 import redis
 from loguru import logger
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -33,7 +34,7 @@ def main(n: int, rate: float, burst: int, redis_url: str | None) -> None:
     logger.add(sys.stderr, level="WARNING")  # per-call DEBUG lines would distort the timing
     sim = Bitrix24Simulator(rate=rate, burst=burst, rate_limit=True).start()
     config = Bitrix24Config(
-        webhook_url=sim.webhook_url, rate=rate, burst=burst, limiter_key=f"bench-{time.time()}"
+        webhook_url=SecretStr(sim.webhook_url), rate=rate, burst=burst, limiter_key=f"bench-{time.time()}"
     )
     client = Bitrix24Client(
         config, redis=redis.Redis.from_url(redis_url) if redis_url else None, rate_limit_retries=3

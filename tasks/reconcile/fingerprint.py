@@ -19,8 +19,9 @@ import redis
 from redis.typing import EncodableT
 
 from tasks.reconcile.mapping import DesiredContact
+from tasks.state import keys
 
-FINGERPRINTS_KEY = "rdb24:reconcile:fingerprints"
+FINGERPRINTS_KEY = keys.RECONCILE_FINGERPRINTS
 # Bump when the mapping changes shape: every account is then re-checked once.
 MAPPING_VERSION = 1
 

@@ -24,6 +24,7 @@ from typing import Any
 import click
 import redis
 import requests
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -101,7 +102,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
         api = RosDomofonAPI(rd["username"], rd["password"], base_url=rd["url"], timeout=(5.0, 60.0))
         config = Bitrix24Config(
             key_prefix=BITRIX24_NAMESPACE,
-            webhook_url=b24["webhook_url"],
+            webhook_url=SecretStr(b24["webhook_url"]),
             rate=rate,
             burst=BURST,
             limiter_key=f"bench-{uuid.uuid4().hex[:6]}",

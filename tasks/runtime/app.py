@@ -15,7 +15,7 @@ from importlib import util
 from typing import Any
 
 from celery import Celery, signals
-from celery.app.amqp import AMQP
+from celery.app.amqp import AMQP, task_message
 from kombu import Queue as KombuQueue
 
 from tasks.runtime import broker
@@ -157,7 +157,7 @@ class RedactingAMQP(AMQP):
 
     def as_task_v2(
         self, task_id: str, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
-    ):
+    ) -> task_message:
         from tasks.runtime.redaction import redact
 
         if options.get("argsrepr") is None:

@@ -102,6 +102,8 @@ def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
         owner = client.get(CLAIM_KEY)
         assert owner == f"{int(dead.stdout)}-stack"
         assert _stale(owner) and not _stale(f"{os.getpid()}-stack") and not _stale("not-a-pid")
+        # read by a client without decode_responses the claim is bytes, and means the same
+        assert _stale(str(owner).encode()) and not _stale(f"{os.getpid()}-stack".encode())
     finally:
         release_database(url, pid=int(dead.stdout))
     assert client.get(CLAIM_KEY) is None

@@ -1,7 +1,8 @@
 """Start the bundled stand-ins for Redis (Valkey) and Kafka (Tansu) as child processes.
 
 Used by the test fixtures and by ``rdb24 up`` when no real service is configured. Each server is a
-plain subprocess on a port we choose, so a test can stop and restart it on the same address.
+plain subprocess on a port we choose, so a test can stop and restart it on the same address; the
+kernel kills it when its owner dies, even by ``kill -9`` (``sandbox.lifeline``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox import lifeline
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -70,6 +73,7 @@ class EmbeddedServer:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
             start_new_session=True,
+            preexec_fn=lifeline.parent_death_signal(signal.SIGKILL),  # no server outlives its owner
         )
         log.close()
         wait_for_port(self.host, self.port, timeout=timeout, proc=self.process)

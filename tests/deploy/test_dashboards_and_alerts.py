@@ -21,8 +21,8 @@ import requests
 import yaml
 from prometheus_client import generate_latest
 
+from sandbox import embedded
 from sandbox.embedded import free_port
-from sandbox.redis_db import claim_database, release_database
 from tasks.ingest.metrics import IngestMetrics
 from tasks.runtime import metrics
 from tests.conftest import service_missing
@@ -89,12 +89,18 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="module")
-def exported(redis_server_url: str) -> Iterator[str]:
-    """The worker exporter's real /metrics text, over HTTP, on a Redis database of its own."""
+def exported() -> Iterator[str]:
+    """The worker exporter's real /metrics text, over HTTP, on a Valkey of its own.
+
+    (Not a database of the shared Redis: its 15 indexes are scarce while parallel sessions run.)
+    """
     import tasks.reconcile.report  # noqa: F401 - registers the reconciliation counters, as workers do
 
-    url = claim_database(redis_server_url)
-    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        server = embedded.valkey().start()
+    except embedded.EmbeddedServiceError as exc:
+        service_missing(f"bundled Valkey failed to start: {exc}")
+    client = redis.Redis(host=server.host, port=server.port, decode_responses=True)
     metrics.use_redis(client)
     try:
         metrics.CHAT_POSTS.inc(mode="openlines")
@@ -104,8 +110,7 @@ def exported(redis_server_url: str) -> Iterator[str]:
         yield requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         metrics.use_redis(None)
-        client.flushdb()
-        release_database(url)
+        server.stop()
 
 
 def exported_names(text: str) -> set[str]:

@@ -12,8 +12,8 @@ import redis
 import requests
 from celery import Celery
 
+from sandbox import embedded
 from sandbox.embedded import free_port
-from sandbox.redis_db import claim_database, release_database
 from schemas.dead_letters import DeadLetter
 from tasks.ingest.metrics import IngestStatus, write_status
 from tasks.reconcile.report import LAST_REPORT_KEY
@@ -74,10 +74,13 @@ def test_exporter_serves_counters_from_every_process(celery_app: Celery, unique:
     assert "rdb24_dead_letters_total" in body
 
 
-def test_exporter_serves_what_redis_holds_now(redis_server_url: str) -> None:
-    """Queue depths, dead letters waiting, ingest lag and bucket fill are read at scrape time."""
-    url = claim_database(redis_server_url)
-    client = redis.Redis.from_url(url, decode_responses=True)
+def test_exporter_serves_what_redis_holds_now() -> None:
+    """Queue depths, dead letters waiting, ingest lag and bucket fill are read at scrape time.
+
+    On a Valkey of its own: the session database has a worker taking from its queues.
+    """
+    server = embedded.valkey().start()
+    client = redis.Redis(host=server.host, port=server.port, decode_responses=True)
     metrics.use_redis(client)
     try:
         client.rpush("bitrix24", "m1", "m2")
@@ -97,8 +100,7 @@ def test_exporter_serves_what_redis_holds_now(redis_server_url: str) -> None:
         body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         metrics.use_redis(None)
-        client.flushdb()
-        release_database(url)
+        server.stop()
     samples = dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
     assert samples['rdb24_queue_depth{queue="bitrix24"}'] == "3.0"
     assert samples['rdb24_queue_depth{queue="flows"}'] == "0.0"

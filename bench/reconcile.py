@@ -34,6 +34,9 @@ BURST = 50
 
 
 def _serve_rosdomofon(accounts: int, seed: int, out: Any) -> None:
+    from sandbox.stack.lifeline import die_with_parent
+
+    die_with_parent()  # a forked simulator never outlives the bench
     from sandbox.rosdomofon import RosDomofonSimulator
 
     sim = RosDomofonSimulator(accounts=accounts, seed=seed).start()
@@ -43,6 +46,9 @@ def _serve_rosdomofon(accounts: int, seed: int, out: Any) -> None:
 
 
 def _serve_bitrix24(rate: float, out: Any) -> None:
+    from sandbox.stack.lifeline import die_with_parent
+
+    die_with_parent()  # a forked simulator never outlives the bench
     from sandbox.bitrix24.server import Bitrix24Simulator
 
     sim = Bitrix24Simulator(rate=rate, burst=BURST, rate_limit=True).start()
@@ -157,4 +163,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
 
 
 if __name__ == "__main__":
+    from sandbox.stack.lifeline import stop_cleanly_on
+
+    stop_cleanly_on()  # SIGTERM/SIGHUP unwind through the finally blocks that stop the servers
     main()

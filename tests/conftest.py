@@ -14,9 +14,17 @@ from urllib.parse import urlparse
 import pytest
 import redis
 
-from sandbox.stack import embedded
+from sandbox.stack import embedded, lifeline
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM/SIGHUP stop a session like Ctrl-C: fixture finalisers run and stop their servers.
+
+    (A ``kill -9`` of the session runs no code at all; the servers' parent-death signal covers that.)
+    """
+    lifeline.stop_cleanly_on()
 
 
 def service_missing(message: str) -> None:

@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 
 from sandbox.rosdomofon.kafka_side import incoming_payload
 from sandbox.rosdomofon.state import Abonent
+from sandbox.stack import lifeline
 from tasks.ingest.metrics import STATUS_KEY_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +71,7 @@ class IngestProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lifeline.parent_death_signal(signal.SIGTERM),  # gone with the test session
         )
         log.close()
         return self

@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/rdb24 up
 
 # Tests mostly wait on real servers and processes, so a few xdist workers overlap those waits even on
-# two cores; --dist loadgroup keeps each module (and tests/security) on one worker (tests/fixtures/parallel.py).
+# two cores; --dist loadgroup keeps each module (and tests/security) on one worker (tests/support/parallel_run.py).
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

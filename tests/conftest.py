@@ -166,8 +166,8 @@ def unique() -> str:
 
 
 pytest_plugins = [
-    "tests.fixtures.worker",
-    "tests.fixtures.rosdomofon",
-    "tests.fixtures.bitrix24",
-    "tests.fixtures.parallel",
+    "tests.support.celery_worker",
+    "tests.support.rosdomofon_fixtures",
+    "tests.support.bitrix24_fixtures",
+    "tests.support.parallel_run",
 ]

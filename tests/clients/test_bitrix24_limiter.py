@@ -11,7 +11,7 @@ import redis
 
 from clients.rate_limiter import LocalLeakyBucket, OperatingTime, RedisLeakyBucket
 from sandbox.bitrix24 import Bitrix24Simulator
-from tests.clients import bitrix24_workers
+from tests.support import bitrix24_processes
 
 RATE, BURST, CALLS = 10.0, 5, 30
 
@@ -47,7 +47,7 @@ def test_two_processes_share_the_portal_limit(bitrix24_no_faults: Bitrix24Simula
     go = ctx.Event()
     readies = [ctx.Event() for _ in range(2)]
     procs = [
-        ctx.Process(target=bitrix24_workers.hammer, args=(config, redis_url, r, go, results, CALLS))
+        ctx.Process(target=bitrix24_processes.hammer, args=(config, redis_url, r, go, results, CALLS))
         for r in readies
     ]
     for proc in procs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import requests
 
 from tests.security.conftest import SecureRun
-from tests.security.scan import find_leaks
+from tests.support.secret_scan import find_leaks
 
 TOKEN_STORE_PREFIX = "rdb24:b24:oauth:"  # clients.bitrix24 token store: holds the live pair by design
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sandbox.embedded import free_port
 from tests.faults.harness import Stack, StackOptions
-from tests.security.scan import find_leaks
+from tests.support.secret_scan import find_leaks
 
 
 def test_refresh_failure_does_not_leak_secrets(tmp_path: Path) -> None:

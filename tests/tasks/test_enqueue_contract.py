@@ -17,8 +17,8 @@ from celery.result import AsyncResult
 
 from sandbox.embedded import free_port, wait_for_port
 from tasks.enqueue import InvalidPayloadError, UnknownTaskError, enqueue
-from tests.fixtures.worker import ROOT, CeleryWorker
-from tests.tasks import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
+from tests.support import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
+from tests.support.celery_worker import ROOT, CeleryWorker
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 

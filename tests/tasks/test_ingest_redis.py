@@ -19,7 +19,7 @@ import redis
 
 from sandbox import embedded
 from tests.conftest import create_topics
-from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
+from tests.support.ingest_process import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 PARTITIONS = 3

@@ -14,7 +14,7 @@ from celery import Celery
 from sandbox.embedded import free_port
 from tasks.runtime import metrics
 from tasks.runtime.redaction import redact
-from tests.fixtures.worker import ROOT
+from tests.support.celery_worker import ROOT
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 

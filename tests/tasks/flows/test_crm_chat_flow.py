@@ -16,8 +16,8 @@ from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.state import inflight
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.simulators import (
     contacts_with_phone,
     crm_chat_env,
     incoming,

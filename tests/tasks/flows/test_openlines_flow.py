@@ -22,8 +22,8 @@ from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import reply_key
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.state import inflight
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.simulators import (
     WebhookServer,
     contacts_with_phone,
     incoming,

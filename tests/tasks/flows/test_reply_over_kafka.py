@@ -12,8 +12,8 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.simulators import (
     WebhookServer,
     incoming,
     openlines_env,

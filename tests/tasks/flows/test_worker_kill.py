@@ -16,8 +16,8 @@ import pytest
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.simulators import (
     contacts_with_phone,
     crm_chat_env,
     incoming,

@@ -19,7 +19,7 @@ from sandbox.embedded import free_port, wait_for_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.kafka import KafkaIncomingMessage
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 WAIT = 60.0
 
 

@@ -166,7 +166,7 @@ def unique() -> str:
 
 
 pytest_plugins = [
-    "tests.support.celery_worker",
+    "tests.support.worker_fixtures",
     "tests.support.rosdomofon_fixtures",
     "tests.support.bitrix24_fixtures",
     "tests.support.parallel_run",

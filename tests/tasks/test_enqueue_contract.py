@@ -18,7 +18,8 @@ from celery.result import AsyncResult
 from sandbox.embedded import free_port, wait_for_port
 from tasks.enqueue import InvalidPayloadError, UnknownTaskError, enqueue
 from tests.support import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
-from tests.support.celery_worker import ROOT, CeleryWorker
+from tests.support.celery_worker import CeleryWorker
+from tests.support.paths import REPO_ROOT as ROOT
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 

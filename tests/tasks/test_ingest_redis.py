@@ -19,7 +19,9 @@ import redis
 
 from sandbox import embedded
 from tests.conftest import create_topics
-from tests.support.ingest_process import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
+from tests.support.ingest_process import IngestProcess, ingest_env
+from tests.support.kafka_records import produce, subscriber_payload
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 PARTITIONS = 3

@@ -14,7 +14,7 @@ from celery import Celery
 from sandbox.embedded import free_port
 from tasks.runtime import metrics
 from tasks.runtime.redaction import redact
-from tests.support.celery_worker import ROOT
+from tests.support.paths import REPO_ROOT as ROOT
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean
+.PHONY: run test test-fast lint format install clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ run: $(STAMP)
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The tests that start no process of their own (no worker, ingest, webhook, `rdb24 up`, own Redis or
+# fault stack: marker `process`, tests/support/process_marker.py), on the session's Redis and Kafka.
+# Under a minute, for the edit-test loop; `make test` stays the gate. Two xdist workers overlap the Kafka
+# client tests' group-join waits with the rest.
+FAST_WORKERS ?= 2
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not process" -n $(FAST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Style, format and the layer contracts (pyproject.toml [tool.importlinter]).
 lint: $(STAMP)

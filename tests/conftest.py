@@ -170,4 +170,5 @@ pytest_plugins = [
     "tests.support.rosdomofon_fixtures",
     "tests.support.bitrix24_fixtures",
     "tests.support.parallel_run",
+    "tests.support.process_marker",
 ]

@@ -7,6 +7,7 @@ import multiprocessing
 import time
 import uuid
 
+import pytest
 import redis
 
 from clients.rate_limiter import LocalLeakyBucket, OperatingTime, RedisLeakyBucket
@@ -39,6 +40,7 @@ def test_operating_time_parking_is_shared(redis_url: str) -> None:
     assert 29 < two.parked_for("crm.contact.add") <= 30 and two.parked_for("crm.contact.list") == 0
 
 
+@pytest.mark.process
 def test_two_processes_share_the_portal_limit(bitrix24_no_faults: Bitrix24Simulator, redis_url: str) -> None:
     sim = bitrix24_no_faults
     config = {"webhook_url": sim.webhook_url, "rate": RATE, "burst": BURST, "limiter_key": uuid.uuid4().hex}

@@ -109,6 +109,7 @@ def test_one_refresh_for_many_threads(
     assert bitrix24_sim.portal.oauth.refreshes - before == 1 and client.auth.refreshes == 1
 
 
+@pytest.mark.process
 def test_one_refresh_across_two_processes(
     bitrix24_sim: Bitrix24Simulator, bitrix24_no_faults: Bitrix24Simulator, redis_url: str
 ) -> None:

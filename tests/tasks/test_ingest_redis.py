@@ -23,7 +23,7 @@ from tests.support.ingest_process import IngestProcess, ingest_env
 from tests.support.kafka_records import produce, subscriber_payload
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 PARTITIONS = 3
 
 

@@ -32,6 +32,7 @@ logger.complete()
 """
 
 
+@pytest.mark.process
 def test_json_logs_carry_context_and_route_stdlib_and_mask_secrets() -> None:
     done = subprocess.run(
         [sys.executable, "-c", LOG_SCRIPT], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,

@@ -36,7 +36,7 @@ from tests.support.simulators import (
 from tests.support.waiting import wait_result, wait_until
 from tests.support.webhook_process import WebhookServer, start_webhook
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
 

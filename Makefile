@@ -31,10 +31,11 @@ FAST_WORKERS ?= 2
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not process" -n $(FAST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# Style, format and the layer contracts (pyproject.toml [tool.importlinter]).
+# Style, format, types (pyproject.toml [tool.mypy]) and the layer contracts ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)
@@ -42,4 +43,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -24,6 +24,7 @@ from typing import Any
 import click
 import redis
 import requests
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -65,7 +66,7 @@ def _portal_counts(url: str) -> tuple[int, int, int]:
 
 def _clear(store: redis.Redis) -> None:
     """Empty our claimed database but keep the claim itself (flushing it would let others take it)."""
-    from sandbox.redis_db import CLAIM_KEY
+    from sandbox.stack.redis_db import CLAIM_KEY
 
     for key in store.scan_iter(count=1000):
         if key != CLAIM_KEY:
@@ -81,16 +82,16 @@ def _clear(store: redis.Redis) -> None:
 )
 @click.option("--log-level", default="WARNING", show_default=True)
 def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) -> None:
-    from loguru import logger
 
     from clients.bitrix24 import Bitrix24Config
     from clients.bitrix24.client import Bitrix24Client
     from clients.rosdomofon import RosDomofonAPI
-    from sandbox.redis_db import claim_database, release_database
+    from sandbox.stack.redis_db import claim_database, release_database
     from tasks.reconcile.engine import reconcile
+    from tasks.runtime import log
+    from tasks.state.keys import BITRIX24_NAMESPACE
 
-    logger.remove()
-    logger.add(sys.stderr, level=log_level)
+    log.console(log_level)
     console = Console(width=150)
     db_url = claim_database(redis_url)
     store = redis.Redis.from_url(db_url, decode_responses=True)
@@ -100,7 +101,8 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
     try:
         api = RosDomofonAPI(rd["username"], rd["password"], base_url=rd["url"], timeout=(5.0, 60.0))
         config = Bitrix24Config(
-            webhook_url=b24["webhook_url"],
+            key_prefix=BITRIX24_NAMESPACE,
+            webhook_url=SecretStr(b24["webhook_url"]),
             rate=rate,
             burst=BURST,
             limiter_key=f"bench-{uuid.uuid4().hex[:6]}",

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 import redis
 
-from sandbox import embedded
+from sandbox.stack import embedded
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

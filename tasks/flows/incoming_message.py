@@ -25,6 +25,7 @@ from schemas.flows import (
     SubscriberMessage,
 )
 from schemas.kafka import KafkaIncomingMessage
+from tasks.errors import IncomingMessageError
 from tasks.flows.chat import post_to_chat
 from tasks.flows.contact import find_or_create_contact
 from tasks.runtime.operation import operation
@@ -36,10 +37,6 @@ from tasks.state import accounts_index, effects, inflight
 
 LOOKUP_STEP = "lookup"
 STEPS = ("lookup", "contact", "post")
-
-
-class IncomingMessageError(ValueError):
-    """The Kafka record cannot become a chain (no sender phone, system message...): dead-letter it."""
 
 
 def step_task_id(message_id: str, step: str) -> str:
@@ -157,7 +154,6 @@ def enqueue_incoming_message(
 
 
 __all__ = [
-    "IncomingMessageError",
     "enqueue_incoming_message",
     "handle_incoming_message",
     "lookup_account",

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from schemas.bitrix24 import BatchResult
+from tasks.errors import PortalReadError
 from tasks.reconcile.mapping import ORIGINATOR, OWNED_FIELDS
 from tasks.reconcile.plan import ObservedContact, assign_adoptions
 
@@ -52,15 +53,11 @@ class PortalClient(Protocol):
     def scan_by_id(self, method: str, filter: Any = None, select: Any = None) -> Any: ...
 
 
-class PortalReadError(RuntimeError):
-    """A read command inside a batch failed; the message names the command and the portal's error."""
-
-
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _rows(result: Any) -> list[dict[str, Any]]:
+def _rows(result: Any) -> list[Mapping[str, Any]]:
     if isinstance(result, Mapping):
         result = result.get("items", [])
     return [row for row in result if isinstance(row, Mapping)] if isinstance(result, list) else []
@@ -152,4 +149,4 @@ class PortalReader:
         return assign_adoptions(phones, self.by_ids(ids)), "findbycomm"
 
 
-__all__ = ["SELECT", "PortalClient", "PortalReadError", "PortalReader"]
+__all__ = ["SELECT", "PortalClient", "PortalReader"]

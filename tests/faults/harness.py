@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from schemas.dead_letters import DeadLetter
 from tasks.runtime.queues import Queue
 from tasks.state.dead_letters import DeadLetterStore

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox.redis_db import CLAIM_KEY, _stale, claim_database, release_database
-from sandbox.stack_plan import Source, StackInputs, make_plan, resolve_sources
-from sandbox.stack_state import StackState, read_state, remove_state, write_state
+from sandbox.stack.plan import Source, StackInputs, make_plan, resolve_sources
+from sandbox.stack.redis_db import CLAIM_KEY, _stale, claim_database, release_database
+from sandbox.stack.state import StackState, read_state, remove_state, write_state
 
 NOTHING = StackInputs(
     redis_url="redis://127.0.0.1:6379/0",
@@ -104,6 +104,8 @@ def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
         owner = client.get(CLAIM_KEY)
         assert owner == f"{int(dead.stdout)}-stack"
         assert _stale(owner) and not _stale(f"{os.getpid()}-stack") and not _stale("not-a-pid")
+        # read by a client without decode_responses the claim is bytes, and means the same
+        assert _stale(str(owner).encode()) and not _stale(f"{os.getpid()}-stack".encode())
     finally:
         release_database(url, pid=int(dead.stdout))
     assert client.get(CLAIM_KEY) is None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tests.faults.harness import Stack, StackOptions
 from tests.support.secret_scan import find_leaks
 

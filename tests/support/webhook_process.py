@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.embedded import free_port, wait_for_port
+from sandbox.stack.embedded import free_port, wait_for_port
 from tests.support.paths import REPO_ROOT
 
 

@@ -15,8 +15,9 @@ import requests
 from celery import Celery
 from celery.result import AsyncResult
 
-from sandbox.embedded import free_port, wait_for_port
-from tasks.enqueue import InvalidPayloadError, UnknownTaskError, enqueue
+from sandbox.stack.embedded import free_port, wait_for_port
+from tasks.enqueue import enqueue
+from tasks.errors import InvalidPayloadError, UnknownTaskError
 from tests.support import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
 from tests.support.celery_worker import CeleryWorker
 from tests.support.paths import REPO_ROOT as ROOT

@@ -24,9 +24,9 @@ import redis
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from sandbox import embedded
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack import embedded
 from tasks.ingest import dead_letters as dlq
 from tests.conftest import create_topics
 from tests.support.celery_worker import CeleryWorker

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from tests.conftest import create_topics
 from tests.support.ingest_process import IngestProcess, ingest_env
 from tests.support.kafka_records import produce, subscriber_payload

@@ -11,7 +11,7 @@ import pytest
 import requests
 from celery import Celery
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tasks.runtime import metrics
 from tasks.runtime.redaction import redact
 from tests.support.paths import REPO_ROOT as ROOT

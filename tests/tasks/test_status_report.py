@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from sandbox.embedded import free_port
-from sandbox.redis_db import claim_database, release_database
+from sandbox.stack.embedded import free_port
+from sandbox.stack.redis_db import claim_database, release_database
 from schemas.dead_letters import DeadLetter
 from tasks.cli import status_report
 from tasks.cli.stack_settings import settings_with_overrides

@@ -15,8 +15,8 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.bitrix24.events import build_payload
 from sandbox.bitrix24.forms import encode
 from sandbox.bitrix24.messaging import operator_message
-from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import reply_key

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tests.support.celery_worker import CeleryWorker
 from tests.support.kafka_records import incoming

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox.redis_db import CLAIM_KEY, claim_database, release_database
+from sandbox.stack.redis_db import CLAIM_KEY, claim_database, release_database
 from tasks.runtime.schedule import redbeat_lock_key
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -6,8 +6,8 @@ Order of events:
    Valkey when a local Redis answers.
 2. Every other process (simulators and our roles) is handed to honcho's ``Manager``: prefixed,
    coloured logs; when one process exits, honcho stops the rest. Our roles start behind
-   ``sandbox.gate``, which holds them until the wiring is done and the env file is written.
-3. A setup thread waits for the simulators, wires them (``sandbox.wiring``), opens the gate, waits
+   ``sandbox.stack.gate``, which holds them until the wiring is done and the env file is written.
+3. A setup thread waits for the simulators, wires them (``sandbox.stack.wiring``), opens the gate, waits
    for every role to be healthy, then prints the table and marks the state file ready.
 4. Ctrl-C (or SIGTERM): honcho SIGTERMs every process group, SIGKILLs what is left after a grace
    period; then the stand-ins stop and the state file is removed. A process that exits on its own
@@ -30,11 +30,11 @@ from loguru import logger
 from rich.console import Console
 from rich.panel import Panel
 
-from sandbox import embedded, health, wiring
-from sandbox.redis_db import NoFreeDatabaseError, claim_database, release_database
-from sandbox.stack_plan import LOCAL, Source, StackPlan
-from sandbox.stack_state import StackState, read_state, remove_state, write_state
-from sandbox.stack_table import service_rows, services_table
+from sandbox.stack import embedded, probes, wiring
+from sandbox.stack.plan import LOCAL, Source, StackPlan
+from sandbox.stack.redis_db import NoFreeDatabaseError, claim_database, release_database
+from sandbox.stack.state import StackState, read_state, remove_state, write_state
+from sandbox.stack.table import service_rows, services_table
 
 READY_FILE = "ready.env"
 GRACE_SECONDS = 15  # honcho's wait between SIGTERM and SIGKILL: room for a Celery warm shutdown
@@ -151,7 +151,7 @@ class StackRunner:
         for spec in self.plan.processes:
             argv = spec.argv
             if spec.gated:
-                argv = [sys.executable, "-m", "sandbox.gate", ready_file, "--", *argv]
+                argv = [sys.executable, "-m", "sandbox.stack.gate", ready_file, "--", *argv]
             command = "exec " + shlex.join(argv)
             procfile_lines.append(f"{spec.name}: {command}")
             manager.add_process(spec.name, command, env=env, cwd=os.getcwd())
@@ -196,7 +196,7 @@ class StackRunner:
         os.replace(tmp, ready)
         deadline = time.monotonic() + self.health_timeout
         for name, probe in wiring.role_probes(plan).items():
-            if not health.wait_until(probe, timeout=max(1.0, deadline - time.monotonic())):
+            if not probes.wait_until(probe, timeout=max(1.0, deadline - time.monotonic())):
                 raise StackError(f"{name} did not become healthy within {self.health_timeout:g}s")
         self._save_state(ready=True, pids=manager.pids())
         self.console.print(services_table(service_rows(plan)))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install tools clean
+.PHONY: run test test-fast lint format install tools clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,18 @@ tools:
 	  || { echo "could not install promtool (apt-get install prometheus)"; [ "$$CI" != true ]; }; }
 
 # Tests mostly wait on real servers and processes, so a few xdist workers overlap those waits even on
-# two cores; --dist loadgroup keeps each module (and tests/security) on one worker (tests/fixtures/parallel.py).
+# two cores; --dist loadgroup keeps each module (and tests/security) on one worker (tests/support/parallel_run.py).
 TEST_WORKERS ?= 3
 test: $(STAMP) tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The tests that start no process of their own (no worker, ingest, webhook, `rdb24 up`, own Redis or
+# fault stack: marker `process`, tests/support/process_marker.py), on the session's Redis and Kafka.
+# Under a minute, for the edit-test loop; `make test` stays the gate. Two xdist workers overlap the Kafka
+# client tests' group-join waits with the rest.
+FAST_WORKERS ?= 2
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not process" -n $(FAST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Style, format, types (pyproject.toml [tool.mypy]) and the layer contracts ([tool.importlinter]).
 lint: $(STAMP)

@@ -47,8 +47,9 @@ from sandbox.bitrix24 import Bitrix24Simulator  # noqa: E402
 from sandbox.rosdomofon import RosDomofonSimulator  # noqa: E402
 from sandbox.stack import embedded  # noqa: E402
 from tests.conftest import create_topics  # noqa: E402
-from tests.fixtures.worker import CeleryWorker, point_app_at  # noqa: E402
-from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload  # noqa: E402
+from tests.support.celery_worker import CeleryWorker, point_app_at  # noqa: E402
+from tests.support.ingest_process import IngestProcess, ingest_env  # noqa: E402
+from tests.support.kafka_records import produce, subscriber_payload  # noqa: E402
 
 TAG = re.compile(r"\[bench:(\d+)\]")
 

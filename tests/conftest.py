@@ -174,8 +174,9 @@ def unique() -> str:
 
 
 pytest_plugins = [
-    "tests.fixtures.worker",
-    "tests.fixtures.rosdomofon",
-    "tests.fixtures.bitrix24",
-    "tests.fixtures.parallel",
+    "tests.support.worker_fixtures",
+    "tests.support.rosdomofon_fixtures",
+    "tests.support.bitrix24_fixtures",
+    "tests.support.parallel_run",
+    "tests.support.process_marker",
 ]

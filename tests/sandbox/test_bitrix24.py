@@ -440,6 +440,7 @@ def cli_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc.wait(10)
 
 
+@pytest.mark.process
 def test_rdb24_sandbox_bitrix24_serves_and_prints_credentials(
     cli_process: tuple[subprocess.Popen[str], int],
 ) -> None:

@@ -481,6 +481,7 @@ def test_signup_event_published(
 # --- command line -------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_rdb24_sandbox_rosdomofon_prints_url_and_credentials_and_serves() -> None:
     port = free_port()
     rdb24 = os.path.join(os.path.dirname(sys.executable), "rdb24")

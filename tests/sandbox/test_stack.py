@@ -29,6 +29,7 @@ import requests
 RDB24 = str(Path(sys.executable).with_name("rdb24"))
 READY_WITHIN = 180.0  # seconds from `rdb24 up` to every service healthy (2 busy cores, cold imports)
 STOP_WITHIN = 45.0  # Ctrl-C to no process left: honcho's grace (15 s) plus Celery's warm shutdown
+pytestmark = pytest.mark.process  # `rdb24 up` and its whole process tree
 
 
 @dataclass

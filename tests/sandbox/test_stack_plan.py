@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis
 
 from sandbox.stack.plan import Source, StackInputs, make_plan, resolve_sources
@@ -91,6 +92,7 @@ def test_claimed_database_is_never_taken_by_a_test_session(redis_server_url: str
     assert client.get(CLAIM_KEY) is None
 
 
+@pytest.mark.process
 def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
     """``<pid>-<tag>``: the fixtures respect a live stack's claim and take over a dead one's, and so do we."""
     dead = subprocess.run(
@@ -109,6 +111,7 @@ def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
     assert client.get(CLAIM_KEY) is None
 
 
+@pytest.mark.process
 def test_state_file_is_private_and_ignored_once_its_stack_is_gone(tmp_path: Path) -> None:
     state = StackState(pid=os.getpid(), run_dir=str(tmp_path), env={"ROSDOMOFON_PASSWORD": "p w'd"})
     path = write_state(state)

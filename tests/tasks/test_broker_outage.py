@@ -24,6 +24,7 @@ from tasks.runtime import broker
 from tasks.runtime.app import RESTORE_MUTEX_EXPIRE
 
 QUEUE = "outage-test"
+pytestmark = pytest.mark.process  # stops and restarts a Valkey of its own
 
 
 @pytest.fixture

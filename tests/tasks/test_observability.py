@@ -20,7 +20,7 @@ from tasks.reconcile.report import LAST_REPORT_KEY
 from tasks.runtime import metrics
 from tasks.runtime.redaction import redact
 from tasks.state.dead_letters import DeadLetterStore
-from tests.fixtures.worker import ROOT
+from tests.support.paths import REPO_ROOT as ROOT
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 
@@ -38,6 +38,7 @@ logger.complete()
 """
 
 
+@pytest.mark.process
 def test_json_logs_carry_context_and_route_stdlib_and_mask_secrets() -> None:
     done = subprocess.run(
         [sys.executable, "-c", LOG_SCRIPT], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,

@@ -22,7 +22,7 @@ from tasks.ingest.metrics import IngestStatus, write_status
 from tasks.reconcile.report import LAST_REPORT_KEY
 from tasks.runtime import metrics
 from tasks.state.dead_letters import DeadLetterStore
-from tests.fixtures.worker import CeleryWorker
+from tests.support.celery_worker import CeleryWorker
 
 RDB24 = str(Path(sys.executable).with_name("rdb24"))
 

@@ -437,3 +437,40 @@ def test_a_text_longer_than_bitrix24_keeps_is_posted_in_ordered_parts_once(
         module_redis.delete(key)
     wait_result(enqueue_incoming_message(message, message_id))
     assert len(posts_of(b24_sim, unique)) == 4
+
+
+def test_an_operator_reply_under_reused_portal_ids_is_another_reply(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """A portal that starts again empty (the sandbox's, on every ``make run``) reuses chat and message
+    ids: the same ids with another text are delivered; the very same event again is not."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 7)
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"Ау {unique}"), f"T:1:{unique}"))
+    outcome = b24_sim.operator_reply(f"первый {unique}", external_chat_id=f"abonent-{abonent_id}")
+
+    def replies() -> list[str]:
+        return [m.text for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+    wait_until(lambda: len(replies()) == 1, message="the first reply delivered")
+    with b24_sim.portal.lock:
+        chat = b24_sim.portal.chats[outcome["chat_id"]]
+        stored = next(m for m in chat["messages"] if m["id"] == outcome["message_id"])
+        reused = {**stored, "text": f"второй {unique}"}  # same ids, another operator message
+        body = encode(build_payload(b24_sim.portal, b24_sim.url, chat, reused, 1))
+    for _ in range(2):  # the second POST is a repeat of the reused-id event: dropped
+        posted = requests.post(
+            f"{webhook.url}/bitrix24/events",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        )
+        assert posted.status_code == 200
+    wait_until(lambda: len(replies()) == 2, message="the reply under reused ids delivered")
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
+    delivered = replies()
+    assert len(delivered) == 2 and any(f"второй {unique}" in t for t in delivered), delivered  # no third

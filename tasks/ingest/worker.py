@@ -45,7 +45,9 @@ def _timestamp_ms(msg: Message) -> int | None:
 
 
 def record_identity(msg: Message) -> RecordIdentity:
-    return identify(msg.topic(), msg.partition(), msg.offset(), _timestamp_ms(msg), msg.value())
+    # A consumed record always has its topic, partition and offset (None only on error events).
+    topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+    return identify(topic, partition, offset, _timestamp_ms(msg), msg.value())
 
 
 @dataclass

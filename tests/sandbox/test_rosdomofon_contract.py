@@ -4,7 +4,9 @@
 ``RosDomofonAPI`` client, in a Python 3.12 venv of its own (the package needs >= 3.12), makes every
 REST call it has and parses each answer with its pydantic models (tests/sandbox/
 upstream_rosdomofon_driver.py). The records the simulator produces to Kafka are parsed with the
-package's Kafka models the same way. One test per call, so a failure names the call and the field.
+package's Kafka models the same way, and what the package's Kafka client would produce to
+MESSAGES_OUT passes the simulator's check of that topic. One test per call, so a failure names the
+call and the field.
 
 The venv is cached in ``.venv-contract/`` (git-ignored) and reused while it holds the pinned version,
 so only the first run pays for the install. Python 3.12 is found through ``PYTHON312`` (a path to
@@ -29,7 +31,7 @@ from typing import Any
 import pytest
 
 from sandbox.rosdomofon.generator import generate
-from sandbox.rosdomofon.kafka_side import incoming_payload, signup_payload
+from sandbox.rosdomofon.kafka_side import check_outgoing, incoming_payload, signup_payload
 from sandbox.rosdomofon.state import World
 from sandbox.stack.embedded import free_port
 from tests.conftest import service_missing
@@ -107,7 +109,7 @@ def find_python312() -> str | None:
     """The first Python 3.12 of ``PYTHON312``, pyenv, ``python3.12`` on the PATH."""
     for candidate in (os.environ.get("PYTHON312"), _pyenv_312(), shutil.which("python3.12")):
         if candidate and _version_of(candidate) == (3, 12):
-            return candidate
+            return os.path.realpath(candidate)  # one interpreter, one cache entry, however it is named
     return None
 
 
@@ -178,9 +180,11 @@ def kafka_payloads() -> dict[str, list[dict[str, Any]]]:
     owner = world.abonents[world.accounts[10_000].owner_id]
     signups = list(world.signups.values())
     assert any(s.flat is None for s in signups) and any(s.flat is not None for s in signups)
+    other = world.abonents[world.accounts[10_001].owner_id]
     return {
         "messages_in": [incoming_payload(owner, "Здравствуйте! Не работает домофон")],
         "sign_ups": [signup_payload(world, s) for s in signups],
+        "recipients": [{"id": a.id, "phone": a.phone, "companyId": a.company_id} for a in (owner, other)],
     }
 
 
@@ -197,6 +201,7 @@ def report(upstream_python: str, simulator: dict[str, str], tmp_path_factory: py
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads((workdir / "report.json").read_text(encoding="utf-8"))
     result["_payload_counts"] = {kind: len(items) for kind, items in payloads.items()}
+    result["_recipients"] = [r["id"] for r in payloads["recipients"]]
     return result
 
 
@@ -216,6 +221,17 @@ def test_upstream_kafka_models_parse_what_the_simulator_produces(report: dict[st
         if not report.get(n, {}).get("ok")
     }
     assert not failed, failed
+
+
+def test_simulator_accepts_what_the_upstream_kafka_client_produces(report: dict[str, Any]) -> None:
+    """MESSAGES_OUT values as the package builds them pass the simulator's check of that topic."""
+    first, *_ = everyone = report["_recipients"]
+    system, no_sender, group = report["_messages_out"]["detail"]
+    assert system["deliveryMethod"] == "PUSH" and system["fromAbonent"]["id"] == 0
+    assert no_sender["fromAbonent"] is None
+    assert [r["id"] for r in check_outgoing(system)] == [first]
+    assert [r["id"] for r in check_outgoing(no_sender)] == [first]
+    assert [r["id"] for r in check_outgoing(group)] == everyone
 
 
 def test_every_rest_method_of_the_upstream_client_is_driven(report: dict[str, Any]) -> None:

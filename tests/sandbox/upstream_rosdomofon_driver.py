@@ -7,8 +7,9 @@ parses what the simulator serves.
 
     python upstream_rosdomofon_driver.py BASE_URL USERNAME PASSWORD WORKDIR
 
-WORKDIR holds ``kafka_payloads.json`` (records the simulator would produce, written by the test) and
-receives ``report.json``: ``{call: {"ok": bool, "detail": str}}`` for every client call. The report goes
+WORKDIR holds ``kafka_payloads.json`` (records the simulator would produce, and recipients, written
+by the test) and receives ``report.json``: ``{call: {"ok": bool, "detail": str}}`` for every client
+call, plus ``_messages_out`` (what the package's Kafka client would produce to MESSAGES_OUT). The report goes
 to a file because the client prints to stdout (``get_entrances`` pprints each page).
 """
 
@@ -24,7 +25,13 @@ from typing import Any
 import requests
 from loguru import logger
 from rosdomofon import RosDomofonAPI
-from rosdomofon.models import KafkaIncomingMessage, SignUpEvent
+from rosdomofon.models import (
+    KafkaAbonentInfo,
+    KafkaFromAbonent,
+    KafkaIncomingMessage,
+    KafkaOutgoingMessage,
+    SignUpEvent,
+)
 
 Check = Callable[[], object]
 
@@ -170,6 +177,26 @@ def run(d: Driver) -> None:
         d.check(f"kafka_messages_in_{n}", lambda p=payload: KafkaIncomingMessage(**p).text)
     for n, payload in enumerate(payloads["sign_ups"]):
         d.check(f"kafka_sign_up_{n}", lambda p=payload: SignUpEvent(**p).id)
+    d.report["_messages_out"] = {"ok": True, "detail": messages_out(payloads["recipients"])}
+
+
+def messages_out(recipients: list[dict[str, int]]) -> list[dict[str, Any]]:
+    """MESSAGES_OUT values exactly as ``RosDomofonKafkaClient.send_message`` (and ``..._to_multiple``)
+    build them before the producer serializes them: a system message (``send_kafka_message`` passes
+    sender 0/0), one without a sender, one to several subscribers.
+
+    Built here rather than produced: the package's producer pins ``api_version=(0, 10, 0)``, whose
+    message format the embedded broker (Tansu) does not read, so the test hands these to the
+    simulator's MESSAGES_OUT check instead.
+    """
+    to = [KafkaAbonentInfo(id=r["id"], phone=r["phone"], company_id=r["companyId"]) for r in recipients]
+    system = KafkaFromAbonent(id=0, phone=0)
+    built = [
+        KafkaOutgoingMessage(message="Ответ оператора", to_abonents=to[:1], from_abonent=system),
+        KafkaOutgoingMessage(message="Ответ без отправителя", to_abonents=to[:1], from_abonent=None),
+        KafkaOutgoingMessage(message="Групповое сообщение", to_abonents=to, from_abonent=None),
+    ]
+    return [json.loads(json.dumps(m.model_dump(by_alias=True), ensure_ascii=False)) for m in built]
 
 
 def _found(value: Any) -> Any:

@@ -65,6 +65,7 @@ REST_CALLS = [
     "connect_service",
     "block_account",
     "unblock_account",
+    "block_account_by_number",
     "block_connection",
     "unblock_connection",
     "send_message_to_abonent",

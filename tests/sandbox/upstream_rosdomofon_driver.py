@@ -149,6 +149,11 @@ def run(d: Driver) -> None:
 
     d.check("block_account", lambda: _true(api.block_account(str(account_id))))
     d.check("unblock_account", lambda: _true(api.unblock_account(str(account_id))))
+    # The package's docstring calls the path parameter the billing account number.
+    d.check(
+        "block_account_by_number",
+        lambda: _true(api.block_account(account["number"]) and api.unblock_account(account["number"])),
+    )
     d.check("block_connection", lambda: _true(api.block_connection(connection_id)))
     d.check("unblock_connection", lambda: _true(api.unblock_connection(connection_id)))
 

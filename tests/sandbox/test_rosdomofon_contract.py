@@ -106,9 +106,22 @@ def _pyenv_312() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def _pyenv_versions_312() -> str | None:
+    """A 3.12 under ``$PYENV_ROOT`` (or ``~/.pyenv``) when the pyenv command is not at hand."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = sorted(root.glob("versions/3.12*/bin/python3.12"))
+    return str(found[-1]) if found else None
+
+
 def find_python312() -> str | None:
     """The first Python 3.12 of ``PYTHON312``, pyenv, ``python3.12`` on the PATH."""
-    for candidate in (os.environ.get("PYTHON312"), _pyenv_312(), shutil.which("python3.12")):
+    candidates = (
+        os.environ.get("PYTHON312"),
+        _pyenv_312(),
+        _pyenv_versions_312(),
+        shutil.which("python3.12"),
+    )
+    for candidate in candidates:
         if candidate and _version_of(candidate) == (3, 12):
             return os.path.realpath(candidate)  # one interpreter, one cache entry, however it is named
     return None

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     # Celery queues whose summed depth is compared with the marks: the chain runs on flows AND bitrix24
     # (a Bitrix24 rate limit backs up only the latter), comma-separated
     ingest_backpressure_queues: str = Field(default="flows,bitrix24", alias="INGEST_BACKPRESSURE_QUEUES")
+    # Offsets are committed only for settled messages (posted or dead-lettered; tasks/ingest/settlement.py):
+    # how often the in-flight ledger is read for that, seconds
+    ingest_settle_check_interval: float = Field(default=0.5, gt=0, alias="INGEST_SETTLE_CHECK_INTERVAL")
+    # Seconds a settlement must be old before its offset is stored (above appendfsync everysec's 1 s)
+    ingest_commit_grace: float = Field(default=2.0, ge=0, alias="INGEST_COMMIT_GRACE")
+    # Records held per partition (enqueued, offset not yet committable) above which it is paused
+    ingest_max_held: int = Field(default=20_000, gt=0, alias="INGEST_MAX_HELD")
 
     # --- Bitrix24: an incoming webhook, or an OAuth local app (needed for Open Lines)
     bitrix24_webhook_url: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_WEBHOOK_URL")

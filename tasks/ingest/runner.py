@@ -21,6 +21,7 @@ from clients.kafka import ConfirmedProducer, GroupConsumer, KafkaConfig
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus
+from tasks.ingest.settlement import SettledOffsets
 from tasks.ingest.worker import Enqueue, IngestWorker
 from tasks.runtime.kafka_setup import kafka_config
 from tasks.settings import Settings, get_settings
@@ -63,6 +64,9 @@ def build_worker(
         status=IngestStatus(group=config.effective_group_id, topic=topic),
         status_redis=redis_client,
         retry_backoff_max=settings.ingest_retry_backoff_max,
+        settled=SettledOffsets(grace=settings.ingest_commit_grace, max_held=settings.ingest_max_held),
+        ledger_redis=redis_client,
+        settle_check_interval=settings.ingest_settle_check_interval,
     )
     extra: dict[str, Any] = {}
     if settings.ingest_stats_interval_ms:

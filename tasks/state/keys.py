@@ -30,6 +30,9 @@ LOCK_PREFIX = "rdb24:lock"
 INFLIGHT_LEDGER = "rdb24:inflight"
 # hash: ledger key -> {"kind": ..., "payload": ...} JSON, what to resend
 INFLIGHT_MESSAGES = "rdb24:inflight:messages"
+# string <prefix>:<ledger key>: when it was settled (unix seconds), expiring; the ingest worker commits a
+# Kafka offset only after it saw this (absence from the ledger alone may be Redis having lost it)
+INFLIGHT_SETTLED_PREFIX = "rdb24:inflight:settled"
 
 # --- tasks.state.dead_letters: the dead-letter store
 # hash: dead-letter id -> DeadLetter JSON
@@ -114,6 +117,7 @@ __all__ = [
     "DONE_PREFIX",
     "INFLIGHT_LEDGER",
     "INFLIGHT_MESSAGES",
+    "INFLIGHT_SETTLED_PREFIX",
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",
     "METRICS_PREFIX",

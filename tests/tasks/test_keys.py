@@ -30,6 +30,7 @@ PINNED = {
     "LOCK_PREFIX": "rdb24:lock",
     "INFLIGHT_LEDGER": "rdb24:inflight",
     "INFLIGHT_MESSAGES": "rdb24:inflight:messages",
+    "INFLIGHT_SETTLED_PREFIX": "rdb24:inflight:settled",
     "DLQ_ITEMS": "rdb24:dlq:items",
     "DLQ_INDEX": "rdb24:dlq:index",
     "ACCOUNTS_BY_PHONE": "rdb24:accounts:by_phone",

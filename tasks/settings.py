@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- Redis: Celery broker, result backend, locks, indexes, dead letters, rate limiter
+    # redis://, rediss://, unix://, or sentinel://h1:26379;sentinel://h2:26379 (tasks/runtime/redis_target.py)
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_sentinel_master: str = Field(default="", alias="REDIS_SENTINEL_MASTER")  # for sentinel:// only
 
     # --- RosDomofon REST
     rosdomofon_base_url: AnyHttpUrl = Field(
@@ -160,9 +162,17 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {value[:20]!r}")
+        if not value.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            raise ValueError(
+                f"REDIS_URL must start with redis://, rediss://, unix:// or sentinel://, got {value[:20]!r}"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master(self) -> Settings:
+        if self.redis_url.startswith("sentinel://") and not self.redis_sentinel_master:
+            raise ValueError("REDIS_URL is sentinel://...: set REDIS_SENTINEL_MASTER to the master's name")
+        return self
 
     @model_validator(mode="after")
     def _countdowns_below_visibility(self) -> Settings:

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from tasks.runtime import redis_target
 from tasks.runtime.queues import Queue
 from tasks.settings import Settings
 from tasks.state import inflight, keys
@@ -186,7 +187,7 @@ def rate_limiter(client: redis.Redis, settings: Settings) -> Section:
 
 
 def collect_status(settings: Settings, ping_timeout: float = 1.0) -> list[Section]:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    client = redis_target.from_settings(settings).client(socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
@@ -211,7 +212,7 @@ def probe(role: str, settings: Settings) -> tuple[bool, str]:
     """Container health probes: is this role doing its job (not just "is the process up")."""
     import socket
 
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    client = redis_target.from_settings(settings).client(socket_connect_timeout=2, socket_timeout=5)
     if role == "beat":
         held = beat_lock_ttl(client) > 0
         return held, "RedBeat lock held" if held else "no scheduler holds the RedBeat lock"

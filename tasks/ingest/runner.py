@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from loguru import logger
 
 from clients.kafka import ConfirmedProducer, GroupConsumer, KafkaConfig
@@ -23,6 +22,7 @@ from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus
 from tasks.ingest.settlement import SettledOffsets
 from tasks.ingest.worker import Enqueue, IngestWorker
+from tasks.runtime import redis_target
 from tasks.runtime.kafka_setup import kafka_config
 from tasks.settings import Settings, get_settings
 from tasks.state.dead_letters import DeadLetterStore
@@ -42,7 +42,7 @@ def build_worker(
     *,
     enqueue: Enqueue | None = None,
 ) -> tuple[IngestWorker, GroupConsumer]:
-    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis_client = redis_target.from_settings(settings).client(socket_timeout=5, socket_connect_timeout=5)
     metrics = IngestMetrics()
     metrics.serve(settings.ingest_metrics_port)
     topic = config.topics.messages_in

@@ -97,6 +97,8 @@ def ingest(client: redis.Redis) -> Section:
             age = time.time() - float(status.get("heartbeat", 0))
             lag = sum(int(v) for v in (status.get("lag") or {}).values())
             partitions = len(status.get("assigned") or [])
+            # Offsets wait for settled messages: what a restart of this process would read again.
+            held = sum(int(v) for v in (status.get("held") or {}).values())
             state = "paused (backpressure)" if status.get("paused") else "consuming"
             if age > INGEST_STALE_SECONDS:
                 state, section.healthy = f"stale ({age:.0f}s)", False
@@ -105,7 +107,8 @@ def ingest(client: redis.Redis) -> Section:
                     str(status.get("consumer", "?")),
                     f"lag {lag}",
                     f"{state}; consumed {status.get('consumed', 0)}, enqueued {status.get('enqueued', 0)}, "
-                    f"dead letters {status.get('dead_letters', 0)}; partitions {partitions}",
+                    f"dead letters {status.get('dead_letters', 0)}; partitions {partitions}; "
+                    f"uncommitted {held} ({status.get('unsettled', 0)} not yet posted)",
                 )
             )
 

@@ -112,7 +112,8 @@ class SettledOffsets:
         return out
 
     def _queue(self, msg: Message) -> deque[Held]:
-        return self.held.setdefault((msg.topic(), msg.partition()), deque())
+        part: TopicPart = (str(msg.topic()), int(msg.partition() or 0))  # always set on consumed records
+        return self.held.setdefault(part, deque())
 
 
 __all__ = ["Held", "SettledOffsets"]

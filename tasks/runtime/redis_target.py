@@ -48,7 +48,9 @@ class RedisTarget:
         """A redis-py client (``options`` as for ``redis.Redis``: decode_responses, socket_timeout...)."""
         if not self.is_sentinel:
             return redis.Redis.from_url(self.url, **options)
-        timeouts = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options}
+        timeouts: dict[str, Any] = {
+            k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options
+        }
         sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=timeouts or None)
         assert self.master is not None
         return sentinel.master_for(

@@ -46,6 +46,7 @@ class SettledOffsets:
         self.grace = grace
         self.max_held = max_held
         self.held: dict[TopicPart, deque[Held]] = {}
+        self._read_failing = False  # warn once per Redis outage, not every check
 
     # --- what the worker feeds in --------------------------------------------------------------------
     def enqueued(self, msg: Message, key: str) -> None:
@@ -87,8 +88,11 @@ class SettledOffsets:
         try:
             states = inflight.settlement(client, [h.key for h in waiting if h.key])
         except redis.RedisError as exc:
-            logger.warning("settlement of {} records not read: {}", len(waiting), exc)
+            log = logger.debug if self._read_failing else logger.warning
+            log("settlement of {} records not read (offsets wait): {}", len(waiting), exc)
+            self._read_failing = True
             return 0
+        self._read_failing = False
         again = 0
         for held, (state, when) in zip(waiting, states, strict=True):
             if state is inflight.Settlement.SETTLED:

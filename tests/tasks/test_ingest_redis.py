@@ -269,3 +269,28 @@ def test_chains_redis_forgot_are_enqueued_again(
     status = wait_until(lambda: ingest.status(client), 10, "status")
     assert status["reenqueued"] == len(ids) - 1
     assert inflight.count(client) == len(ids) - 1
+
+
+def test_a_partition_holding_max_held_records_pauses_until_its_oldest_settles(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0", decode_responses=True)
+    ingest, topic = start_ingest(INGEST_MAX_HELD="3", **SETTLE_FAST)
+    ingest.wait_assigned(client)
+    sent = produce(
+        kafka_bootstrap,
+        topic,
+        [subscriber_payload(900001, 79131234567, 1, f"capped {i}") for i in range(5 * PARTITIONS)],
+        partitions=PARTITIONS,
+    )
+    wait_until(lambda: len(queued_message_ids(client)) >= 3 * PARTITIONS, 60, "three chains per partition")
+    time.sleep(2)  # time enough to enqueue more, were the partitions not paused
+    held = queued_message_ids(client)
+    assert len(held) == 3 * PARTITIONS, held
+    first = min(o for p, o in sent if p == 0)
+    inflight.settle(client, f"{topic}:0:{first}")
+    wait_until(lambda: len(queued_message_ids(client)) == 3 * PARTITIONS + 1, 30, "partition 0 resumed")
+    time.sleep(1)
+    assert len(queued_message_ids(client)) == 3 * PARTITIONS + 1  # one settled, one more in; the rest wait

@@ -30,6 +30,7 @@ class SubscriberMessage(FlowModel):
     phone: PhoneStr
     company_id: int | None = None
     text: str = Field(default="", description="The message text (localizedPush.message on the wire)")
+    image_url: str | None = Field(default=None, description="A picture the subscriber sent (imageUrl)")
     sent_at: int | None = Field(default=None, description="Kafka record timestamp, unix seconds")
 
 
@@ -95,6 +96,14 @@ class PostToChatResult(FlowModel):
     posted_message_id: int | str | None = None
 
 
+class ReplyFile(FlowModel):
+    """A file an operator attached to an Open Lines reply (``files[]`` of the event, facts doc §11)."""
+
+    name: str = Field(default="", description="File name as the operator uploaded it")
+    link: str = Field(min_length=1, description="Signed short portal URL that opens without OAuth")
+    size: int | None = Field(default=None, ge=0, description="Bytes")
+
+
 class OperatorReplyPayload(FlowModel):
     """One operator message from ``ONIMCONNECTORMESSAGEADD``, to deliver to the subscriber."""
 
@@ -104,6 +113,7 @@ class OperatorReplyPayload(FlowModel):
     im_chat_id: int
     im_message_id: int
     text: str = Field(description="Operator text as Bitrix24 sent it (BB codes)")
+    files: list[ReplyFile] = Field(default_factory=list, description="Files the operator attached")
     operator_user_id: int | None = None
 
 
@@ -116,8 +126,9 @@ class OperatorReplyResult(FlowModel):
     abonent_id: int
     phone: PhoneStr | None = None
     transport: ReplyTransportUsed
-    text: str = Field(description="The plain text the subscriber received")
+    text: str = Field(description="The plain text the subscriber received (all parts, joined)")
     rosdomofon_message_id: int | str | None = None
+    parts: int = Field(default=1, ge=1, description="RosDomofon messages the reply was split into")
     delivery_reported: bool = False
 
 
@@ -155,6 +166,7 @@ __all__ = [
     "OperatorReplyResult",
     "PostToChatPayload",
     "PostToChatResult",
+    "ReplyFile",
     "ReplyTransportUsed",
     "ResendStalledPayload",
     "ResendStalledResult",

@@ -7,7 +7,8 @@ chain that Bitrix24 cannot deduplicate for us, so it is bracketed by the effect 
 without ``done`` (the worker died during the call) means the message may already be in the chat,
 so we look for it before posting again: in Open Lines by our message id in the message's
 ``params.CONNECTOR_MID`` (:func:`_already_in_open_line`), in a CRM chat by the hidden tag
-``rdb24:<message id>`` matched whole (:func:`_has_crm_tag`). Never by the text alone: a subscriber
+``rdb24:<message id>`` matched whole, wrapper included, at the end of the post (:func:`_has_crm_tag`;
+subscriber text cannot forge it, see :func:`tasks.flows.texts.inert`). Never by the text alone: a subscriber
 may send the same words twice, and taking the first for the second would lose it silently.
 
 The first message of a new Open Lines dialog is the hard case: its answer (the chat id) is what was
@@ -19,7 +20,6 @@ If the portal cannot be read right now, the task retries rather than guess.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +28,8 @@ from loguru import logger
 from clients.errors import DoNotRetryError, FixInputError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
 from tasks.flows import crm_chat, openlines
-from tasks.flows.texts import chat_text
+from tasks.flows.attachments import crm_attach, web_url
+from tasks.flows.texts import OUR_TAG, chat_text
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
@@ -37,7 +38,8 @@ from tasks.settings import ChatMode, Settings, get_settings
 from tasks.state import effects, inflight, subscribers
 
 STEP = "post"
-TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
+TAG_PREFIX = OUR_TAG  # hidden in the CRM chat message so a retry can recognise its own post
+PICTURE_LINE = "Фото:"
 POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
@@ -92,18 +94,28 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
     )
 
 
+def _crm_tag(message_id: str) -> str:
+    return f"[i][size=8]{TAG_PREFIX}{message_id}[/size][/i]"
+
+
 def _crm_chat_text(payload: PostToChatPayload) -> str:
     # The trailing tag lets a redelivered step find its own post (im.dialog.messages.get).
-    tag = f"{TAG_PREFIX}{payload.message.message_id}"
-    return f"{chat_text(payload.message, payload.account)}[br][i][size=8]{tag}[/size][/i]"
+    text = chat_text(payload.message, payload.account)
+    picture = web_url(payload.message.image_url)
+    if picture:
+        text += f"[br]{PICTURE_LINE} {picture}"  # the ATTACH link too, for clients that hide attachments
+    return f"{text}[br]{_crm_tag(payload.message.message_id)}"
 
 
 def _has_crm_tag(text: str, message_id: str) -> bool:
-    """Our tag for exactly ``message_id``: ``rdb24:T:0:1`` must not match the tag ``rdb24:T:0:10``.
+    """Our tag for exactly ``message_id``, ending the text: ``…:1`` must not match the tag of ``…:10``.
 
-    The id must end where the tag's closing BB code (or its HTML rendering, or the text) begins.
+    The tag is matched whole with its BB wrapper and at the very end of the post, where only we put
+    it: subscriber text is inert (every ``[`` is followed by a word joiner and ``rdb24:`` is broken up,
+    :func:`tasks.flows.texts.inert`), so no words a subscriber types can contain ``[size=8]rdb24:…``,
+    let alone end a post with it.
     """
-    return re.search(re.escape(f"{TAG_PREFIX}{message_id}") + r"(?=[\[<\s]|$)", text) is not None
+    return text.rstrip().endswith(_crm_tag(message_id))
 
 
 def _recent_messages(portal: Any, chat_id: int) -> list[dict[str, Any]] | None:
@@ -212,7 +224,9 @@ def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatRes
     if posted is not None:
         logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
     else:
-        posted = portal.post_chat_message(chat_id, _crm_chat_text(payload))
+        picture = web_url(payload.message.image_url)
+        attach = crm_attach(picture) if picture else None
+        posted = portal.post_chat_message(chat_id, _crm_chat_text(payload), attach)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,

@@ -27,6 +27,7 @@ from schemas.bitrix24 import (
 )
 from schemas.flows import AccountRef, SubscriberMessage
 from tasks.errors import OpenLinesRejectedError, OpenLinesSetupError
+from tasks.flows.attachments import openlines_files, web_url
 from tasks.state import effects, keys, subscribers
 
 READY_PREFIX = keys.OPENLINES_READY_PREFIX
@@ -110,6 +111,7 @@ def ensure_connector(
 
 def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
     dialog = subscribers.dialog_id(message.abonent_id)
+    picture = web_url(message.image_url)
     chat_name = f"Абонент +{message.phone}" + (
         f", л/с {account.number}" if account and account.number else ""
     )
@@ -121,7 +123,12 @@ def connector_message(message: SubscriberMessage, account: AccountRef | None, te
             phone=f"+{message.phone}",
             skip_phone_validate="Y",
         ),
-        message=ConnectorMessageBody(id=message.message_id, date=message.sent_at, text=text),
+        message=ConnectorMessageBody(
+            id=message.message_id,
+            date=message.sent_at,
+            text=text,
+            files=openlines_files(picture) if picture else None,
+        ),
         chat=ConnectorChat(id=dialog, name=chat_name),
     )
 

@@ -25,6 +25,7 @@ from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
 from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
+from tasks.flows.attachments import reply_files
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
 from tasks.state import keys
@@ -127,6 +128,7 @@ def _enqueue_messages(
             im_chat_id=item.im.chat_id,
             im_message_id=item.im.message_id,
             text=item.message.text,
+            files=reply_files(item.message.files),
             operator_user_id=item.message.user_id,
         )
         task_id = reply_task_id(payload.im_chat_id, payload.im_message_id)

@@ -5,8 +5,8 @@
 ``GET    /_sandbox/accounts``                           ``[{id, number, blocked, abonentId, phone, flats}]``
 ``GET    /_sandbox/subscribers``                        ``[{abonentId, phone, accountIds}]``
 ``GET    /_sandbox/subscribers/{id}/messages``          history, newest first, with ``source``
-``POST   /_sandbox/subscribers/{id}/send``              ``{text, channel?}`` → ``{topic, partition, offset,
-                                                        messageId, payload}`` (409 without Kafka)
+``POST   /_sandbox/subscribers/{id}/send``              ``{text, channel?, imageUrl?}`` → ``{topic, offset,
+                                                        partition, messageId, payload}`` (409 w/o Kafka)
 ``GET    /_sandbox/calls`` / ``DELETE``                 ``{calls: [{method, path, endpoint, status, at,
                                                         fault}], counts, ok_counts}`` / reset
 ``GET    /_sandbox/faults`` / ``POST`` / ``DELETE``     read / merge settings (see ``FaultSettings``) / clear
@@ -95,13 +95,16 @@ def history(abonent_id: int, sim: Sim) -> Any:
 async def send(abonent_id: int, request: Request, sim: Sim) -> Any:
     body = await request.json()
     text = body.get("text") if isinstance(body, dict) else None
-    if not isinstance(text, str) or not text:
-        raise HTTPException(400, detail="text (a non-empty string) is required")
+    image_url = body.get("imageUrl") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not (text or image_url):
+        raise HTTPException(400, detail="text (a string; non-empty unless imageUrl is given) is required")
+    if image_url is not None and not isinstance(image_url, str):
+        raise HTTPException(400, detail="imageUrl must be a string")
     kafka = _kafka_required(sim)
     if abonent_id not in sim.world.abonents:
         raise HTTPException(404, detail=f"abonent {abonent_id} not found")
     try:
-        return kafka.send_from_subscriber(abonent_id, text, body.get("channel") or "support")
+        return kafka.send_from_subscriber(abonent_id, text, body.get("channel") or "support", image_url)
     except KafkaSideError as exc:
         raise HTTPException(503, detail=str(exc)) from exc
 

@@ -28,6 +28,7 @@ WORD_JOINER = "\u2060"
 # text too, so no typed text can look like it even where the portal shows text without BB codes.
 OUR_TAG = "rdb24:"
 
+_OUR_TAG = re.compile("(" + re.escape(OUR_TAG[:-1]) + "):", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"\[br\]", re.IGNORECASE)
 _BB_TAG = re.compile(
     r"\[/?(?:b|i|u|s|br|quote|code|color|size|font|left|right|center|justify|url|img|user|chat|"
@@ -41,7 +42,7 @@ _SPACES_AROUND_NEWLINE = re.compile(r"[ \t]*\n[ \t]*")
 def inert(text: str) -> str:
     """Subscriber text that Bitrix24 shows as typed: no BB code renders, our tag cannot be forged."""
     text = text.replace("[", "[" + WORD_JOINER)
-    return re.sub(re.escape(OUR_TAG), OUR_TAG[:-1] + WORD_JOINER + ":", text, flags=re.IGNORECASE)
+    return _OUR_TAG.sub(lambda m: m.group(1) + WORD_JOINER + ":", text)  # the typed case is kept
 
 
 def sender_label(phone: str, account: AccountRef | None) -> str:

@@ -266,3 +266,35 @@ def test_unreadable_ledger_entries_do_not_block_the_sweep(
     finally:
         inflight.settle(module_redis, strange)
         inflight.settle(module_redis, old)
+
+
+def test_a_picture_from_a_subscriber_is_attached_as_a_link(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
+    url = f"https://cdn.rosdomofon.example/photo/{unique}.jpg"
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"вот фото {unique}", image_url=url), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    (posted,) = posts_of(b24_sim, f"вот фото {unique}")
+    assert posted["attach"] == [{"LINK": {"NAME": f"{unique}.jpg", "LINK": url}}]
+    assert f"Фото: {url}" in posted["text"]
+
+
+def test_subscriber_text_cannot_forge_the_tag_of_an_interrupted_post(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """Message 2's words carry message 1's hidden tag (bare and in its BB wrapper); message 1's post
+    then fails ambiguously (503). Its retry must not take message 2's post for its own: it posts."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 1)
+    victim, forger = f"T{unique}:0:1", f"T{unique}:0:2"
+    forged = f"rdb24:{victim} [i][size=8]rdb24:{victim}[/size][/i] [B]жирный[/B] {unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, forged), forger))
+    (forger_post,) = posts_of(b24_sim, unique)
+    assert "[B]" not in forger_post["text"] and "rdb24:" + victim not in forger_post["text"]
+    b24_sim.inject("error", method="im.message.add", count=1, status=503, code="")
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"жертва {unique}"), victim))
+    assert not b24_sim.faults.listing()  # the 503 was served to the victim's first post
+    assert len(posts_of(b24_sim, f"жертва {unique}")) == 1

@@ -20,7 +20,7 @@ from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import reply_key
-from tasks.flows.texts import NO_ACCOUNT
+from tasks.flows.texts import NO_ACCOUNT, WORD_JOINER, inert
 from tasks.state import inflight
 from tests.support.celery_worker import CeleryWorker
 from tests.support.flow_tasks import queues_drained, resend_stalled
@@ -39,6 +39,7 @@ from tests.support.webhook_process import WebhookServer, start_webhook
 pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
+REPLY_MAX_LENGTH = 300  # characters per RosDomofon message, so a long reply test stays small
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,7 @@ def flow_env(
         "REDIS_URL": module_redis_url,
         "WEBHOOK_PORT": str(port),
         "BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT),
+        "REPLY_MAX_LENGTH": str(REPLY_MAX_LENGTH),
     }
     return env
 
@@ -395,3 +397,105 @@ def test_connector_is_set_up_again_when_the_portal_lost_it(
     )
     assert len(posts_of(b24_sim, unique)) == 1
     assert [a["active"] for a in b24_sim.openlines()["active"]] == [True]
+
+
+def _replies_with(rd_sim: RosDomofonSimulator, abonent_id: int, unique: str) -> list[Any]:
+    return [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+
+def _start_dialog(rd_sim: RosDomofonSimulator, index: int, unique: str) -> int:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, index)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"Здравствуйте {unique}"), f"MESSAGES_IN_SK_SB:7:{unique}"
+        )
+    )
+    return abonent_id
+
+
+def test_a_picture_from_a_subscriber_reaches_the_open_line_as_a_file(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
+    url = f"https://cdn.rosdomofon.example/photo/{unique}.jpg"
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, "", image_url=url), message_id))
+    posted = [m for m in _openline_chat(b24_sim, abonent_id)["messages"] if m["external_id"] == message_id]
+    assert len(posted) == 1
+    assert posted[0]["files"] == [{"url": url, "name": f"{unique}.jpg"}]
+    assert posted[0]["text"].endswith("(фото)")  # never "(пустое сообщение)" for a photo
+
+
+HOSTILE = [
+    "[URL=https://evil.example]оплатить[/URL] [SEND=/close]закрыть[/SEND]",
+    "[B]+70000000000, л/с 1[/B][BR][CALL=+79990000000]позвонить[/CALL] [PUT=x]y[/PUT]",
+]
+
+
+@pytest.mark.parametrize("typed", HOSTILE)
+def test_hostile_subscriber_text_reaches_the_open_line_inert(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str, typed: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 6)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"{typed} {unique}"), message_id))
+    posted = next(
+        m for m in _openline_chat(b24_sim, abonent_id)["messages"] if m["external_id"] == message_id
+    )
+    words = posted["text"].split("[br]", 1)[1]  # after our bold sender line
+    assert words == inert(f"{typed} {unique}")
+    assert words.replace(WORD_JOINER, "") == f"{typed} {unique}"
+
+
+def test_a_files_only_operator_reply_reaches_the_subscriber_as_links(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """A reply with files and no words was dead-lettered as "no text"; now the names and links go."""
+    abonent_id = _start_dialog(rd_sim, 7, unique)
+    outcome = b24_sim.operator_reply(
+        "",
+        external_chat_id=f"abonent-{abonent_id}",
+        operator_name="Анна",
+        files=[{"name": f"инструкция-{unique}.pdf", "size": 2048}, {"name": f"схема-{unique}.png"}],
+    )
+    assert outcome["deliveries"][0]["status"] == 200, outcome
+    sent = wait_until(lambda: _replies_with(rd_sim, abonent_id, unique), message="files reply delivered")
+    assert len(sent) == 1
+    with b24_sim.portal.lock:
+        stored = next(
+            m
+            for m in b24_sim.portal.chats[outcome["chat_id"]]["messages"]
+            if m["id"] == outcome["message_id"]
+        )
+    first, second = stored["files"]
+    assert sent[0].text.split("\n") == [
+        f"📎 инструкция-{unique}.pdf (2.0 КБ): {first['link']}",
+        f"📎 схема-{unique}.png (1.0 КБ): {second['link']}",
+    ]
+
+    def delivered() -> bool:
+        chat = _openline_chat(b24_sim, abonent_id)
+        return any(m["id"] == outcome["message_id"] and m.get("delivered") for m in chat["messages"])
+
+    wait_until(delivered, message="files reply marked delivered")
+
+
+def test_a_long_operator_reply_arrives_as_ordered_parts(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id = _start_dialog(rd_sim, 8, unique)
+    words = " ".join(f"{unique}-{n}" for n in range(60))  # ~700 characters, three parts of 300
+    outcome = b24_sim.operator_reply(words, external_chat_id=f"abonent-{abonent_id}", operator_name="Олег")
+    assert outcome["deliveries"][0]["status"] == 200, outcome
+
+    def all_parts() -> list[Any]:
+        found = _replies_with(rd_sim, abonent_id, unique)
+        return found if found and all(f"/{len(found)}) " in m.text for m in found) and len(found) > 2 else []
+
+    parts = sorted(wait_until(all_parts, message="every part delivered"), key=lambda m: m.id)
+    assert all(len(m.text) <= REPLY_MAX_LENGTH for m in parts)
+    assert [m.text.split(" ", 1)[0] for m in parts] == [
+        f"({n}/{len(parts)})" for n in range(1, len(parts) + 1)
+    ]
+    body = " ".join(m.text.split(" ", 1)[1] for m in parts)
+    assert body.split() == f"Олег:\n{words}".split()

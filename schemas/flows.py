@@ -94,6 +94,9 @@ class PostToChatResult(FlowModel):
     chat_id: int | None = Field(default=None, description="Bitrix24 internal chat id (Open Lines session)")
     dialog_id: str | None = Field(default=None, description="Open Lines external chat id or chat<ID>")
     posted_message_id: int | str | None = None
+    held: bool = Field(
+        default=False, description="Not posted: the Bitrix24 app is uninstalled; a reinstall posts it"
+    )
 
 
 class ReplyFile(FlowModel):

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from sandbox.bitrix24 import events, oauth
+from sandbox.bitrix24 import app_lifecycle, events, oauth
 from sandbox.bitrix24.app import build_app
 from sandbox.bitrix24.dispatch import Dispatcher
 from sandbox.bitrix24.faults import Fault, Faults
@@ -167,6 +167,14 @@ class Bitrix24Simulator:
         with self.portal.lock:
             access, refresh, _ = self.portal.oauth.issue()
         return access, refresh
+
+    def install_app(self, handler: str) -> dict[str, Any]:
+        """(Re)install the app: new tokens and application token, ``ONAPPINSTALL`` to ``handler``."""
+        return app_lifecycle.install(self.portal, self.url, handler)
+
+    def uninstall_app(self, clean: bool = False) -> dict[str, Any]:
+        """Uninstall the app: tokens revoked, connectors and bindings gone, ``ONAPPUNINSTALL`` sent."""
+        return app_lifecycle.uninstall(self.portal, self.url, clean)
 
     def expire_access_tokens(self) -> int:
         return oauth.expire_access_tokens(self.portal)

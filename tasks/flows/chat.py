@@ -25,7 +25,7 @@ from typing import Any
 
 from loguru import logger
 
-from clients.errors import DoNotRetryError, FixInputError
+from clients.errors import DoNotRetryError, FixInputError, IntegrationError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
 from tasks.flows import crm_chat, openlines
 from tasks.flows.attachments import crm_attach, web_url
@@ -35,7 +35,7 @@ from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import ChatMode, Settings, get_settings
-from tasks.state import effects, inflight, subscribers
+from tasks.state import app_install, effects, held, inflight, subscribers
 
 STEP = "post"
 TAG_PREFIX = OUR_TAG  # hidden in the CRM chat message so a retry can recognise its own post
@@ -237,6 +237,25 @@ def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatRes
     )
 
 
+def _held_while_uninstalled(cache: Any, payload: PostToChatPayload) -> bool:
+    """Hold the post while the app is uninstalled (no token can post); True when it was held.
+
+    Held first, then the state read again: an install that completed in between has already
+    released what it saw, so this message goes on to be posted now rather than wait for another.
+    """
+    if not app_install.is_uninstalled(cache):
+        return False
+    done = effects.recall(cache, payload.message.message_id, STEP)
+    if done is not None and done.done:
+        return False  # posted before the uninstall: the stored result is returned as usual
+    held.hold(cache, payload.message.message_id, payload.model_dump_json())
+    if app_install.is_uninstalled(cache):
+        logger.warning("bitrix24 app is uninstalled: message held until it is installed again")
+        return True
+    held.release(cache, payload.message.message_id)
+    return False
+
+
 def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberRecord:
     return subscribers.SubscriberRecord(
         abonent_id=payload.message.abonent_id,
@@ -257,16 +276,30 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
         with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
+            mode = chat_mode(settings)
+            if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
+                inflight.settle(cache, message_id)  # the held store has it now
+                return PostToChatResult(
+                    message_id=message_id, contact_id=payload.contact_id, mode=mode, held=True
+                )
             previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
             if previous is not None and previous.done and previous.result is not None:
                 inflight.settle(cache, message_id)
                 return PostToChatResult.model_validate(previous.result)
-            mode = chat_mode(settings)
             # Remember the subscriber before posting: an operator may answer before this step returns.
             record = _subscriber_record(payload)
             subscribers.remember(cache, record)
             if mode == ChatModeUsed.OPENLINES:
-                result = _post_openlines(payload, settings, ambiguous=previous is not None)
+                try:
+                    result = _post_openlines(payload, settings, ambiguous=previous is not None)
+                except IntegrationError:
+                    # Uninstalled while posting (tokens revoked): hold it rather than fail it.
+                    if not _held_while_uninstalled(cache, payload):
+                        raise
+                    inflight.settle(cache, message_id)
+                    return PostToChatResult(
+                        message_id=message_id, contact_id=payload.contact_id, mode=mode, held=True
+                    )
                 record.openlines_chat_id = result.chat_id
             else:
                 result = _post_crm_chat(payload, ambiguous=previous is not None)

@@ -2,8 +2,9 @@
 
 The connector is set up on first use and remembered in Redis, so the setup calls run once per line
 (under a lock, so concurrent first messages do not race): ``imconnector.register`` (re-registering
-updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` to our webhook (when
-``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``.
+updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` and ``ONAPPUNINSTALL`` to
+our webhook (when ``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``. The app's install
+handshake runs the same setup at once (:func:`set_up_after_install`).
 
 One subscriber is one dialog: ``user.id`` and ``chat.id`` are ``abonent-<id>``, and ``message.id``
 is the Kafka message id, the only idempotency key the connector API offers.
@@ -34,6 +35,9 @@ READY_PREFIX = keys.OPENLINES_READY_PREFIX
 LINE_KEY = keys.OPENLINES_LINE
 READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
 CONNECTOR_NAME = "RosDomofon"
+UNINSTALL_EVENT = "ONAPPUNINSTALL"
+# Operator replies, and the uninstall (so Open Lines posting stops safely: tasks/webhook/app_lifecycle.py).
+BOUND_EVENTS = (MESSAGE_EVENT, UNINSTALL_EVENT)
 
 
 class OpenLinesPortal(Protocol):
@@ -98,15 +102,31 @@ def ensure_connector(
         handler = events_url(public_url) if public_url else ""
         portal.register_connector(connector, CONNECTOR_NAME, handler or "https://localhost/rosdomofon")
         if handler:
-            try:
-                portal.bind_event(MESSAGE_EVENT, handler)
-            except FixInputError as exc:  # "handler already bound" is success for us
-                logger.info("open lines: event.bind answered {}; treating as already bound", exc.code)
+            for event in BOUND_EVENTS:
+                try:
+                    portal.bind_event(event, handler)
+                except FixInputError as exc:  # "handler already bound" is success for us
+                    logger.info("open lines: event.bind {} answered {}; already bound", event, exc.code)
         else:
             logger.warning("open lines: WEBHOOK_PUBLIC_URL is empty, operator replies will not reach us")
         portal.activate_connector(connector, line, True)
         cache.set(ready_key, "1", ex=READY_TTL)
         logger.info("open lines: connector {} ready on line {}", connector, line)
+
+
+def set_up_after_install(
+    portal: OpenLinesPortal, cache: redis.Redis, connector: str, configured_line: str, public_url: str
+) -> str:
+    """A (re)install unregistered whatever the portal had: forget our memos and set everything up again.
+
+    Returns the line. Bindings and connectors vanish on uninstall (facts doc §11), so nothing cached
+    from an earlier install can be trusted.
+    """
+    cache.delete(LINE_KEY)
+    line = resolve_line(portal, cache, configured_line)
+    forget_setup(cache, connector, line)
+    ensure_connector(portal, cache, connector, line, public_url)
+    return line
 
 
 def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
@@ -151,5 +171,6 @@ __all__ = [
     "forget_setup",
     "resolve_line",
     "send_to_line",
+    "set_up_after_install",
     "setup_lost",
 ]

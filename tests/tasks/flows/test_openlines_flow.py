@@ -105,7 +105,7 @@ def test_one_message_gives_one_contact_and_one_post(
     assert f"+{phone}" in posted[0]["text"] and "л/с" in posted[0]["text"]
     # The connector was set up once and bound to our webhook receiver.
     state = b24_sim.openlines()
-    assert [h["event"] for h in state["handlers"]] == ["ONIMCONNECTORMESSAGEADD"]
+    assert sorted(h["event"] for h in state["handlers"]) == ["ONAPPUNINSTALL", "ONIMCONNECTORMESSAGEADD"]
 
 
 def test_redelivered_message_is_not_posted_twice(

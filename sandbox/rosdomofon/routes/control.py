@@ -14,6 +14,7 @@
 ``GET    /_sandbox/kafka/out``                          MESSAGES_OUT records consumed (+ rejects)
 ``GET    /_sandbox/signups``                            sign-ups with their current status
 ``POST   /_sandbox/signups/{id}/publish``               produce it to SIGN_UPS_<company> and SIGN_UPS_ALL
+``GET    /_sandbox/pictures/{name}``                    a small PNG (what a demo ``imageUrl`` names)
 =====================================================  ===============================================
 """
 
@@ -23,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
 
 from sandbox.rosdomofon.context import Sim, SimContext
 from sandbox.rosdomofon.kafka_side import KafkaSideError, SubscriberApp
@@ -34,6 +36,18 @@ def _kafka_required(sim: SimContext) -> SubscriberApp:
     if sim.kafka is None:
         raise HTTPException(409, detail="the simulator was started without --kafka")
     return sim.kafka
+
+
+# A 1x1 grey PNG: the picture behind the demo subscriber's imageUrl (the portal downloads it by URL).
+PICTURE = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b550000000a494441"
+    "54789c636800000082008177cd72b60000000049454e44ae426082"
+)
+
+
+@router.get("/pictures/{name}")
+def picture(name: str) -> Response:
+    return Response(PICTURE, media_type="image/png")
 
 
 @router.get("/info")

@@ -89,7 +89,11 @@ def install(portal: Portal, base_url: str, handler: str) -> dict[str, Any]:
         "ts": int(time.time()),
         "auth": auth,
     }
-    return {"delivery": _post(handler, flatten(event)), "application_token": app.application_token}
+    return {
+        "delivery": _post(handler, flatten(event)),
+        "application_token": app.application_token,
+        "tokens": (access, refresh),
+    }
 
 
 def uninstall(portal: Portal, base_url: str, clean: bool = False) -> dict[str, Any]:

@@ -121,8 +121,14 @@ class Bitrix24Simulator:
 
     # --- control (also served under /_sandbox) ------------------------------------------------------
     def reset(self) -> None:
-        """Forget records, calls, faults and limit state; credentials and tokens stay valid."""
+        """Forget records, calls, faults and limit state; credentials and tokens stay valid (an
+        uninstalled app is installed again, with its last install-time pair)."""
         self.portal.reset()
+        with self.portal.lock:
+            self.portal.app_installed = True
+            state = self.portal.oauth
+            state.access.setdefault(self._install[0], time.time() + state.access_ttl)
+            state.refresh.setdefault(self._install[1], time.time() + 180 * 86400)
         self.faults.clear()
         self.bucket.reset()
         self.operating.reset()
@@ -169,8 +175,12 @@ class Bitrix24Simulator:
         return access, refresh
 
     def install_app(self, handler: str) -> dict[str, Any]:
-        """(Re)install the app: new tokens and application token, ``ONAPPINSTALL`` to ``handler``."""
-        return app_lifecycle.install(self.portal, self.url, handler)
+        """(Re)install the app: new tokens and application token, ``ONAPPINSTALL`` to ``handler``.
+
+        :attr:`oauth` then hands out the new install-time pair."""
+        outcome = app_lifecycle.install(self.portal, self.url, handler)
+        self._install = outcome.pop("tokens")
+        return outcome
 
     def uninstall_app(self, clean: bool = False) -> dict[str, Any]:
         """Uninstall the app: tokens revoked, connectors and bindings gone, ``ONAPPUNINSTALL`` sent."""

@@ -8,7 +8,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from sandbox.bitrix24 import app_lifecycle, events, oauth
+from sandbox.bitrix24 import events, oauth
 from sandbox.bitrix24.crm import MULTI
 from sandbox.bitrix24.routes.errors import error_response
 from sandbox.bitrix24.routes.host import Sim
@@ -100,7 +100,7 @@ async def app_install(request: Request, sim: Sim) -> Response:
     spec = await request.json()
     if not isinstance(spec, dict) or not isinstance(spec.get("handler"), str):
         return JSONResponse({"error": "handler (the app's event URL) is required"}, 400)
-    outcome = await asyncio.to_thread(app_lifecycle.install, sim.portal, sim.url, spec["handler"])
+    outcome = await asyncio.to_thread(sim.install_app, spec["handler"])
     return JSONResponse(outcome)
 
 
@@ -109,7 +109,7 @@ async def app_uninstall(request: Request, sim: Sim) -> Response:
     body = await request.body()
     spec = await request.json() if body else {}
     clean = bool(spec.get("clean")) if isinstance(spec, dict) else False
-    return JSONResponse(await asyncio.to_thread(app_lifecycle.uninstall, sim.portal, sim.url, clean))
+    return JSONResponse(await asyncio.to_thread(sim.uninstall_app, clean))
 
 
 @router.post("/oauth/expire")

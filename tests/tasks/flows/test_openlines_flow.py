@@ -19,9 +19,10 @@ from sandbox.rosdomofon.server import RosDomofonSimulator
 from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tasks.flows.operator_reply import reply_key
+from tasks.flows.operator_reply import PART_STEP, enqueue_operator_reply, reply_key, reply_text
+from tasks.flows.reply_parts import split_reply
 from tasks.flows.texts import NO_ACCOUNT, WORD_JOINER, inert
-from tasks.state import inflight
+from tasks.state import effects, inflight
 from tests.support.celery_worker import CeleryWorker
 from tests.support.flow_tasks import queues_drained, resend_stalled
 from tests.support.kafka_records import incoming
@@ -499,3 +500,37 @@ def test_a_long_operator_reply_arrives_as_ordered_parts(
     ]
     body = " ".join(m.text.split(" ", 1)[1] for m in parts)
     assert body.split() == f"Олег:\n{words}".split()
+
+
+def test_a_long_reply_interrupted_after_its_first_part_sends_only_the_rest(
+    worker: CeleryWorker,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """The worker died after part 1 went out (its marker is done): the redelivered task sends parts
+    2..n only, so the subscriber never reads the reply's beginning twice."""
+    abonent_id = _start_dialog(rd_sim, 2, unique)
+    chat = _openline_chat(b24_sim, abonent_id)
+    words = " ".join(f"{unique}-{n}" for n in range(60))
+    stored = operator_message(b24_sim.portal, chat["chat_id"], words, 1, "Олег")["message"]
+    reply = OperatorReplyPayload(
+        connector=chat["connector"],
+        line=chat["line"],
+        chat_id=chat["external_chat_id"],
+        im_chat_id=chat["chat_id"],
+        im_message_id=stored["id"],
+        text=stored["text"],
+    )
+    key = reply_key(reply)
+    parts = split_reply(reply_text(reply), REPLY_MAX_LENGTH)
+    assert len(parts) > 2
+    first = {"abonent_id": abonent_id, "transport": "rest", "text": parts[0], "rosdomofon_message_id": 1}
+    effects.mark_done(module_redis, key, f"{PART_STEP}:1", first, ttl=600)
+
+    enqueue_operator_reply(reply, key)
+    result = wait_result(key)
+    assert result["parts"] == len(parts) and result["text"] == "\n".join(parts)
+    sent = sorted(_replies_with(rd_sim, abonent_id, unique), key=lambda m: m.id)
+    assert [m.text for m in sent] == parts[1:]

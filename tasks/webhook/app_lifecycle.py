@@ -76,8 +76,8 @@ class AppLifecycle:
         if not self.settings.bitrix24_oauth_configured:
             logger.warning("webhook: {} ignored: no OAuth app is configured", form.get("event"))
             return Outcome(200, {"status": "ignored", "event": form.get("event")})
-        auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}
-        assert isinstance(auth, dict)
+        raw = form.get("auth")
+        auth: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if str(form.get("event", "")).upper() == INSTALL_EVENT:
             return self.install(auth)
         return self.uninstall(auth)
@@ -92,8 +92,8 @@ class AppLifecycle:
             return Outcome(
                 400, {"error": "ONAPPINSTALL needs auth[access_token, refresh_token, application_token]"}
             )
-        token = self._token(access, refresh, auth)
-        if not self._proves_our_app(token):
+        token = self._proven(self._token(access, refresh, auth))
+        if token is None:
             return Outcome(403, {"error": "the install tokens do not belong to this app on this portal"})
         config = resources.bitrix24_config(self.settings)
         store = RedisTokenStore(
@@ -124,24 +124,29 @@ class AppLifecycle:
             domain=str(auth.get("domain") or "") or None,
         )
 
-    def _proves_our_app(self, token: OAuthToken) -> bool:
-        """``app.info`` with the event's access token, on our portal, names our client id."""
+    def _proven(self, token: OAuthToken) -> OAuthToken | None:
+        """The pair to keep if ``app.info`` with it, on our portal, names our client id; else None.
+
+        The pair is read back from the probe's store: had the access token expired in the meantime,
+        the probe refreshed it, and the original refresh token is dead.
+        """
         from clients.bitrix24 import Bitrix24Client
 
         config = resources.bitrix24_config(self.settings)
-        probe = Bitrix24Client(config, token_store=MemoryTokenStore(token), rate_limit_retries=0)
+        store = MemoryTokenStore(token)
+        probe = Bitrix24Client(config, token_store=store, rate_limit_retries=0)
         try:
             info = probe.call("app.info")
         except IntegrationError as exc:
             logger.warning("webhook: ONAPPINSTALL tokens refused by the portal ({})", type(exc).__name__)
-            return False
+            return None
         finally:
             probe.close()
         names = {str(info.get(k) or "") for k in ("CODE", "CLIENT_ID")} if isinstance(info, dict) else set()
         if self.settings.bitrix24_client_id not in names:
             logger.warning("webhook: ONAPPINSTALL tokens belong to another app ({})", sorted(names - {""}))
-            return False
-        return True
+            return None
+        return store.load()
 
     def _set_up(self) -> str | None:
         settings = self.settings

@@ -165,3 +165,12 @@ def test_an_event_with_the_old_installs_token_is_refused_after_a_reinstall(
         "auth[application_token]": first["application_token"],
     }
     assert requests.post(_events_url(webhook), data=form, timeout=30).status_code == 403
+
+
+def test_an_uninstall_with_a_wrong_token_is_refused_and_changes_nothing(
+    worker: CeleryWorker, webhook: WebhookServer, module_redis: redis.Redis, b24_sim: Bitrix24Simulator
+) -> None:
+    assert b24_sim.install_app(_events_url(webhook))["delivery"]["status"] == 200
+    form = {"event": "ONAPPUNINSTALL", "data[CLEAN]": "0", "auth[application_token]": "not-the-token"}
+    assert requests.post(_events_url(webhook), data=form, timeout=30).status_code == 403
+    assert app_install.state(module_redis) == app_install.INSTALLED

@@ -14,7 +14,7 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
-from tasks.flows.texts import NO_ACCOUNT
+from tasks.flows.texts import NO_ACCOUNT, WORD_JOINER, inert
 from tasks.state import inflight
 from tests.support.celery_worker import CeleryWorker
 from tests.support.flow_tasks import queues_drained, resend_stalled
@@ -298,3 +298,22 @@ def test_subscriber_text_cannot_forge_the_tag_of_an_interrupted_post(
     wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"жертва {unique}"), victim))
     assert not b24_sim.faults.listing()  # the 503 was served to the victim's first post
     assert len(posts_of(b24_sim, f"жертва {unique}")) == 1
+
+
+HOSTILE = [
+    "[URL=https://evil.example]оплатить[/URL] [SEND=/close]закрыть[/SEND]",
+    "[B]+70000000000, л/с 1[/B][BR][CALL=+79990000000]позвонить[/CALL] [PUT=x]y[/PUT]",
+]
+
+
+@pytest.mark.parametrize("typed", HOSTILE)
+def test_hostile_subscriber_text_reaches_the_crm_chat_inert(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str, typed: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 2)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"{typed} {unique}"), message_id))
+    (posted,) = posts_of(b24_sim, unique)
+    words = posted["text"].split("[br]", 1)[1].rsplit("[br]", 1)[0]  # between our sender line and tag
+    assert words == inert(f"{typed} {unique}")
+    assert words.replace(WORD_JOINER, "") == f"{typed} {unique}"

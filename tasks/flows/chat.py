@@ -16,20 +16,32 @@ lost. The dialog is then found through the CRM tracker's link to the subscriber'
 (``imopenlines.crm.chat.get``, :func:`_interrupted_first_post`). Only when the line's tracker linked
 the dialog to something else (a lead, say) is the message sent again, and may then appear twice.
 If the portal cannot be read right now, the task retries rather than guess.
+
+The same check runs when no marker is found for a message older than ``EFFECT_MARKER_TTL`` (its
+marker may have expired after a post: a late replay or redelivery, :func:`older_than_markers`).
+A text longer than Bitrix24 keeps whole (20,000 characters) is posted in ordered parts, each with its
+own id ``<message id>#i`` and marker ``post#i`` (:func:`message_parts`), so a rerun after a crash
+posts only the parts still missing. The subscriber's picture goes with the first part only.
+
+While the Bitrix24 app is uninstalled (``ONAPPUNINSTALL``, :mod:`tasks.state.app_install`) an Open
+Lines post is held (:mod:`tasks.state.held`, the result says ``held``) rather than failed; the next
+install publishes it again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError, IntegrationError
-from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
+from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult, SubscriberMessage
 from tasks.flows import crm_chat, openlines
 from tasks.flows.attachments import crm_attach, web_url
-from tasks.flows.texts import OUR_TAG, chat_text
+from tasks.flows.texts import OUR_TAG, chat_parts
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
@@ -54,24 +66,48 @@ def chat_mode(settings: Settings) -> ChatModeUsed:
     return ChatModeUsed.OPENLINES if settings.bitrix24_oauth_configured else ChatModeUsed.CRM_CHAT
 
 
-def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: bool) -> PostToChatResult:
+@dataclass(frozen=True)
+class Part:
+    """One chat message of a subscriber message: the whole text, or part ``i`` of ``n`` (texts.chat_parts).
+
+    ``post_id`` is what the portal keeps to recognise it (Open Lines ``message.id`` / CONNECTOR_MID,
+    the CRM chat's hidden tag): the message id itself, or ``<message id>#i`` for parts. ``step`` is
+    its effect marker.
+    """
+
+    post_id: str
+    text: str
+    step: str
+    first: bool = True  # the part that carries the subscriber's picture
+
+
+def message_parts(payload: PostToChatPayload) -> list[Part]:
+    texts = chat_parts(payload.message, payload.account)
+    message_id = payload.message.message_id
+    if len(texts) == 1:
+        return [Part(message_id, texts[0], STEP)]
+    return [Part(f"{message_id}#{i}", text, f"{STEP}#{i}", i == 1) for i, text in enumerate(texts, 1)]
+
+
+def _post_openlines(
+    payload: PostToChatPayload, settings: Settings, part: Part, ambiguous: bool
+) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
     openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
-    text = chat_text(payload.message, payload.account)
-    item = openlines.connector_message(payload.message, payload.account, text)
+    item = openlines.connector_message(
+        payload.message, payload.account, part.text, message_id=part.post_id, with_picture=part.first
+    )
     known = subscribers.recall(cache, payload.message.abonent_id)
     chat_id = known.openlines_chat_id if known else None
     # After an interrupted send, the dialog shows whether it went in, recognised by our message id
     # (never by text: a subscriber may well write "да" twice).
     posted = None
     if ambiguous and chat_id:
-        posted = _already_in_open_line(portal, chat_id, payload.message.message_id)
+        posted = _already_in_open_line(portal, chat_id, part.post_id)
     elif ambiguous:
-        chat_id, posted = _interrupted_first_post(
-            portal, connector, payload.contact_id, payload.message.message_id
-        )
+        chat_id, posted = _interrupted_first_post(portal, connector, payload.contact_id, part.post_id)
     if posted is None:
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
@@ -83,32 +119,32 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
             openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
             chat_id = openlines.send_to_line(portal, connector, line, item)
     else:
-        logger.info("message already in open line chat {} from an interrupted run", chat_id)
+        logger.info("message {} already in open line chat {} from an interrupted run", part.post_id, chat_id)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
         mode=ChatModeUsed.OPENLINES,
         chat_id=chat_id,
         dialog_id=item.chat.id,
-        posted_message_id=payload.message.message_id,
+        posted_message_id=part.post_id,
     )
 
 
-def _crm_tag(message_id: str) -> str:
-    return f"[i][size=8]{TAG_PREFIX}{message_id}[/size][/i]"
+def _crm_tag(post_id: str) -> str:
+    return f"[i][size=8]{TAG_PREFIX}{post_id}[/size][/i]"
 
 
-def _crm_chat_text(payload: PostToChatPayload) -> str:
+def _crm_chat_text(part: Part, picture: str | None = None) -> str:
     # The trailing tag lets a redelivered step find its own post (im.dialog.messages.get).
-    text = chat_text(payload.message, payload.account)
-    picture = web_url(payload.message.image_url)
+    text = part.text
     if picture:
         text += f"[br]{PICTURE_LINE} {picture}"  # the ATTACH link too, for clients that hide attachments
-    return f"{text}[br]{_crm_tag(payload.message.message_id)}"
+    return f"{text}[br]{_crm_tag(part.post_id)}"
 
 
 def _has_crm_tag(text: str, message_id: str) -> bool:
-    """Our tag for exactly ``message_id``, ending the text: ``…:1`` must not match the tag of ``…:10``.
+    """Our tag for exactly ``message_id``, ending the text: ``…:1`` must not match the tag of ``…:10``
+    (nor ``rdb24:<id>`` the tag of its part ``rdb24:<id>#1``).
 
     The tag is matched whole with its BB wrapper and at the very end of the post, where only we put
     it: subscriber text is inert (every ``[`` is followed by a word joiner and ``rdb24:`` is broken up,
@@ -215,18 +251,19 @@ def _interrupted_first_post(
     return None, None
 
 
-def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatResult:
+def _post_crm_chat(payload: PostToChatPayload, part: Part, ambiguous: bool) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
     chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
-    message_id = payload.message.message_id
-    posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, message_id)) if ambiguous else None
+    posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, part.post_id)) if ambiguous else None
     if posted is not None:
-        logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
+        logger.info(
+            "message {} already in chat {} (id {}) from an interrupted run", part.post_id, chat_id, posted
+        )
     else:
-        picture = web_url(payload.message.image_url)
+        picture = web_url(payload.message.image_url) if part.first else None
         attach = crm_attach(picture) if picture else None
-        posted = portal.post_chat_message(chat_id, _crm_chat_text(payload), attach)
+        posted = portal.post_chat_message(chat_id, _crm_chat_text(part, picture), attach)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
@@ -235,25 +272,6 @@ def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatRes
         dialog_id=f"chat{chat_id}",
         posted_message_id=posted,
     )
-
-
-def _held_while_uninstalled(cache: Any, payload: PostToChatPayload) -> bool:
-    """Hold the post while the app is uninstalled (no token can post); True when it was held.
-
-    Held first, then the state read again: an install that completed in between has already
-    released what it saw, so this message goes on to be posted now rather than wait for another.
-    """
-    if not app_install.is_uninstalled(cache):
-        return False
-    done = effects.recall(cache, payload.message.message_id, STEP)
-    if done is not None and done.done:
-        return False  # posted before the uninstall: the stored result is returned as usual
-    held.hold(cache, payload.message.message_id, payload.model_dump_json())
-    if app_install.is_uninstalled(cache):
-        logger.warning("bitrix24 app is uninstalled: message held until it is installed again")
-        return True
-    held.release(cache, payload.message.message_id)
-    return False
 
 
 def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberRecord:
@@ -267,51 +285,141 @@ def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberReco
     )
 
 
+def older_than_markers(message: SubscriberMessage, settings: Settings) -> bool:
+    """Whether the message's effect markers may have expired (``EFFECT_MARKER_TTL`` after it was sent).
+
+    Markers are written after the record's timestamp, so below that age a missing marker means the
+    step never ran; above it, a post may have gone in and its marker expired since (a late replay, a
+    Kafka group reset to an old offset). A tenth of the TTL (at most an hour) allows for clock skew.
+    """
+    if message.sent_at is None:
+        return False
+    ttl = settings.effect_marker_ttl
+    return time.time() - message.sent_at >= ttl - min(3600.0, ttl / 10)
+
+
+def _post_part(
+    payload: PostToChatPayload, settings: Settings, mode: ChatModeUsed, part: Part, ambiguous: bool
+) -> PostToChatResult:
+    if mode == ChatModeUsed.OPENLINES:
+        return _post_openlines(payload, settings, part, ambiguous)
+    return _post_crm_chat(payload, part, ambiguous)
+
+
+def _post_parts(
+    payload: PostToChatPayload,
+    settings: Settings,
+    mode: ChatModeUsed,
+    parts: list[Part],
+    record: subscribers.SubscriberRecord,
+    *,
+    late: bool,
+) -> list[PostToChatResult]:
+    """Post parts 1..n in order, each under its own marker, so a rerun posts only what is missing."""
+    cache, message = redis_client(), payload.message
+    fingerprint, ttl = message.content_fingerprint(), settings.effect_marker_ttl
+    results = []
+    for part in parts:
+        marker = effects.mark_started(cache, message.message_id, part.step, ttl=ttl, fingerprint=fingerprint)
+        if marker is not None and marker.done and marker.result is not None:
+            results.append(PostToChatResult.model_validate(marker.result))
+            continue
+        result = _post_part(payload, settings, mode, part, ambiguous=marker is not None or late)
+        effects.mark_done(
+            cache,
+            message.message_id,
+            part.step,
+            result.model_dump(mode="json"),
+            ttl=ttl,
+            fingerprint=fingerprint,
+        )
+        _remember_chat(record, result)
+        subscribers.remember(cache, record)  # the next part (and an operator's answer) finds the dialog
+        results.append(result)
+    return results
+
+
+def _held_while_uninstalled(cache: Any, payload: PostToChatPayload) -> bool:
+    """Hold the post while the app is uninstalled (no token can post); True when it was held.
+
+    Held first, then the state read again: an install that completed in between has already
+    released what it saw, so this message goes on to be posted now rather than wait for another.
+    """
+    if not app_install.is_uninstalled(cache):
+        return False
+    message = payload.message
+    done = effects.recall(cache, message.message_id, STEP, message.content_fingerprint())
+    if done is not None and done.done:
+        return False  # posted before the uninstall: the stored result is returned as usual
+    held.hold(cache, message.message_id, payload.model_dump_json())
+    if app_install.is_uninstalled(cache):
+        logger.warning("bitrix24 app is uninstalled: message held until it is installed again")
+        return True
+    held.release(cache, message.message_id)
+    return False
+
+
+def _held(payload: PostToChatPayload, mode: ChatModeUsed) -> PostToChatResult:
+    inflight.settle(redis_client(), payload.message.message_id)  # the held store has it now
+    return PostToChatResult(
+        message_id=payload.message.message_id, contact_id=payload.contact_id, mode=mode, held=True
+    )
+
+
+def _remember_chat(record: subscribers.SubscriberRecord, result: PostToChatResult) -> None:
+    if result.mode == ChatModeUsed.OPENLINES:
+        record.openlines_chat_id = result.chat_id
+    else:
+        record.crm_chat_id = result.chat_id
+
+
 @operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
 def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     """Post the subscriber's message to the contact's chat, exactly once per message id."""
     settings, cache = get_settings(), redis_client()
-    message_id = payload.message.message_id
-    with logger.contextualize(message_id=message_id):
+    message_id, fingerprint = payload.message.message_id, payload.message.content_fingerprint()
+    ttl = settings.effect_marker_ttl
+    with logger.contextualize(message_id=message_id, kafka_position=payload.message.kafka_position):
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
         with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
             mode = chat_mode(settings)
             if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
-                inflight.settle(cache, message_id)  # the held store has it now
-                return PostToChatResult(
-                    message_id=message_id, contact_id=payload.contact_id, mode=mode, held=True
-                )
-            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+                return _held(payload, mode)
+            previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
             if previous is not None and previous.done and previous.result is not None:
                 inflight.settle(cache, message_id)
                 return PostToChatResult.model_validate(previous.result)
+            late = previous is None and older_than_markers(payload.message, settings)
+            if late:
+                logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
             # Remember the subscriber before posting: an operator may answer before this step returns.
             record = _subscriber_record(payload)
             subscribers.remember(cache, record)
-            if mode == ChatModeUsed.OPENLINES:
-                try:
-                    result = _post_openlines(payload, settings, ambiguous=previous is not None)
-                except IntegrationError:
-                    # Uninstalled while posting (tokens revoked): hold it rather than fail it.
-                    if not _held_while_uninstalled(cache, payload):
-                        raise
-                    inflight.settle(cache, message_id)
-                    return PostToChatResult(
-                        message_id=message_id, contact_id=payload.contact_id, mode=mode, held=True
+            parts = message_parts(payload)
+            try:
+                if len(parts) == 1:
+                    result = _post_part(
+                        payload, settings, mode, parts[0], ambiguous=previous is not None or late
                     )
-                record.openlines_chat_id = result.chat_id
-            else:
-                result = _post_crm_chat(payload, ambiguous=previous is not None)
-                record.crm_chat_id = result.chat_id
+                else:
+                    posted = _post_parts(payload, settings, mode, parts, record, late=late)
+                    result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
+                    metrics.TEXTS_SPLIT.inc(mode=mode.value)
+            except IntegrationError:
+                # Uninstalled while posting (tokens revoked): hold it rather than fail it.
+                if mode != ChatModeUsed.OPENLINES or not _held_while_uninstalled(cache, payload):
+                    raise
+                return _held(payload, mode)
+            _remember_chat(record, result)
             effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
             )
             inflight.settle(cache, message_id)
             subscribers.remember(cache, record)
         metrics.CHAT_POSTS.inc(mode=mode.value)
-        logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
+        logger.info("message posted to {} chat {} in {} part(s)", mode.value, result.dialog_id, len(parts))
         return result
 
 
-__all__ = ["chat_mode", "post_to_chat"]
+__all__ = ["Part", "chat_mode", "message_parts", "older_than_markers", "post_to_chat"]

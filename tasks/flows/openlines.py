@@ -7,7 +7,7 @@ our webhook (when ``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``. T
 handshake runs the same setup at once (:func:`set_up_after_install`).
 
 One subscriber is one dialog: ``user.id`` and ``chat.id`` are ``abonent-<id>``, and ``message.id``
-is the Kafka message id, the only idempotency key the connector API offers.
+is our message id (or a part's ``<id>#i``), the only key the connector API keeps for us.
 """
 
 from __future__ import annotations
@@ -129,7 +129,19 @@ def set_up_after_install(
     return line
 
 
-def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
+def connector_message(
+    message: SubscriberMessage,
+    account: AccountRef | None,
+    text: str,
+    *,
+    message_id: str | None = None,
+    with_picture: bool = True,
+) -> ConnectorMessage:
+    """One connector message; ``message_id`` (default: the message's) is its ``message.id``, e.g. a part's.
+
+    The subscriber's picture goes in ``message.files`` unless ``with_picture`` is off (parts after the
+    first of a long text: the picture is sent once).
+    """
     dialog = subscribers.dialog_id(message.abonent_id)
     picture = web_url(message.image_url)
     chat_name = f"Абонент +{message.phone}" + (
@@ -144,10 +156,10 @@ def connector_message(message: SubscriberMessage, account: AccountRef | None, te
             skip_phone_validate="Y",
         ),
         message=ConnectorMessageBody(
-            id=message.message_id,
+            id=message_id or message.message_id,
             date=message.sent_at,
             text=text,
-            files=openlines_files(picture) if picture else None,
+            files=openlines_files(picture) if picture and with_picture else None,
         ),
         chat=ConnectorChat(id=dialog, name=chat_name),
     )

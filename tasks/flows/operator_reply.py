@@ -3,10 +3,10 @@
 The dialog's external chat id names the subscriber (``abonent-<id>``); the phone and company come
 from the record the message flow keeps. The text loses its BB codes, the operator's files follow as
 lines with their names and portal links (the app shows text only, :mod:`tasks.flows.attachments`), a
-reply over ``REPLY_MAX_LENGTH`` is split into ordered parts (:mod:`tasks.flows.reply_parts`); it
-goes out over RosDomofon REST (``POST /messages``, channel ``support``) or Kafka
-``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``), and the delivery is reported back with
-``imconnector.send.status.delivery``.
+reply over ``REPLY_MAX_LENGTH`` is split into ordered parts (:mod:`tasks.flows.reply_parts`, each
+part under its own marker ``send-part:<i>``); it goes out over RosDomofon REST (``POST /messages``,
+channel ``support``) or Kafka ``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``), and the delivery is
+reported back with ``imconnector.send.status.delivery``.
 
 Sending is bracketed by the effect marker ``done:reply:<chat>:<message>:send``, so a redelivered task
 never sends twice once the send is recorded; the delivery report has its own marker.
@@ -14,6 +14,7 @@ never sends twice once the send is recorded; the delivery report has its own mar
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from loguru import logger
@@ -42,6 +43,19 @@ SEND_LOCK_WAIT = 20.0
 def reply_key(payload: OperatorReplyPayload) -> str:
     """The effect-marker id of one operator message (Bitrix24's own ids for it)."""
     return f"reply:{payload.im_chat_id}:{payload.im_message_id}"
+
+
+def reply_fingerprint(payload: OperatorReplyPayload) -> str:
+    """What the operator message says and where: stored with its markers and its dedupe key.
+
+    Bitrix24's ids are unique on one portal, but a portal that starts again empty (the sandbox's, on
+    every ``make run``) or another portal behind the same app reuses them: the same key with another
+    fingerprint is another reply, never "already delivered". A repeated event carries the same text.
+    """
+    content = f"{payload.connector}\x1f{payload.line}\x1f{payload.chat_id}\x1f{payload.text}"
+    if payload.files:  # a files-only reply has no text: its files tell it apart
+        content += "\x1f" + "\x1f".join(f.link for f in payload.files)
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def _send(
@@ -104,29 +118,35 @@ def reply_text(payload: OperatorReplyPayload) -> str:
 
 
 def _send_parts(
-    settings: Settings, cache: Any, key: str, abonent_id: int, parts: list[str]
+    settings: Settings, cache: Any, key: str, fingerprint: str, abonent_id: int, parts: list[str]
 ) -> OperatorReplyResult:
-    """Send each part once, in order; a part whose send was interrupted is looked for first.
+    """Send the reply, or each of its parts once and in order; an interrupted send is looked for first.
 
-    Part ``i`` has its own marker ``send-part:<i>``, so a redelivered task resumes at the first part
-    not recorded as sent instead of sending the reply's beginning again.
+    Part ``i`` of a split reply has its own marker ``send-part:<i>``, so a redelivered task resumes at
+    the first part not recorded as sent instead of sending the reply's beginning again. A reply that
+    fits is sent under the reply's own ``send`` marker, as it always was.
     """
+    ttl = settings.effect_marker_ttl
     record = subscribers.recall(cache, abonent_id)
     sent: list[OperatorReplyResult] = []
     for number, part in enumerate(parts, 1):
-        step = f"{PART_STEP}:{number}"
-        marker = effects.recall(cache, key, step)
-        if marker is not None and marker.done and marker.result is not None:
+        step = SEND_STEP if len(parts) == 1 else f"{PART_STEP}:{number}"
+        marker = effects.recall(cache, key, step, fingerprint)
+        if step != SEND_STEP and marker is not None and marker.done and marker.result is not None:
             sent.append(OperatorReplyResult.model_validate(marker.result))
             continue
-        previous = effects.mark_started(cache, key, step, ttl=settings.effect_marker_ttl)
+        previous = effects.mark_started(cache, key, step, ttl=ttl, fingerprint=fingerprint)
         one = (_already_sent(settings, abonent_id, record, part) if previous else None) or _send(
             settings, abonent_id, record, part
         )
-        effects.mark_done(cache, key, step, one.model_dump(mode="json"), ttl=settings.effect_marker_ttl)
+        if step != SEND_STEP:
+            effects.mark_done(cache, key, step, one.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint)
         sent.append(one)
-    last = sent[-1]
-    return last.model_copy(update={"text": "\n".join(r.text for r in sent), "parts": len(sent)})
+    if len(sent) == 1:
+        return sent[0]
+    return sent[-1].model_copy(
+        update={"text": "\n".join(r.text for r in sent), "parts": [r.rosdomofon_message_id for r in sent]}
+    )
 
 
 def _report_delivery(payload: OperatorReplyPayload) -> None:
@@ -149,7 +169,8 @@ def _report_delivery(payload: OperatorReplyPayload) -> None:
 def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult:
     """Send the operator's message to the subscriber once, then mark it delivered in the Open Line."""
     settings, cache = get_settings(), redis_client()
-    key = reply_key(payload)
+    key, fingerprint = reply_key(payload), reply_fingerprint(payload)
+    ttl = settings.effect_marker_ttl
     with logger.contextualize(message_id=key):
         try:
             abonent_id = subscribers.abonent_of_dialog(payload.chat_id)
@@ -158,7 +179,7 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
         # One sender at a time per operator message: a duplicate task running alongside waits here
         # and then finds the first one's marker.
         with effects.locked(cache, key, wait=SEND_LOCK_WAIT):
-            marker = effects.recall(cache, key, SEND_STEP)
+            marker = effects.recall(cache, key, SEND_STEP, fingerprint)
             if marker is not None and marker.done and marker.result is not None:
                 result = OperatorReplyResult.model_validate(marker.result)
             else:
@@ -167,20 +188,19 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
                     raise ReplyTargetError(
                         f"operator message {payload.im_message_id} has no text and no file to deliver"
                     )
-                result = _send_parts(
-                    settings, cache, key, abonent_id, split_reply(text, settings.reply_max_length)
-                )
+                parts = split_reply(text, settings.reply_max_length)
+                result = _send_parts(settings, cache, key, fingerprint, abonent_id, parts)
                 effects.mark_done(
-                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
                 )
                 logger.info(
                     "operator reply sent to abonent {} via {} in {} part(s)",
-                    abonent_id, result.transport.value, result.parts,
+                    abonent_id, result.transport.value, len(parts),
                 )  # fmt: skip
-        status = effects.recall(cache, key, STATUS_STEP)
+        status = effects.recall(cache, key, STATUS_STEP, fingerprint)
         if status is None or not status.done:
             _report_delivery(payload)
-            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=settings.effect_marker_ttl)
+            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=ttl, fingerprint=fingerprint)
             logger.info("delivery reported to open line {}", payload.line)
         inflight.settle(cache, key)
         return result.model_copy(update={"delivery_reported": True})
@@ -207,6 +227,8 @@ def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
 __all__ = [
     "deliver_operator_reply",
     "enqueue_operator_reply",
+    "reply_fingerprint",
     "reply_key",
     "reply_task_id",
+    "reply_text",
 ]

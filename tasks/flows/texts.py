@@ -19,6 +19,10 @@ from schemas.flows import AccountRef, SubscriberMessage
 from tasks.flows.attachments import web_url
 
 NO_ACCOUNT = "нет лицевого счёта в РосДомофоне"
+# Bitrix24 cuts a chat message at 20,000 characters and appends " (...)" (bitrix24-api.md §11).
+MESSAGE_LIMIT = 20_000
+# Room left in each part for the sender line, the part counter and the CRM chat's hidden tag.
+PART_RESERVE = 600
 EMPTY_MESSAGE = "(пустое сообщение)"
 PICTURE_ONLY = "(фото)"
 UNUSABLE_PICTURE = "Картинка не по http(s)-ссылке:"
@@ -60,13 +64,48 @@ def chat_text(message: SubscriberMessage, account: AccountRef | None, *, with_se
     too: it is the only place the operator sees the account number and the "no account" mark.
     The subscriber's words are made inert (:func:`inert`); a picture without words says so.
     """
+    body = _body(message)
+    if not with_sender:
+        return body
+    return f"[b]{sender_label(message.phone, account)}[/b][br]{body}"
+
+
+def _body(message: SubscriberMessage) -> str:
     body = inert(message.text) if message.text else (PICTURE_ONLY if message.image_url else EMPTY_MESSAGE)
     if message.image_url and web_url(message.image_url) is None:
         # Not a link we pass on (javascript:, file:...): shown, inert, never clickable or dropped.
         body += f"[br]{UNUSABLE_PICTURE} {inert(message.image_url)}"
-    if not with_sender:
-        return body
-    return f"[b]{sender_label(message.phone, account)}[/b][br]{body}"
+    return body
+
+
+def _chunks(body: str, size: int) -> list[str]:
+    """``body`` in pieces of at most ``size`` characters, cut after a line break or space when one is
+    near the end of the window (so words survive), else hard."""
+    pieces, rest = [], body
+    while len(rest) > size:
+        window = rest[:size]
+        cut = max(window.rfind("\n"), window.rfind(" "))
+        cut = cut + 1 if cut >= size * 9 // 10 else size
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    return pieces
+
+
+def chat_parts(
+    message: SubscriberMessage, account: AccountRef | None, *, limit: int = MESSAGE_LIMIT
+) -> list[str]:
+    """The chat text in ordered parts Bitrix24 accepts whole; one part for any text that fits.
+
+    A longer text would be cut silently by the portal, so it is split and every part carries the
+    sender line with ``(i/n)``, for the operator to read them in order.
+    """
+    whole = chat_text(message, account)
+    if len(whole) <= limit - PART_RESERVE:
+        return [whole]
+    pieces = _chunks(_body(message), limit - PART_RESERVE)  # inert first: the limit counts what is posted
+    label = sender_label(message.phone, account)
+    return [f"[b]{label} ({i}/{len(pieces)})[/b][br]{piece}" for i, piece in enumerate(pieces, 1)]
 
 
 def strip_bbcodes(text: str) -> str:
@@ -79,10 +118,13 @@ def strip_bbcodes(text: str) -> str:
 
 __all__ = [
     "EMPTY_MESSAGE",
+    "MESSAGE_LIMIT",
     "NO_ACCOUNT",
     "OUR_TAG",
     "PICTURE_ONLY",
+    "UNUSABLE_PICTURE",
     "WORD_JOINER",
+    "chat_parts",
     "chat_text",
     "inert",
     "sender_label",

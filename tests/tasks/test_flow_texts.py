@@ -63,6 +63,26 @@ def test_dialog_ids_round_trip_and_reject_foreign_chats() -> None:
         subscribers.abonent_of_dialog("telegram-5")
 
 
+def test_a_text_that_fits_is_one_part_and_a_longer_one_ordered_parts_that_fit() -> None:
+    from tasks.flows.texts import MESSAGE_LIMIT, chat_parts
+
+    short = _message("коротко")
+    assert chat_parts(short, None) == [chat_text(short, None)]
+    words = " ".join(f"слово{i}" for i in range(9000))  # ~ 90,000 characters
+    unbroken = "x" * 45_000  # no space to cut at: cut hard
+    for body in (words, unbroken):
+        parts = chat_parts(_message(body), None)
+        n = len(parts)
+        assert n >= 3 and all(len(part) <= MESSAGE_LIMIT for part in parts)
+        bodies = []
+        for i, part in enumerate(parts, 1):
+            head, _, rest = part.partition("[br]")
+            assert head.endswith(f"({i}/{n})[/b]") and "+79131112233" in head
+            bodies.append(rest)
+        assert "".join(bodies) == body  # nothing lost, nothing added, in order
+    assert all(p.endswith(" ") for p in chat_parts(_message(words), None)[:-1])  # cut between words
+
+
 # --- Subscriber text is inert (issue 16 item 3) -----------------------------------------------------
 
 HOSTILE = [
@@ -99,6 +119,11 @@ def _forging(message_id: str, text: str, image_url: str | None = None) -> PostTo
     return PostToChatPayload(phone="79131112233", abonent_id=5, message=message, contact_id=3)
 
 
+def _crm_post(payload: PostToChatPayload) -> str:
+    """The CRM chat text of the message's (first) part, picture line included."""
+    return chat._crm_chat_text(chat.message_parts(payload)[0], attachments.web_url(payload.message.image_url))
+
+
 @pytest.mark.parametrize("typed", HOSTILE)
 def test_hostile_text_is_inert_in_both_chat_modes(typed: str) -> None:
     payload = _forging("MESSAGES_IN_SK_SB:0:2", typed)
@@ -108,7 +133,7 @@ def test_hostile_text_is_inert_in_both_chat_modes(typed: str) -> None:
     assert openline.message.text is not None and openline.message.text.startswith(sender)
     assert LIVE_TAG.search(openline.message.text.removeprefix(sender)) is None
     # CRM chat: our sender line, the inert words, our tag; nothing live in between.
-    posted = chat._crm_chat_text(payload)
+    posted = _crm_post(payload)
     tag = chat._crm_tag("MESSAGES_IN_SK_SB:0:2")
     assert posted.startswith(sender) and posted.endswith(f"[br]{tag}")
     assert LIVE_TAG.search(posted.removeprefix(sender).removesuffix(f"[br]{tag}")) is None
@@ -118,12 +143,12 @@ def test_crm_tag_cannot_be_forged_by_another_messages_text() -> None:
     """Message 2's words carry message 1's tag, bare and wrapped: message 1's post is not "found"."""
     victim = "MESSAGES_IN_SK_SB:0:1"
     forged = f"rdb24:{victim} и [i][size=8]rdb24:{victim}[/size][/i]"
-    forger_post = chat._crm_chat_text(_forging("MESSAGES_IN_SK_SB:0:2", forged))
+    forger_post = _crm_post(_forging("MESSAGES_IN_SK_SB:0:2", forged))
     assert not chat._has_crm_tag(forger_post, victim)
     assert chat._has_crm_tag(forger_post, "MESSAGES_IN_SK_SB:0:2")
-    own = chat._crm_chat_text(_forging(victim, "да"))
+    own = _crm_post(_forging(victim, "да"))
     assert chat._has_crm_tag(own, victim) and not chat._has_crm_tag(own, "MESSAGES_IN_SK_SB:0:10")
-    assert not chat._has_crm_tag(chat._crm_chat_text(_forging("MESSAGES_IN_SK_SB:0:10", "x")), victim)
+    assert not chat._has_crm_tag(_crm_post(_forging("MESSAGES_IN_SK_SB:0:10", "x")), victim)
 
 
 # --- Pictures and files (items 1 and 2) ----------------------------------------------------------------
@@ -136,7 +161,7 @@ def test_a_picture_goes_to_open_lines_as_a_file_and_to_a_crm_chat_as_a_link() ->
     assert item.message.files == [{"url": url, "name": "домофон.jpg"}]
     assert item.message.text is not None and item.message.text.endswith("(фото)")
     assert attachments.crm_attach(url) == [{"LINK": {"NAME": "домофон.jpg", "LINK": url}}]
-    assert f"{chat.PICTURE_LINE} {url}" in chat._crm_chat_text(payload)
+    assert f"{chat.PICTURE_LINE} {url}" in _crm_post(payload)
 
 
 @pytest.mark.parametrize("raw", ["javascript:alert(1)", "file:///etc/passwd", "ftp://x/y.png", "https://"])
@@ -145,7 +170,7 @@ def test_a_picture_that_is_not_a_web_link_is_shown_inert_never_linked(raw: str) 
     item = openlines.connector_message(payload.message, None, chat_text(payload.message, None))
     assert item.message.files is None
     assert item.message.text is not None and UNUSABLE_PICTURE in item.message.text
-    assert chat.PICTURE_LINE not in chat._crm_chat_text(payload)
+    assert chat.PICTURE_LINE not in _crm_post(payload)
 
 
 def test_operator_files_become_lines_the_app_shows_and_a_files_only_reply_has_text() -> None:

@@ -213,3 +213,20 @@ def test_a_reply_without_spaces_is_cut_mid_word() -> None:
     parts = split_reply("я" * 1000, 300)
     assert all(len(p) <= 300 for p in parts)
     assert "".join(p.split(" ", 1)[1] for p in parts) == "я" * 1000
+
+
+def test_a_long_texts_picture_goes_with_its_first_part_only_in_both_chat_modes() -> None:
+    url = "https://cdn.rosdomofon.example/p/long.jpg"
+    payload = _forging("MESSAGES_IN_SK_SB:0:5", " ".join(f"слово{i}" for i in range(9000)), image_url=url)
+    parts = chat.message_parts(payload)
+    assert len(parts) >= 3 and [p.first for p in parts] == [True] + [False] * (len(parts) - 1)
+    items = [
+        openlines.connector_message(payload.message, None, p.text, message_id=p.post_id, with_picture=p.first)
+        for p in parts
+    ]
+    assert [i.message.files for i in items] == [[{"url": url, "name": "long.jpg"}]] + [None] * (
+        len(parts) - 1
+    )
+    crm = [chat._crm_chat_text(p, url if p.first else None) for p in parts]
+    assert [f"{chat.PICTURE_LINE} {url}" in t for t in crm] == [True] + [False] * (len(parts) - 1)
+    assert all(chat._has_crm_tag(t, p.post_id) for t, p in zip(crm, parts, strict=True))

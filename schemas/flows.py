@@ -30,7 +30,10 @@ class SubscriberMessage(FlowModel):
     phone: PhoneStr
     company_id: int | None = None
     text: str = Field(default="", description="The message text (localizedPush.message on the wire)")
-    sent_at: int | None = Field(default=None, description="Kafka record timestamp, unix seconds")
+    sent_at: float | None = Field(
+        default=None,
+        description="Kafka record timestamp, unix seconds (to the ms); orders the subscriber's messages",
+    )
 
 
 class HandleIncomingMessageResult(FlowModel):

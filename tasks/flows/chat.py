@@ -15,11 +15,20 @@ lost. The dialog is then found through the CRM tracker's link to the subscriber'
 (``imopenlines.crm.chat.get``, :func:`_interrupted_first_post`). Only when the line's tracker linked
 the dialog to something else (a lead, say) is the message sent again, and may then appear twice.
 If the portal cannot be read right now, the task retries rather than guess.
+
+Order per subscriber: before posting, the step looks in the subscriber's order queue
+(:mod:`tasks.state.order`) for messages written earlier (record timestamp) and not yet posted or
+dead-lettered. While there is one, it raises :class:`PredecessorPendingError` (a wait, not a
+failure: retried after a short countdown, outside every retry budget), for at most
+``ORDER_WAIT_MAX`` seconds from its first wait; then it posts anyway, out of order. An earlier
+message whose post marker says done (the worker died between the post and leaving the queue) is
+taken out of the queue here instead of being waited for.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +39,12 @@ from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
 from tasks.flows import crm_chat, openlines
 from tasks.flows.texts import chat_text
 from tasks.runtime import metrics
-from tasks.runtime.operation import operation
+from tasks.runtime.operation import current_attempt, operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
+from tasks.runtime.retry_policy import Cause, WaitingError
 from tasks.settings import ChatMode, Settings, get_settings
-from tasks.state import effects, inflight, subscribers
+from tasks.state import effects, inflight, order, subscribers
 
 STEP = "post"
 TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
@@ -42,6 +52,51 @@ POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
 UNREADABLE = (FixInputError, DoNotRetryError)
+ORDER_POLL_FIRST = 0.5  # seconds before the first look again at a pending predecessor...
+ORDER_POLL_MAX = 5.0  # ...growing by half each time up to this
+
+
+class PredecessorPendingError(WaitingError):
+    """The subscriber's earlier message is not posted yet: wait, then look again."""
+
+
+def _order_poll(waits: int, remaining: float) -> float:
+    return max(0.05, min(ORDER_POLL_FIRST * 1.5**waits, ORDER_POLL_MAX, remaining))
+
+
+def _posted(cache: Any, message_id: str) -> bool:
+    marker = effects.recall(cache, message_id, STEP)
+    return marker is not None and marker.done
+
+
+def wait_for_turn(cache: Any, message: Any, settings: Settings) -> None:
+    """Return when ``message`` may be posted; raise :class:`PredecessorPendingError` to wait more."""
+    if message.sent_at is None or settings.order_wait_max <= 0:
+        return
+    ahead = []
+    for earlier in order.earlier(cache, message.abonent_id, message.message_id, message.sent_at):
+        if _posted(cache, earlier):
+            order.leave(cache, message.abonent_id, earlier)  # posted, but died before leaving
+        else:
+            ahead.append(earlier)
+    if not ahead:
+        return
+    ttl = settings.effect_marker_ttl
+    waited = time.time() - order.waiting_since(cache, message.abonent_id, message.message_id, ttl=ttl)
+    remaining = settings.order_wait_max - waited
+    if remaining <= 0:
+        metrics.ORDER_WAITS_EXPIRED.inc()
+        logger.warning(
+            "waited {:.0f}s for {} earlier message(s) of the subscriber ({}); posting out of order",
+            waited, len(ahead), ", ".join(ahead[:3]),
+        )  # fmt: skip
+        return
+    attempt = current_attempt()
+    waits = attempt.retries_by_cause.get(Cause.WAITING.value, 0) if attempt else 0
+    raise PredecessorPendingError(
+        f"subscriber's earlier message {ahead[0]} not posted yet ({len(ahead)} ahead, waited {waited:.1f}s)",
+        retry_after=_order_poll(waits, remaining),
+    )
 
 
 def chat_mode(settings: Settings) -> ChatModeUsed:
@@ -234,18 +289,29 @@ def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberReco
     )
 
 
+def _settle(cache: Any, payload: PostToChatPayload) -> None:
+    """Posted: out of the in-flight ledger, and the subscriber's later messages may go."""
+    inflight.settle(cache, payload.message.message_id)
+    order.leave(cache, payload.message.abonent_id, payload.message.message_id)
+
+
 @operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
 def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     """Post the subscriber's message to the contact's chat, exactly once per message id."""
     settings, cache = get_settings(), redis_client()
     message_id = payload.message.message_id
     with logger.contextualize(message_id=message_id):
+        done = effects.recall(cache, message_id, STEP)
+        if done is not None and done.done and done.result is not None:
+            _settle(cache, payload)
+            return PostToChatResult.model_validate(done.result)
+        wait_for_turn(cache, payload.message, settings)
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
         with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
             previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
             if previous is not None and previous.done and previous.result is not None:
-                inflight.settle(cache, message_id)
+                _settle(cache, payload)
                 return PostToChatResult.model_validate(previous.result)
             mode = chat_mode(settings)
             # Remember the subscriber before posting: an operator may answer before this step returns.
@@ -260,11 +326,11 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
             effects.mark_done(
                 cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
             )
-            inflight.settle(cache, message_id)
+            _settle(cache, payload)
             subscribers.remember(cache, record)
         metrics.CHAT_POSTS.inc(mode=mode.value)
         logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
         return result
 
 
-__all__ = ["chat_mode", "post_to_chat"]
+__all__ = ["PredecessorPendingError", "chat_mode", "post_to_chat", "wait_for_turn"]

@@ -119,6 +119,11 @@ def ensure_connector(
         logger.info("open lines: connector {} ready on line {}", connector, line)
 
 
+def _whole_seconds(sent_at: float | None) -> int | None:
+    """``message.date`` is unix seconds (the portal ignores it anyway: the dialog shows arrival time)."""
+    return int(sent_at) if sent_at is not None else None
+
+
 def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
     dialog = subscribers.dialog_id(message.abonent_id)
     chat_name = f"Абонент +{message.phone}" + (
@@ -132,7 +137,7 @@ def connector_message(message: SubscriberMessage, account: AccountRef | None, te
             phone=f"+{message.phone}",
             skip_phone_validate="Y",
         ),
-        message=ConnectorMessageBody(id=message.message_id, date=message.sent_at, text=text),
+        message=ConnectorMessageBody(id=message.message_id, date=_whole_seconds(message.sent_at), text=text),
         chat=ConnectorChat(id=dialog, name=chat_name),
     )
 

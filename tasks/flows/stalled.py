@@ -3,8 +3,8 @@
 Beat runs it every ``STALLED_SWEEP_INTERVAL`` seconds (``tasks/runtime/schedule.py``); see
 :mod:`tasks.state.inflight` for why the ledger exists. Each entry older than ``STALLED_MESSAGE_AFTER`` is
 checked against its last effect marker first: done work that was never struck out (the worker died
-between the two writes) is only struck out; everything else is published again, which the effect
-markers make safe.
+between the two writes) is only struck out (of the ledger and its subscriber's order queue);
+everything else is published again, which the effect markers make safe.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import redis_client
 from tasks.settings import get_settings
-from tasks.state import effects, inflight
+from tasks.state import effects, inflight, order
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ def resend_stalled_messages(payload: ResendStalledPayload) -> ResendStalledResul
             marker = effects.recall(cache, entry.key, kind.last_step)
             if marker is not None and marker.done:
                 inflight.settle(cache, entry.key)
+                order.release(cache, entry.key, entry.payload)
                 settled.append(entry.key)
                 continue
             logger.warning(

@@ -30,14 +30,17 @@ from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, write_status
 from tasks.runtime import metrics as shared_metrics
 
-Enqueue = Callable[..., str]  # (message: KafkaIncomingMessage, message_id: str, sent_at: int | None)
+Enqueue = Callable[..., str]  # (message: KafkaIncomingMessage, message_id: str, sent_at: float | None)
 STATUS_INTERVAL = 2.0
 
 
-def _sent_at(msg: Message) -> int | None:
-    """The record's timestamp in unix seconds (the payload has none)."""
+def _sent_at(msg: Message) -> float | None:
+    """The record's timestamp in unix seconds, to the millisecond (the payload has none).
+
+    Milliseconds matter: they order one subscriber's messages written within the same second.
+    """
     kind, millis = msg.timestamp()
-    return millis // 1000 if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None
+    return millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None
 
 
 @dataclass

@@ -143,3 +143,8 @@ MESSAGES_RESENT = RedisCounter(
     "rdb24_messages_resent_total", "Chains enqueued again by the in-flight ledger (task message lost)", ()
 )
 TASKS = RedisCounter("rdb24_task_outcomes_total", "Task attempts by outcome", ("task", "outcome"))
+ORDER_WAITS_EXPIRED = RedisCounter(
+    "rdb24_order_waits_expired_total",
+    "Messages posted out of order: their predecessor was still pending after ORDER_WAIT_MAX",
+    (),
+)

@@ -5,6 +5,10 @@ Decided from ``clients.errors`` categories only, never from a service's own clas
 ==================  ==================================================  ===========================
 category            action                                              budget
 ==================  ==================================================  ===========================
+WaitingError        not a failure: the task waits its turn (e.g. its      none: the body
+                    subscriber's earlier message is still being posted);  bounds its own
+                    retried after its ``retry_after``, never counted      wait (ORDER_WAIT_MAX)
+                    against another budget
 RateLimitedError    wait the server's ``retry_after`` (or the limiter's   ``MAX_RATE_LIMIT_RETRIES``
                     wait), capped by ``RATE_LIMIT_WAIT_MAX``
 RetryLaterError     exponential backoff with jitter, capped by            ``MAX_RETRIES``
@@ -44,7 +48,18 @@ from clients.errors import (
 from tasks.settings import Settings
 
 
+class WaitingError(RetryLaterError):
+    """The task must wait (its turn), not fail: retried after ``retry_after``, outside every budget.
+
+    The raiser bounds how long it waits (it gives up waiting and goes on); the policy never counts
+    these retries, so a message that waited for its predecessor keeps its whole retry budget.
+    """
+
+    service = "rdb24"
+
+
 class Cause(StrEnum):
+    WAITING = "waiting"
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient"
     LOOK_UP_FIRST = "look_up_first"
@@ -54,11 +69,15 @@ class Cause(StrEnum):
     UNEXPECTED = "unexpected"
 
 
-RETRYABLE = {Cause.RATE_LIMITED, Cause.TRANSIENT, Cause.LOOK_UP_FIRST}
+RETRYABLE = {Cause.WAITING, Cause.RATE_LIMITED, Cause.TRANSIENT, Cause.LOOK_UP_FIRST}
+UNCOUNTED = {Cause.WAITING, Cause.RATE_LIMITED}  # not spent from MAX_RETRIES
+WAIT_DEFAULT = 1.0  # seconds, for a WaitingError that names no retry_after
 
 
 def classify(exc: BaseException) -> Cause:
-    """The category of an error; order matters (RateLimited is a RetryLater)."""
+    """The category of an error; order matters (Waiting and RateLimited are RetryLater)."""
+    if isinstance(exc, WaitingError):
+        return Cause.WAITING
     if isinstance(exc, RateLimitedError):
         return Cause.RATE_LIMITED
     if isinstance(exc, RetryLaterError | redis.ConnectionError | redis.TimeoutError):
@@ -88,6 +107,9 @@ def decide(exc: BaseException, counts: dict[str, int], settings: Settings) -> De
     if cause not in RETRYABLE:
         return Decision(cause, retry=False)
     server_wait = getattr(exc, "retry_after", None)
+    if cause is Cause.WAITING:
+        wait = WAIT_DEFAULT if server_wait is None else server_wait
+        return Decision(cause, retry=True, countdown=min(max(wait, 0.0), settings.rate_limit_wait_max))
     if cause is Cause.RATE_LIMITED:
         done = counts.get(Cause.RATE_LIMITED, 0)
         if done >= settings.max_rate_limit_retries:
@@ -96,7 +118,7 @@ def decide(exc: BaseException, counts: dict[str, int], settings: Settings) -> De
         wait = min(max(wait, 0.0), settings.rate_limit_wait_max)
         # A little spread so tasks told "wait 1 s" together do not all return in the same instant.
         return Decision(cause, retry=True, countdown=wait + random.uniform(0, min(1.0, wait * 0.1 + 0.05)))
-    done = sum(v for k, v in counts.items() if k != Cause.RATE_LIMITED)
+    done = sum(v for k, v in counts.items() if k not in UNCOUNTED)
     if done >= settings.max_retries:
         return Decision(cause, retry=False, exhausted=True)
     return Decision(cause, retry=True, countdown=backoff(done + 1, settings, server_wait))

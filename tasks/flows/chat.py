@@ -20,7 +20,8 @@ Order per subscriber: before posting, the step looks in the subscriber's order q
 (:mod:`tasks.state.order`) for messages written earlier (record timestamp) and not yet posted or
 dead-lettered. While there is one, it raises :class:`PredecessorPendingError` (a wait, not a
 failure: retried after a short countdown, outside every retry budget), for at most
-``ORDER_WAIT_MAX`` seconds from its first wait; then it posts anyway, out of order. An earlier
+``ORDER_WAIT_MAX`` seconds from its first wait; then it posts anyway, out of order, and the
+messages it gave up on leave the queue (they hold up no later message any more). An earlier
 message whose post marker says done (the worker died between the post and leaving the queue) is
 taken out of the queue here instead of being waited for.
 """
@@ -85,6 +86,10 @@ def wait_for_turn(cache: Any, message: Any, settings: Settings) -> None:
     waited = time.time() - order.waiting_since(cache, message.abonent_id, message.message_id, ttl=ttl)
     remaining = settings.order_wait_max - waited
     if remaining <= 0:
+        # Overtaken: they no longer hold up this subscriber's later messages either, or a stuck
+        # one would delay every new message by the whole bound until the sweep resends it.
+        for earlier in ahead:
+            order.leave(cache, message.abonent_id, earlier)
         metrics.ORDER_WAITS_EXPIRED.inc()
         logger.warning(
             "waited {:.0f}s for {} earlier message(s) of the subscriber ({}); posting out of order",

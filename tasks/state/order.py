@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -68,7 +68,10 @@ def abonent_of(payload: Mapping[str, Any]) -> int | None:
 
 def earlier(client: redis.Redis, abonent_id: int, message_id: str, sent_at: float) -> list[str]:
     """The subscriber's pending messages written before this one, oldest first."""
-    rows = client.zrangebyscore(queue_key(abonent_id), "-inf", sent_at, withscores=True)
+    rows = cast(
+        "list[tuple[bytes | str, float]]",
+        client.zrangebyscore(queue_key(abonent_id), "-inf", sent_at, withscores=True),
+    )
     found = []
     for member, score in rows:
         other = member.decode() if isinstance(member, bytes) else str(member)

@@ -10,17 +10,17 @@ answering 503 while staying close to the floor: (requests - burst) / rate second
 
 from __future__ import annotations
 
-import sys
 import time
 
 import click
 import redis
-from loguru import logger
 from rich.console import Console
 from rich.table import Table
 
 from clients.bitrix24 import Bitrix24Client, Bitrix24Config
 from sandbox.bitrix24 import Bitrix24Simulator
+from tasks.runtime import log
+from tasks.state.keys import BITRIX24_NAMESPACE
 
 
 @click.command()
@@ -29,11 +29,14 @@ from sandbox.bitrix24 import Bitrix24Simulator
 @click.option("--burst", default=50, show_default=True, help="Portal bucket size.")
 @click.option("--redis-url", default=None, help="Share the limiter through Redis (else in-process).")
 def main(n: int, rate: float, burst: int, redis_url: str | None) -> None:
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")  # per-call DEBUG lines would distort the timing
+    log.console("WARNING")  # per-call DEBUG lines would distort the timing
     sim = Bitrix24Simulator(rate=rate, burst=burst, rate_limit=True).start()
     config = Bitrix24Config(
-        webhook_url=sim.webhook_url, rate=rate, burst=burst, limiter_key=f"bench-{time.time()}"
+        key_prefix=BITRIX24_NAMESPACE,
+        webhook_url=sim.webhook_url,
+        rate=rate,
+        burst=burst,
+        limiter_key=f"bench-{time.time()}",
     )
     client = Bitrix24Client(
         config, redis=redis.Redis.from_url(redis_url) if redis_url else None, rate_limit_retries=3

@@ -81,16 +81,16 @@ def _clear(store: redis.Redis) -> None:
 )
 @click.option("--log-level", default="WARNING", show_default=True)
 def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) -> None:
-    from loguru import logger
 
     from clients.bitrix24 import Bitrix24Config
     from clients.bitrix24.client import Bitrix24Client
     from clients.rosdomofon import RosDomofonAPI
     from sandbox.redis_db import claim_database, release_database
     from tasks.reconcile.engine import reconcile
+    from tasks.runtime import log
+    from tasks.state.keys import BITRIX24_NAMESPACE
 
-    logger.remove()
-    logger.add(sys.stderr, level=log_level)
+    log.console(log_level)
     console = Console(width=150)
     db_url = claim_database(redis_url)
     store = redis.Redis.from_url(db_url, decode_responses=True)
@@ -100,6 +100,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
     try:
         api = RosDomofonAPI(rd["username"], rd["password"], base_url=rd["url"], timeout=(5.0, 60.0))
         config = Bitrix24Config(
+            key_prefix=BITRIX24_NAMESPACE,
             webhook_url=b24["webhook_url"],
             rate=rate,
             burst=BURST,

@@ -14,8 +14,9 @@ import requests
 from sandbox import health
 from sandbox.stack_plan import StackPlan
 
-INGEST_STATUS_PREFIX = "rdb24:ingest:status:"  # tasks.ingest.metrics.STATUS_KEY_PREFIX
-REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock" (tasks/runtime/schedule.py)
+# Copies of tasks.state.keys (the simulators may not import tasks); tests/tasks/test_keys.py keeps them equal.
+INGEST_STATUS_PREFIX = "rdb24:ingest:status:"  # tasks.state.keys.INGEST_STATUS_PREFIX
+REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # tasks.state.keys.REDBEAT_LOCK_PATTERN
 DLQ_SUFFIX = ".DLQ"  # KAFKA_DLQ_SUFFIX default
 
 

@@ -322,6 +322,9 @@ class DeliveryStatus(WireModel):
 
 # --- ONIMCONNECTORMESSAGEADD event ------------------------------------------------------------------
 
+# The event an operator's message in an Open Lines chat raises: we bind it and the receiver accepts it.
+MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
+
 
 class EventMessageBody(WireModel):
     id: str | None = None
@@ -414,6 +417,7 @@ def unflatten_form(form: Mapping[str, Any] | Iterable[tuple[str, str]] | bytes |
 
 
 __all__ = [
+    "MESSAGE_EVENT",
     "B24Envelope",
     "B24ErrorBody",
     "B24Time",

@@ -11,14 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.errors import UnknownTaskError
 from tasks.runtime.operation import REGISTRY, OperationSpec
-
-
-class UnknownTaskError(KeyError):
-    """No task has that name."""
-
-    def __str__(self) -> str:
-        return f"unknown task {self.args[0]!r}; `rdb24 tasks` lists them"
 
 
 def load() -> dict[str, OperationSpec]:
@@ -49,6 +43,7 @@ def describe(item: OperationSpec) -> dict[str, Any]:
         "description": item.description,
         "payload_schema": item.payload.model_json_schema(),
         "result_schema": item.result.model_json_schema(mode="serialization") if item.result else None,
+        "retry": item.retry.declared(),  # None: the setting of that name decides (retry_policy.SETTING_OF)
     }
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.catalogue import UnknownTaskError, spec
-from tasks.runtime.operation import InvalidPayloadError, validate_payload
+from tasks.catalogue import spec
+from tasks.errors import InvalidPayloadError
+from tasks.runtime.operation import validate_payload
 from tasks.runtime.queues import queue_for
 
 
@@ -35,4 +36,4 @@ def enqueue(
     return str(result.id)
 
 
-__all__ = ["InvalidPayloadError", "UnknownTaskError", "enqueue", "validate"]
+__all__ = ["enqueue", "validate"]

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from loguru import logger
 
 from schemas.dead_letters import DeadLetter, DeadLetterKind
+from tasks.errors import DeadLetterNotFound
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER
-from tasks.state.dead_letters import DeadLetterNotFound, DeadLetterStore
+from tasks.state.dead_letters import DeadLetterStore
 
 Replayer = Callable[[DeadLetter], str]
 _replayers: dict[str, Replayer] = {}

@@ -14,6 +14,9 @@ from functools import lru_cache
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.validation import format_validation_errors
+from tasks.errors import SettingsError
+
 
 class ChatMode(StrEnum):
     """How subscriber messages reach operators in Bitrix24."""
@@ -132,7 +135,7 @@ class Settings(BaseSettings):
 
     # --- Flower and metrics
     flower_user: str = Field(default="admin", alias="FLOWER_USER")
-    flower_password: SecretStr = Field(default=SecretStr(""), alias="FLOWER_PASSWORD")  # empty: no auth
+    flower_password: SecretStr = Field(default=SecretStr(""), alias="FLOWER_PASSWORD")  # required by Flower
     flower_port: int = Field(default=5555, gt=0, lt=65536, alias="FLOWER_PORT")
     metrics_port: int = Field(default=9808, ge=0, lt=65536, alias="METRICS_PORT")  # 0 disables exporter
 
@@ -176,20 +179,13 @@ class Settings(BaseSettings):
         return bool(self.bitrix24_client_id and self.bitrix24_client_secret.get_secret_value())
 
 
-class SettingsError(RuntimeError):
-    """The environment is missing or has a malformed variable; the message names each one."""
-
-
 def load_settings() -> Settings:
     """Build settings, turning a validation error into one message that names each bad variable."""
     try:
         return Settings()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]) or "?"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+        problems = format_validation_errors(exc, root="settings")
+        raise SettingsError(f"invalid configuration: {problems}") from None
 
 
 @lru_cache(maxsize=1)

@@ -118,7 +118,8 @@ class OAuthAuth:
     def _process_lock(self) -> Any:
         if self._redis is None:
             return None
-        return self._redis.lock(f"rdb24:b24:oauth-refresh:{self._config.client_id}", timeout=60)
+        key = self._config.redis_keys.oauth_refresh_lock(self._config.client_id or "")
+        return self._redis.lock(key, timeout=60)
 
     def _exchange(self, current: OAuthToken) -> OAuthToken:
         secret = self._config.client_secret.get_secret_value() if self._config.client_secret else ""

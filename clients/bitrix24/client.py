@@ -31,9 +31,9 @@ from clients.bitrix24.errors import (
 from clients.bitrix24.methods import is_read
 from clients.bitrix24.openlines import OpenLinesMixin
 from clients.bitrix24.paging import PagingMixin
+from clients.bitrix24.rate_limiter import Limiter, LocalLeakyBucket, OperatingTime, RedisLeakyBucket
 from clients.bitrix24.token_store import RedisTokenStore, TokenStore
 from clients.bitrix24.transport import Transport
-from clients.rate_limiter import Limiter, LocalLeakyBucket, OperatingTime, RedisLeakyBucket
 from schemas.bitrix24 import B24Envelope
 
 _REFRESHABLE = {"expired_token", "invalid_token"}
@@ -58,8 +58,9 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
     """A Bitrix24 portal. Thread-safe; share one per process.
 
     ``redis`` makes the rate limit, operating-time parking, token store and refresh lock shared by
-    every process; without it they are per process. ``rate_limit_retries`` re-sends a call the portal
-    refused with QUERY_LIMIT_EXCEEDED (it never ran); nothing else is retried here.
+    every process (keys under ``config.key_prefix``); without it they are per process.
+    ``rate_limit_retries`` re-sends a call the portal refused with QUERY_LIMIT_EXCEEDED (it never
+    ran); nothing else is retried here.
     """
 
     def __init__(
@@ -76,19 +77,21 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
         self.transport = Transport(
             timeout=config.timeout, connect_timeout=config.connect_timeout, user_agent=config.user_agent
         )
-        key = config.bucket_key
+        key, keys = config.bucket_key, config.redis_keys
         if limiter is None:
             limiter = (
-                RedisLeakyBucket(redis, key, rate=config.rate, burst=config.burst, margin=config.burst_margin)
+                RedisLeakyBucket(
+                    redis, keys.bucket(key), rate=config.rate, burst=config.burst, margin=config.burst_margin
+                )
                 if redis is not None
                 else LocalLeakyBucket(rate=config.rate, burst=config.burst, margin=config.burst_margin)
             )
         self.limiter = limiter
-        self.operating = OperatingTime(redis, key, limit=config.operation_time_limit)
+        self.operating = OperatingTime(redis, keys.operating(key), limit=config.operation_time_limit)
         self.auth: Auth
         if config.is_oauth:
             if token_store is None and redis is not None:
-                token_store = RedisTokenStore(redis, f"{key}:{config.client_id}")
+                token_store = RedisTokenStore(redis, keys.oauth_token(key, config.client_id or ""))
             self.auth = OAuthAuth(config, self.transport, store=token_store, redis_client=redis)
         else:
             self.auth = WebhookAuth(config.webhook_url.get_secret_value())  # type: ignore[union-attr]

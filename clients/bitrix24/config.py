@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from clients.bitrix24.redis_keys import RedisKeys
 
 DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info/oauth/token/"
 
@@ -15,10 +17,13 @@ class Bitrix24Config(BaseModel):
     ``server_endpoint`` is the auth server as the last token answer named it (its host is used for
     ``/oauth/token/``); tests point it at the simulator. ``rate``/``burst`` mirror the portal's plan
     (2/50, Enterprise 5/250); ``limiter_key`` names the shared bucket (default: the portal host).
+    ``key_prefix`` is the Redis namespace of everything the client shares between processes (see
+    ``redis_keys``); required, because the deployment owns its Redis layout, not the client.
     """
 
     model_config = ConfigDict(frozen=True)
 
+    key_prefix: str
     webhook_url: SecretStr | None = None
     client_endpoint: str | None = None
     client_id: str | None = None
@@ -35,6 +40,15 @@ class Bitrix24Config(BaseModel):
     operation_time_limit: float = Field(default=480.0, gt=0)
     user_agent: str = "rosdomofon-bitrix24/0.1 (+requests)"
     limiter_key: str | None = None
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not value or value.endswith(":") or any(c.isspace() for c in value):
+            raise ValueError(
+                f"key_prefix must be a Redis namespace like 'app:b24' (no spaces, no trailing ':'): {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_mode(self) -> Bitrix24Config:
@@ -61,6 +75,11 @@ class Bitrix24Config(BaseModel):
     @property
     def bucket_key(self) -> str:
         return self.limiter_key or self.portal_host
+
+    @property
+    def redis_keys(self) -> RedisKeys:
+        """Every Redis key this portal's clients share, under ``key_prefix``."""
+        return RedisKeys(self.key_prefix)
 
 
 def token_url(server_endpoint: str | None) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     import redis
 
+    from clients.bitrix24.config import Bitrix24Config
     from schemas.bitrix24 import B24Envelope, BatchResult
 
 FINDBYCOMM_LIMIT = 20
@@ -83,6 +84,7 @@ def plan_multifield(
 
 class ContactsMixin:
     _redis: redis.Redis | None
+    config: Bitrix24Config
 
     if TYPE_CHECKING:
 
@@ -163,7 +165,7 @@ class ContactsMixin:
         """
         canonical = normalize_phone(phone)
         lock = (
-            self._redis.lock(f"rdb24:b24:contact-create:{canonical}", timeout=lock_timeout)
+            self._redis.lock(self.config.redis_keys.contact_create_lock(canonical), timeout=lock_timeout)
             if self._redis
             else None
         )

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from clients.bitrix24.errors import Bitrix24InputError
-from schemas.bitrix24 import ConnectorEvent
+from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent
+from schemas.validation import format_validation_errors
 
 
 def parse_connector_event(
@@ -19,7 +20,7 @@ def parse_connector_event(
     try:
         return ConnectorEvent.from_form(form)
     except (ValidationError, ValueError) as exc:
-        raise Bitrix24InputError(f"ONIMCONNECTORMESSAGEADD payload is invalid: {_summary(exc)}") from None
+        raise Bitrix24InputError(f"{MESSAGE_EVENT} payload is invalid: {_summary(exc)}") from None
 
 
 def verify_application_token(event: ConnectorEvent, expected: str) -> bool:
@@ -32,7 +33,7 @@ def verify_application_token(event: ConnectorEvent, expected: str) -> bool:
 
 def _summary(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return format_validation_errors(exc, limit=5)
     return str(exc)
 
 

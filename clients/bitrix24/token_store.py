@@ -36,11 +36,11 @@ class MemoryTokenStore:
 
 
 class RedisTokenStore:
-    """The pair as JSON under one key, shared by every worker of the portal."""
+    """The pair as JSON under ``key`` (the whole Redis key), shared by every worker of the portal."""
 
     def __init__(self, client: redis.Redis, key: str) -> None:
         self._redis = client
-        self.key = f"rdb24:b24:oauth:{key}"
+        self.key = key
 
     def load(self) -> OAuthToken | None:
         raw = self._redis.get(self.key)

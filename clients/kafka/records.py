@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from clients.kafka.errors import PoisonRecordError
 from schemas.kafka import KafkaIncomingMessage
+from schemas.validation import format_validation_errors
 
 
 def decode_incoming(value: bytes | None) -> KafkaIncomingMessage:
@@ -29,9 +30,7 @@ def decode_incoming(value: bytes | None) -> KafkaIncomingMessage:
     try:
         message = KafkaIncomingMessage.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}" for err in exc.errors()[:5]
-        )
+        problems = format_validation_errors(exc, root="record", limit=5)
         raise PoisonRecordError(f"wrong shape: {problems}", code="SHAPE") from None
     if not message.from_abonent.phone:
         raise PoisonRecordError("no sender phone (fromAbonent.phone is 0 or missing)", code="NO_SENDER")

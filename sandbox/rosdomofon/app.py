@@ -18,6 +18,7 @@ from sandbox.rosdomofon.context import SimContext
 from sandbox.rosdomofon.control import build_control_router
 from sandbox.rosdomofon.faults import Call
 from sandbox.rosdomofon.operator_api import build_operator_router
+from schemas.validation import format_validation_errors
 
 
 def _spring_error(status: int, message: str, path: str) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def create_app(ctx: SimContext) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Path parameters of the wrong type (e.g. /accounts/abc): Spring answers 400.
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        message = format_validation_errors(exc.errors(), root="request")
         return JSONResponse(_spring_error(400, message, request.url.path), status_code=400)
 
     return app

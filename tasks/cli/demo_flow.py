@@ -17,11 +17,8 @@ from typing import Any
 import requests
 
 from schemas.phone import normalize_phone
+from tasks.errors import DemoError
 from tasks.settings import Settings
-
-
-class DemoError(RuntimeError):
-    """The stack cannot run the demo (not running, or not on simulators)."""
 
 
 @dataclass

@@ -12,11 +12,16 @@ import pkgutil
 import click
 
 from tasks.cli import commands
+from tasks.runtime import log
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """rosdomofon-bitrix24: RosDomofon subscribers and accounts in Bitrix24."""
+
+
+# Before any command runs: no traceback of this process prints local variables (see log.console).
+log.console()
 
 
 def _register_commands() -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.settings import Settings, SettingsError, load_settings
+from tasks.errors import SettingsError
+from tasks.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from sandbox.stack_state import StackState

@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 
 from tasks.runtime.queues import Queue
 from tasks.settings import Settings
-from tasks.state import inflight
+from tasks.state import inflight, keys
 
-REDBEAT_LOCK_PATTERN = "*redbeat::lock"  # "<redbeat_key_prefix>:lock"
-BUCKET_PATTERN = "rdb24:b24:bucket:*"
+REDBEAT_LOCK_PATTERN = keys.REDBEAT_LOCK_PATTERN
+BUCKET_PATTERN = keys.BITRIX24_BUCKET_PATTERN
 INGEST_STALE_SECONDS = 60.0
 
 
@@ -167,7 +167,7 @@ def rate_limiter(client: redis.Redis, settings: Settings) -> Section:
             name = key.decode() if isinstance(key, bytes) else str(key)
             section.rows.append(
                 (
-                    name.removeprefix("rdb24:b24:bucket:"),
+                    name.removeprefix(keys.BITRIX24_BUCKET_PREFIX),
                     f"{level:.1f}/{settings.bitrix24_burst}",
                     f"next request waits {wait:.1f}s" if wait else f"free; {settings.bitrix24_rate:g} req/s",
                 )

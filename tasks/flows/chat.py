@@ -37,13 +37,14 @@ from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
+from tasks.errors import PredecessorPendingError
 from tasks.flows import crm_chat, openlines
 from tasks.flows.texts import chat_text
 from tasks.runtime import metrics
 from tasks.runtime.operation import current_attempt, operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
-from tasks.runtime.retry_policy import Cause, WaitingError
+from tasks.runtime.retry_policy import Cause
 from tasks.settings import ChatMode, Settings, get_settings
 from tasks.state import effects, inflight, order, subscribers
 
@@ -55,10 +56,6 @@ POST_LOCK_WAIT = 20.0
 UNREADABLE = (FixInputError, DoNotRetryError)
 ORDER_POLL_FIRST = 0.5  # seconds before the first look again at a pending predecessor...
 ORDER_POLL_MAX = 5.0  # ...growing by half each time up to this
-
-
-class PredecessorPendingError(WaitingError):
-    """The subscriber's earlier message is not posted yet: wait, then look again."""
 
 
 def _order_poll(waits: int, remaining: float) -> float:
@@ -338,4 +335,4 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
         return result
 
 
-__all__ = ["PredecessorPendingError", "chat_mode", "post_to_chat", "wait_for_turn"]
+__all__ = ["chat_mode", "post_to_chat", "wait_for_turn"]

@@ -40,10 +40,10 @@ from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import get_settings
-from tasks.state import effects
+from tasks.state import effects, keys
 
 STEP = "contact"
-CACHE_PREFIX = "rdb24:contact:phone"
+CACHE_PREFIX = keys.CONTACT_BY_PHONE_PREFIX
 CACHE_TTL = 30 * 24 * 3600
 ORIGINATOR = "rosdomofon"  # the same value reconciliation writes (tasks/reconcile/mapping.py)
 LOCK_WAIT = 30.0

@@ -13,9 +13,9 @@ import redis
 from loguru import logger
 
 from clients.errors import IntegrationError, LookUpFirstError
-from tasks.state import effects
+from tasks.state import effects, keys
 
-CHAT_PREFIX = "rdb24:crmchat:contact"
+CHAT_PREFIX = keys.CRM_CHAT_PREFIX
 CHAT_TTL = 365 * 24 * 3600
 
 

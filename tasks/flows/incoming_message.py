@@ -30,6 +30,7 @@ from schemas.flows import (
     SubscriberMessage,
 )
 from schemas.kafka import KafkaIncomingMessage
+from tasks.errors import IncomingMessageError
 from tasks.flows.chat import post_to_chat
 from tasks.flows.contact import find_or_create_contact
 from tasks.runtime.operation import operation
@@ -46,10 +47,6 @@ STEP_TASKS = {
     "contact": "bitrix24.find_or_create_contact",
     "post": "flows.post_to_chat",
 }
-
-
-class IncomingMessageError(ValueError):
-    """The Kafka record cannot become a chain (no sender phone, system message...): dead-letter it."""
 
 
 def step_task_id(message_id: str, step: str) -> str:
@@ -213,7 +210,6 @@ def enqueue_incoming_message(
 
 __all__ = [
     "STEP_TASKS",
-    "IncomingMessageError",
     "chain_from",
     "chain_step",
     "enqueue_incoming_message",

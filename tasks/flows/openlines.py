@@ -16,8 +16,9 @@ from typing import Any, Protocol
 import redis
 from loguru import logger
 
-from clients.errors import DoNotRetryError, FixInputError
+from clients.errors import FixInputError
 from schemas.bitrix24 import (
+    MESSAGE_EVENT,
     ConnectorChat,
     ConnectorMessage,
     ConnectorMessageBody,
@@ -25,12 +26,12 @@ from schemas.bitrix24 import (
     SendMessagesResult,
 )
 from schemas.flows import AccountRef, SubscriberMessage
-from tasks.state import effects, subscribers
+from tasks.errors import OpenLinesRejectedError, OpenLinesSetupError
+from tasks.state import effects, keys, subscribers
 
-READY_PREFIX = "rdb24:openlines:ready"
-LINE_KEY = "rdb24:openlines:line"
+READY_PREFIX = keys.OPENLINES_READY_PREFIX
+LINE_KEY = keys.OPENLINES_LINE
 READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
-MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
 CONNECTOR_NAME = "RosDomofon"
 
 
@@ -48,18 +49,6 @@ class OpenLinesPortal(Protocol):
     def send_connector_messages(
         self, connector: str, line: str | int, messages: Any
     ) -> SendMessagesResult: ...
-
-
-class OpenLinesSetupError(DoNotRetryError):
-    """The portal has no Open Line to attach the connector to: an administrator must create one."""
-
-    service = "bitrix24"
-
-
-class OpenLinesRejectedError(FixInputError):
-    """The portal answered but refused the message (``SUCCESS: false`` for it)."""
-
-    service = "bitrix24"
 
 
 def events_url(public_url: str) -> str:
@@ -154,8 +143,6 @@ def send_to_line(portal: OpenLinesPortal, connector: str, line: str, item: Conne
 
 
 __all__ = [
-    "OpenLinesRejectedError",
-    "OpenLinesSetupError",
     "connector_message",
     "ensure_connector",
     "events_url",

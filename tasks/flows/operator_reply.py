@@ -15,9 +15,9 @@ from typing import Any
 
 from loguru import logger
 
-from clients.errors import FixInputError
 from schemas.bitrix24 import DeliveryStatus
 from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
+from tasks.errors import ReplyTargetError, UnknownDialogError
 from tasks.flows.texts import strip_bbcodes
 from tasks.runtime.headers import MESSAGE_HEADER
 from tasks.runtime.kafka_setup import kafka_client
@@ -31,12 +31,6 @@ SEND_STEP = "send"
 STATUS_STEP = "delivery-status"
 CHANNEL = "support"
 SEND_LOCK_WAIT = 20.0
-
-
-class ReplyTargetError(FixInputError):
-    """The reply cannot be addressed: not our dialog, or an empty text."""
-
-    service = "flows"
 
 
 def reply_key(payload: OperatorReplyPayload) -> str:
@@ -120,7 +114,7 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
     with logger.contextualize(message_id=key):
         try:
             abonent_id = subscribers.abonent_of_dialog(payload.chat_id)
-        except subscribers.UnknownDialogError as exc:
+        except UnknownDialogError as exc:
             raise ReplyTargetError(str(exc)) from None
         # One sender at a time per operator message: a duplicate task running alongside waits here
         # and then finds the first one's marker.
@@ -169,7 +163,6 @@ def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
 
 
 __all__ = [
-    "ReplyTargetError",
     "deliver_operator_reply",
     "enqueue_operator_reply",
     "reply_key",

@@ -19,7 +19,9 @@ import redis
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-STATUS_KEY_PREFIX = "rdb24:ingest:status:"
+from tasks.state import keys
+
+STATUS_KEY_PREFIX = keys.INGEST_STATUS_PREFIX
 STATUS_TTL_SECONDS = 30
 
 

@@ -24,7 +24,7 @@ def _connector(payload: ops.ConnectorLinePayload) -> tuple[str, str]:
     connector = payload.connector or settings.openlines_connector_id
     line = payload.line if payload.line not in (None, "") else settings.openlines_line_id
     if not line:
-        from tasks.runtime.operation import InvalidPayloadError
+        from tasks.errors import InvalidPayloadError
 
         raise InvalidPayloadError("line: required when OPENLINES_LINE_ID is not set")
     return connector, str(line)

@@ -17,9 +17,11 @@ import redis
 from loguru import logger
 
 from schemas.bitrix24 import BatchResult, UserFieldSpec
+from tasks.errors import UserFieldError
 from tasks.reconcile import mapping as m
+from tasks.state import keys
 
-ENSURED_KEY = "rdb24:reconcile:userfields"
+ENSURED_KEY = keys.RECONCILE_USERFIELDS
 
 SPECS: tuple[UserFieldSpec, ...] = (
     UserFieldSpec(FIELD_NAME=m.F_ACCOUNT_ID, USER_TYPE_ID="string", LABEL="RosDomofon: account id"),
@@ -38,10 +40,6 @@ class UserFieldClient(Protocol):
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
 
     def batch(self, commands: Any, halt: bool = False) -> BatchResult: ...
-
-
-class UserFieldError(RuntimeError):
-    """The portal refused to create a userfield; the message names the field and the portal's error."""
 
 
 def add_fields(spec: UserFieldSpec) -> dict[str, Any]:
@@ -97,4 +95,4 @@ def _text(raw: Any) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-__all__ = ["ENSURED_KEY", "SPECS", "UserFieldError", "ensure_fields", "ensure_userfields", "specs_digest"]
+__all__ = ["ENSURED_KEY", "SPECS", "ensure_fields", "ensure_userfields", "specs_digest"]

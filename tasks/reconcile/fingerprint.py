@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import redis
 
 from tasks.reconcile.mapping import DesiredContact
+from tasks.state import keys
 
-FINGERPRINTS_KEY = "rdb24:reconcile:fingerprints"
+FINGERPRINTS_KEY = keys.RECONCILE_FINGERPRINTS
 # Bump when the mapping changes shape: every account is then re-checked once.
 MAPPING_VERSION = 1
 

@@ -16,7 +16,9 @@ import redis
 from loguru import logger
 from redis.exceptions import LockError, RedisError
 
-RUN_LOCK_KEY = "rdb24:lock:reconcile"
+from tasks.state import keys
+
+RUN_LOCK_KEY = keys.RECONCILE_RUN_LOCK
 
 
 class RunLock:

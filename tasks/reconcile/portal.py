@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from schemas.bitrix24 import BatchResult
+from tasks.errors import PortalReadError
 from tasks.flows.contact import phone_spellings as spellings  # the message flow asks the same three
 from tasks.reconcile.mapping import ORIGINATOR, OWNED_FIELDS
 from tasks.reconcile.plan import ObservedContact, assign_adoptions
@@ -46,10 +47,6 @@ class PortalClient(Protocol):
     def batch(self, commands: Any, halt: bool = False) -> BatchResult: ...
 
     def scan_by_id(self, method: str, filter: Any = None, select: Any = None) -> Any: ...
-
-
-class PortalReadError(RuntimeError):
-    """A read command inside a batch failed; the message names the command and the portal's error."""
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -148,4 +145,4 @@ class PortalReader:
         return assign_adoptions(phones, self.by_ids(ids)), "findbycomm"
 
 
-__all__ = ["SELECT", "PortalClient", "PortalReadError", "PortalReader"]
+__all__ = ["SELECT", "PortalClient", "PortalReader"]

@@ -19,9 +19,10 @@ from loguru import logger
 from pydantic import BaseModel, Field
 
 from tasks.runtime import metrics
+from tasks.state import keys
 
-LAST_REPORT_KEY = "rdb24:reconcile:last_report"
-HISTORY_KEY = "rdb24:reconcile:reports"
+LAST_REPORT_KEY = keys.RECONCILE_LAST_REPORT
+HISTORY_KEY = keys.RECONCILE_REPORTS
 HISTORY = 20
 FAILURES_KEPT = 50
 

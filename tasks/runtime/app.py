@@ -44,7 +44,8 @@ def task_modules() -> list[str]:
 
 def celery_config() -> dict[str, Any]:
     """Celery settings from ``Settings``; evaluated on first use of ``app.conf``."""
-    from tasks.settings import SettingsError, get_settings
+    from tasks.errors import SettingsError
+    from tasks.settings import get_settings
 
     try:
         settings = get_settings()

@@ -1,11 +1,13 @@
-"""Flower settings from ``Settings``: basic auth (its API is off without auth), port, and task
-arguments shown redacted (tasks take ids and JSON only; this is defence in depth)."""
+"""Flower settings from ``Settings``: basic auth, port, and task arguments shown redacted (tasks take ids
+and JSON only; this is defence in depth).
+
+Flower refuses to start without ``FLOWER_PASSWORD``: its pages show subscribers' phones and message
+texts, and an unauthenticated Flower shows them to anyone who reaches the port. (``rdb24 up`` generates
+a password when none is configured and prints it.)"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from loguru import logger
 
 from tasks.runtime.redaction import redact, redact_text
 
@@ -28,9 +30,11 @@ def configure() -> None:
 
     settings = get_settings()
     password = settings.flower_password.get_secret_value()
-    if settings.flower_user and password:
-        options.basic_auth = [f"{settings.flower_user}:{password}"]
-    else:
-        logger.warning("FLOWER_PASSWORD is not set: Flower runs without auth and its API stays disabled")
+    if not settings.flower_user or not password:
+        raise SystemExit(
+            "rdb24: FLOWER_PASSWORD (and FLOWER_USER) must be set: Flower shows subscribers' phones and "
+            "messages, so it does not start without basic auth"
+        )
+    options.basic_auth = [f"{settings.flower_user}:{password}"]
     options.port = settings.flower_port
     options.format_task = format_task

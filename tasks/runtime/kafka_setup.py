@@ -11,11 +11,8 @@ import threading
 from typing import Any
 
 from clients.kafka import KafkaConfig, RosDomofonKafkaClient
+from tasks.errors import KafkaNotConfigured
 from tasks.settings import Settings, get_settings
-
-
-class KafkaNotConfigured(RuntimeError):
-    """KAFKA_BOOTSTRAP_SERVERS or COMPANY_SHORT_NAME is empty."""
 
 
 def kafka_config(settings: Settings | None = None, **overrides: Any) -> KafkaConfig:

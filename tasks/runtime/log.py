@@ -56,6 +56,13 @@ def _patch(record: Record) -> None:
     extra["_context"] = f"[{context}] " if context else ""
 
 
+def console(level: str = "INFO") -> None:
+    """A plain stderr sink for command-line tools, without loguru's defaults that print every local
+    variable of a traceback (``diagnose``), where a URL with a password or a token may sit."""
+    logger.remove()
+    logger.add(sys.stderr, level=level.upper(), backtrace=False, diagnose=False)
+
+
 def configure(
     settings: Settings | None = None, *, level: str | None = None, json: bool | None = None
 ) -> None:

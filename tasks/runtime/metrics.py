@@ -22,7 +22,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-KEY_PREFIX = "rdb24:metrics:"
+from tasks.state import keys
+
+KEY_PREFIX = keys.METRICS_PREFIX
 _REGISTRY_LOCK = threading.Lock()
 _counters: dict[str, RedisCounter] = {}
 _client: redis.Redis | None = None

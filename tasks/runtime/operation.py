@@ -4,7 +4,7 @@ logging context, metrics).
 Contract::
 
     @operation("rosdomofon.block_account", queue=Queue.ROSDOMOFON, payload=BlockAccountPayload,
-               result=OperationResult)
+               result=OperationResult, retry=RetryOptions(max_retries=3))
     def block_account(payload: BlockAccountPayload) -> OperationResult: ...
 
 - Registers a bound Celery task under that stable name on that queue, and records it in ``REGISTRY``
@@ -13,7 +13,11 @@ Contract::
   (the previous chain step's JSON result) merged with kwargs (kwargs win). The body gets the validated
   pydantic model; its returned model is sent on as JSON.
 - Errors are handled by category (``tasks.runtime.retry_policy``); what cannot succeed, or outlived its retry
-  budget, is written to the dead-letter store and the task fails.
+  budget, is written to the dead-letter store and the task fails. ``retry`` sets this operation's
+  budget (fields left ``None`` fall back to the settings); it is kept in the spec and shown by
+  ``rdb24 tasks NAME``.
+- No other option is accepted: a Celery task option such as ``max_retries`` or ``autoretry_for`` would
+  fight the policy above, so an unknown keyword is a ``TypeError`` when the task is declared.
 - When Redis (broker and dead-letter store) is unreachable, neither the retry message nor the dead
   letter can be written. Celery would then reject the message without requeue, and Redis has no
   dead-letter exchange, so it would vanish. Instead the task raises ``Reject(requeue=True)``: the
@@ -42,14 +46,15 @@ from kombu.exceptions import OperationalError
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from clients.errors import FixInputError
 from schemas.dead_letters import DeadLetter, DeadLetterReason
+from schemas.validation import format_validation_errors
+from tasks.errors import InvalidPayloadError
 from tasks.runtime import metrics, retry_policy
 from tasks.runtime.app import app
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER, RETRIES_HEADER
 from tasks.runtime.queues import DECLARED, Queue
 from tasks.runtime.redaction import redact, redact_text
-from tasks.runtime.retry_policy import Cause
+from tasks.runtime.retry_policy import DEFAULT_OPTIONS, Cause, RetryOptions
 
 # What "Redis/the broker is unreachable" looks like: kombu wraps publish failures in OperationalError,
 # redis-py raises its own ConnectionError/TimeoutError, a refused socket may surface as OSError.
@@ -65,10 +70,6 @@ P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 
-class InvalidPayloadError(FixInputError):
-    """The task payload failed validation; the message names each bad field."""
-
-
 @dataclass(frozen=True)
 class OperationSpec:
     name: str
@@ -76,6 +77,7 @@ class OperationSpec:
     payload: type[BaseModel]
     result: type[BaseModel] | None
     description: str
+    retry: RetryOptions = DEFAULT_OPTIONS
 
 
 REGISTRY: dict[str, OperationSpec] = {}
@@ -125,12 +127,15 @@ def operation(
     queue: Queue,
     payload: type[P],
     result: type[R] | None = None,
-    **task_options: Any,
+    retry: RetryOptions = DEFAULT_OPTIONS,
 ) -> Callable[[Callable[[P], Any]], Any]:
     """Declare ``fn(payload) -> result`` as the Celery task ``name`` on ``queue`` (see module doc)."""
+    if not isinstance(retry, RetryOptions):
+        raise TypeError(f"@operation({name!r}): retry must be a RetryOptions, got {type(retry).__name__}")
 
     def decorate(fn: Callable[[P], Any]) -> Any:
-        spec = OperationSpec(name, queue, payload, result, (fn.__doc__ or "").strip().split("\n")[0])
+        summary = (fn.__doc__ or "").strip().split("\n")[0]
+        spec = OperationSpec(name, queue, payload, result, summary, retry)
 
         def run(self: Task, *args: Any, **kwargs: Any) -> Any:
             return _execute(self, spec, fn, args, kwargs)
@@ -143,7 +148,7 @@ def operation(
             raise ValueError(f"task name {name!r} declared twice")
         REGISTRY[name] = spec
         DECLARED[name] = queue  # the router sends every call of this name to that queue
-        return app.task(run, name=name, bind=True, base=OperationTask, **task_options)
+        return app.task(run, name=name, bind=True, base=OperationTask)
 
     return decorate
 
@@ -162,22 +167,13 @@ def merge_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, 
     return {**base, **kwargs}
 
 
-def validation_message(exc: ValidationError) -> str:
-    """``field: problem`` for each error, without echoing values (they may be long)."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "payload"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def validate_payload(model: type[P], data: dict[str, Any], *, task_name: str | None = None) -> P:
     """The payload model, or ``InvalidPayloadError`` naming the task and each bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         what = task_name or model.__name__
-        raise InvalidPayloadError(f"invalid payload for {what}: {validation_message(exc)}") from None
+        raise InvalidPayloadError(f"invalid payload for {what}: {format_validation_errors(exc)}") from None
 
 
 def _attempt_from(task: Task, spec: OperationSpec, payload: dict[str, Any]) -> Attempt:
@@ -288,7 +284,7 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
     """Retry (raises ``Retry``) or write the dead letter; the caller re-raises ``exc`` after."""
     from tasks.settings import get_settings
 
-    decision = retry_policy.decide(exc, attempt.retries_by_cause, get_settings())
+    decision = retry_policy.decide(exc, attempt.retries_by_cause, get_settings(), spec.retry)
     if decision.retry:
         counts = dict(attempt.retries_by_cause)
         counts[decision.cause.value] = counts.get(decision.cause.value, 0) + 1

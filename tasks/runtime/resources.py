@@ -16,6 +16,7 @@ import redis
 from loguru import logger
 
 from tasks.settings import Settings, get_settings
+from tasks.state import keys
 
 if TYPE_CHECKING:
     from clients.bitrix24 import Bitrix24Client, Bitrix24Config
@@ -71,6 +72,7 @@ def bitrix24_config(settings: Settings) -> Bitrix24Config:
         return value if value.get_secret_value() else None
 
     return Bitrix24Config(
+        key_prefix=keys.BITRIX24_NAMESPACE,
         webhook_url=secret(settings.bitrix24_webhook_url),
         client_endpoint=settings.bitrix24_client_endpoint or None,
         client_id=settings.bitrix24_client_id or None,

@@ -21,17 +21,15 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from tasks.errors import ScheduleError
 from tasks.runtime.queues import Queue
 from tasks.settings import Settings, get_settings
+from tasks.state import keys
 
 RECONCILE_TASK = "reconcile.run"
 RESEND_STALLED_TASK = "flows.resend_stalled_messages"
-REDBEAT_KEY_PREFIX = "rdb24:redbeat:"
+REDBEAT_KEY_PREFIX = keys.REDBEAT_PREFIX
 EXPIRY_FACTOR = 1.5
-
-
-class ScheduleError(ValueError):
-    """A schedule setting is malformed; the message names the variable and the value."""
 
 
 def parse_crontab(expression: str) -> crontab:
@@ -127,13 +125,12 @@ def beat_defaults(settings: Settings | None = None) -> dict[str, Any]:
 
 
 def redbeat_lock_key() -> str:
-    return REDBEAT_KEY_PREFIX + ":lock"
+    return keys.REDBEAT_LOCK
 
 
 __all__ = [
     "RECONCILE_TASK",
     "RESEND_STALLED_TASK",
-    "ScheduleError",
     "beat_defaults",
     "beat_schedule",
     "crontab_period",

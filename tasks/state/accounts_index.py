@@ -26,10 +26,11 @@ from loguru import logger
 from schemas.flows import AccountRef
 from schemas.phone import InvalidPhoneError, normalize_phone
 from schemas.rosdomofon import Account
+from tasks.state import keys
 from tasks.state.effects import locked
 
-INDEX_KEY = "rdb24:accounts:by_phone"
-REFRESHED_AT_KEY = "rdb24:accounts:refreshed_at"
+INDEX_KEY = keys.ACCOUNTS_BY_PHONE
+REFRESHED_AT_KEY = keys.ACCOUNTS_REFRESHED_AT
 REFRESH_LOCK = "accounts-index-refresh"
 
 

@@ -15,14 +15,12 @@ import redis
 from loguru import logger
 
 from schemas.dead_letters import DeadLetter
+from tasks.errors import DeadLetterNotFound
 from tasks.runtime.redaction import redact
+from tasks.state import keys
 
-ITEMS_KEY = "rdb24:dlq:items"
-INDEX_KEY = "rdb24:dlq:index"
-
-
-class DeadLetterNotFound(KeyError):
-    """No dead letter has that id (already replayed or deleted)."""
+ITEMS_KEY = keys.DLQ_ITEMS
+INDEX_KEY = keys.DLQ_INDEX
 
 
 def _new_id(created_at: datetime) -> str:

@@ -30,10 +30,11 @@ from loguru import logger
 from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
-from clients.errors import RetryLaterError
+from tasks.errors import LockBusyError
+from tasks.state import keys
 
-MARKER_PREFIX = "rdb24:done"
-LOCK_PREFIX = "rdb24:lock"
+MARKER_PREFIX = keys.DONE_PREFIX
+LOCK_PREFIX = keys.LOCK_PREFIX
 DEFAULT_MARKER_TTL = 14 * 24 * 3600  # longer than any Kafka redelivery or dead-letter replay window
 LEASE = 10.0  # seconds a lock outlives a dead holder; a live one renews it every LEASE / 3
 
@@ -94,12 +95,6 @@ def mark_done(
     attempts = previous.attempts if previous is not None else 1
     body = {"state": "done", "result": result, "attempts": attempts, "at": time.time()}
     client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
-
-
-class LockBusyError(RetryLaterError):
-    """Another worker holds the lock for longer than we may wait: retry the task later."""
-
-    service = "redis"
 
 
 @contextmanager
@@ -210,7 +205,6 @@ def phone_lock(
 
 __all__ = [
     "LEASE",
-    "LockBusyError",
     "Marker",
     "is_locked",
     "locked",

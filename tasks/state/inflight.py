@@ -27,8 +27,10 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-LEDGER_KEY = "rdb24:inflight"
-MESSAGES_KEY = "rdb24:inflight:messages"
+from tasks.state import keys
+
+LEDGER_KEY = keys.INFLIGHT_LEDGER
+MESSAGES_KEY = keys.INFLIGHT_MESSAGES
 MESSAGE = "message"  # a subscriber message's chain (key: its Kafka message id)
 REPLY = "reply"  # an operator reply's delivery (key: reply:<im chat id>:<im message id>)
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import redis
 
-ORDER_PREFIX = "rdb24:order"
+from tasks.state.keys import ORDER_PREFIX
 
 
 def queue_key(abonent_id: int) -> str:

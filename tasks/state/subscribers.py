@@ -14,9 +14,11 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from schemas.phone import PhoneStr
+from tasks.errors import UnknownDialogError
+from tasks.state import keys
 
 DIALOG_PREFIX = "abonent-"
-RECORD_PREFIX = "rdb24:subscriber"
+RECORD_PREFIX = keys.SUBSCRIBER_PREFIX
 RECORD_TTL = 180 * 24 * 3600  # a subscriber may reply to an operator months later
 _DIALOG = re.compile(rf"^{DIALOG_PREFIX}(\d+)$")
 
@@ -32,10 +34,6 @@ class SubscriberRecord(BaseModel):
     contact_id: int | None = None
     openlines_chat_id: int | None = None
     crm_chat_id: int | None = None
-
-
-class UnknownDialogError(ValueError):
-    """The chat id is not one of ours (not ``abonent-<digits>``)."""
 
 
 def dialog_id(abonent_id: int) -> str:
@@ -68,7 +66,6 @@ def recall(client: redis.Redis, abonent_id: int) -> SubscriberRecord | None:
 
 __all__ = [
     "SubscriberRecord",
-    "UnknownDialogError",
     "abonent_of_dialog",
     "dialog_id",
     "recall",

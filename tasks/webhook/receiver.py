@@ -21,14 +21,16 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import ValidationError
 
-from schemas.bitrix24 import ConnectorEvent, unflatten_form
+from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
+from schemas.validation import format_validation_errors
+from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
+from tasks.state import keys
 
-MESSAGE_EVENT = "ONIMCONNECTORMESSAGEADD"
 EVENTS_PATH = "/bitrix24/events"
-ENQUEUED_PREFIX = "rdb24:reply:enqueued"
+ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
 DEFAULT_MAX_BODY = 256 * 1024
 
 Enqueue = Callable[[OperatorReplyPayload, str], Any]
@@ -39,10 +41,6 @@ def token_matches(given: str, expected: str) -> bool:
     if not expected or not given:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-class BodyTooLargeError(Exception):
-    pass
 
 
 async def _read_bounded(request: Request, limit: int) -> bytes:
@@ -105,7 +103,7 @@ def create_app(
         try:
             event = ConnectorEvent.model_validate(form)
         except ValidationError as exc:
-            detail = _validation_detail(exc)
+            detail = format_validation_errors(exc, root="body", short=True)
             logger.warning("webhook: malformed event from {}: {}", client, detail)
             return _problem(422, f"malformed event: {detail}")
         if event.event.upper() != MESSAGE_EVENT:
@@ -115,12 +113,6 @@ def create_app(
         return JSONResponse({"status": "accepted", "tasks": task_ids})
 
     return app
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']} ({exc.error_count()} problem(s))"
 
 
 def _enqueue_messages(

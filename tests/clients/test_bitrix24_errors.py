@@ -30,6 +30,7 @@ from clients.bitrix24 import (
 from clients.bitrix24.transport import translate
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.embedded import free_port
+from tests.fixtures.bitrix24 import KEY_PREFIX
 
 MakeClient = Callable[..., Bitrix24Client]
 
@@ -205,7 +206,9 @@ def test_moved_portal_is_followed_without_losing_the_write(
 
 def test_connection_refused_is_connect_error() -> None:
     port = free_port()
-    config = Bitrix24Config(webhook_url=f"http://127.0.0.1:{port}/rest/1/topsecret/", timeout=1)
+    config = Bitrix24Config(
+        key_prefix=KEY_PREFIX, webhook_url=f"http://127.0.0.1:{port}/rest/1/topsecret/", timeout=1
+    )
     with Bitrix24Client(config) as client, pytest.raises(Bitrix24ConnectError) as caught:
         client.create_contact({"NAME": "x"})
     assert isinstance(caught.value, categories.RetryLaterError)

@@ -9,15 +9,20 @@ import uuid
 
 import redis
 
-from clients.rate_limiter import LocalLeakyBucket, OperatingTime, RedisLeakyBucket
+from clients.bitrix24.rate_limiter import LocalLeakyBucket, OperatingTime, RedisLeakyBucket
+from clients.bitrix24.redis_keys import RedisKeys
 from sandbox.bitrix24 import Bitrix24Simulator
 from tests.clients import bitrix24_workers
+from tests.fixtures.bitrix24 import KEY_PREFIX
+
+KEYS = RedisKeys(KEY_PREFIX)
 
 RATE, BURST, CALLS = 10.0, 5, 30
 
 
 def test_bucket_reserves_fifo_slots(redis_url: str) -> None:
-    bucket = RedisLeakyBucket(redis.Redis.from_url(redis_url), uuid.uuid4().hex, rate=10, burst=5, margin=1)
+    client = redis.Redis.from_url(redis_url)
+    bucket = RedisLeakyBucket(client, KEYS.bucket(uuid.uuid4().hex), rate=10, burst=5, margin=1)
     waits = [bucket.reserve() for _ in range(8)]
     assert waits[:4] == [0.0] * 4  # the burst (less the safety margin) is free
     assert all(0.05 < b - a < 0.15 for a, b in itertools.pairwise(waits[3:]))  # then 1/rate apart
@@ -30,9 +35,9 @@ def test_local_bucket_matches() -> None:
 
 
 def test_operating_time_parking_is_shared(redis_url: str) -> None:
-    key = uuid.uuid4().hex
-    one = OperatingTime(redis.Redis.from_url(redis_url), key)
-    two = OperatingTime(redis.Redis.from_url(redis_url), key)
+    prefix = KEYS.operating(uuid.uuid4().hex)
+    one = OperatingTime(redis.Redis.from_url(redis_url), prefix)
+    two = OperatingTime(redis.Redis.from_url(redis_url), prefix)
     one.record("crm.contact.list", 12.5, time.time() + 300)
     one.park("crm.contact.add", time.time() + 30)
     assert two.used("crm.contact.list") == 12.5 and two.reset_at("crm.contact.list") is not None
@@ -41,7 +46,13 @@ def test_operating_time_parking_is_shared(redis_url: str) -> None:
 
 def test_two_processes_share_the_portal_limit(bitrix24_no_faults: Bitrix24Simulator, redis_url: str) -> None:
     sim = bitrix24_no_faults
-    config = {"webhook_url": sim.webhook_url, "rate": RATE, "burst": BURST, "limiter_key": uuid.uuid4().hex}
+    config = {
+        "key_prefix": KEY_PREFIX,
+        "webhook_url": sim.webhook_url,
+        "rate": RATE,
+        "burst": BURST,
+        "limiter_key": uuid.uuid4().hex,
+    }
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     go = ctx.Event()

@@ -118,7 +118,7 @@ def test_one_refresh_across_two_processes(
         for k, v in config.model_dump().items()
         if v is not None
     }
-    store_key = f"proc-{uuid.uuid4().hex[:8]}"
+    store_key = config.redis_keys.oauth_token(f"proc-{uuid.uuid4().hex[:8]}", config.client_id or "")
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     go = ctx.Event()

@@ -306,3 +306,30 @@ def test_procfile_mirrors_rdb24_up() -> None:
         for spec in product_processes(DEFAULT_PORTS)
     }
     assert procfile_commands(DEPLOY / "Procfile") == generated
+
+
+def test_flower_is_not_published_on_every_interface() -> None:
+    """Flower's pages show phones and message texts: compose publishes it on loopback only."""
+    ports = compose()["services"]["flower"].get("ports", [])
+    assert ports and all(str(port).startswith("127.0.0.1:") for port in ports), ports
+
+
+def test_ingress_keeps_flower_metrics_inside_the_cluster() -> None:
+    """Flower answers /metrics without auth; the ingress must not route it to Flower."""
+    for _, doc in manifests():
+        if doc.get("kind") != "Ingress":
+            continue
+        for rule in doc["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]["name"]
+                reaches_metrics = path["path"] == "/metrics" or (
+                    path["pathType"] == "Prefix" and "/metrics".startswith(path["path"])
+                )
+                if backend == "flower" and reaches_metrics:
+                    # Allowed only when an Exact /metrics rule of the same host sends it elsewhere.
+                    exact = [
+                        p
+                        for p in rule["http"]["paths"]
+                        if p["path"] == "/metrics" and p["pathType"] == "Exact"
+                    ]
+                    assert exact and exact[0]["backend"]["service"]["name"] != "flower", rule["host"]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
 
+from sandbox.embedded import free_port
 from tests.security.conftest import SecureRun
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PROTECTED = ["/", "/tasks", "/api/tasks", "/api/workers", "/api/task/types"]
 
@@ -53,3 +60,14 @@ def test_flower_refuses_task_apply_without_auth(secure_run: SecureRun) -> None:
 def test_flower_answers_with_the_password(secure_run: SecureRun) -> None:
     response = requests.get(secure_run.flower_url + "/api/workers", auth=secure_run.flower_auth, timeout=15)
     assert response.status_code == 200
+
+
+def test_flower_does_not_start_without_a_password(redis_url: str) -> None:
+    """An unauthenticated Flower would show phones and message texts to whoever reaches its port."""
+    env = {**os.environ, "REDIS_URL": redis_url, "FLOWER_PASSWORD": "", "FLOWER_PORT": str(free_port())}
+    started = subprocess.run(
+        [str(Path(sys.executable).with_name("celery")), "-A", "tasks", "flower"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "FLOWER_PASSWORD" in started.stderr

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import requests
 
+from tasks.state.keys import BITRIX24_NAMESPACE
 from tests.security.conftest import SecureRun
 from tests.security.scan import find_leaks
 
-TOKEN_STORE_PREFIX = "rdb24:b24:oauth:"  # clients.bitrix24 token store: holds the live pair by design
+# clients.bitrix24 token store (RedisKeys.oauth_token): holds the live pair by design
+TOKEN_STORE_PREFIX = f"{BITRIX24_NAMESPACE}:oauth:"
 
 
 def all_secrets(run: SecureRun) -> dict[str, str]:

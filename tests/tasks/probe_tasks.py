@@ -22,6 +22,7 @@ from clients.errors import (
 from tasks.runtime.operation import current_attempt, operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import redis_client
+from tasks.runtime.retry_policy import RetryOptions
 
 ERRORS = {
     "rate_limited": RateLimitedError,
@@ -56,6 +57,22 @@ def attempts_key(key: str) -> str:
 @operation("probe.flaky", queue=Queue.FLOWS, payload=FlakyPayload, result=FlakyResult)
 def flaky(payload: FlakyPayload) -> FlakyResult:
     """Fail as scripted, then succeed."""
+    return _flaky(payload)
+
+
+@operation(
+    "probe.impatient",
+    queue=Queue.FLOWS,
+    payload=FlakyPayload,
+    result=FlakyResult,
+    retry=RetryOptions(max_retries=1, backoff_max=0.5),
+)
+def impatient(payload: FlakyPayload) -> FlakyResult:
+    """``probe.flaky`` with a budget of its own: one transient retry, however many MAX_RETRIES allows."""
+    return _flaky(payload)
+
+
+def _flaky(payload: FlakyPayload) -> FlakyResult:
     client = redis_client()
     calls = int(client.incr(calls_key(payload.key)))
     attempt = current_attempt()

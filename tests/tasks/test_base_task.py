@@ -11,6 +11,7 @@ from celery import Celery, chain
 from celery.result import AsyncResult
 
 from tasks import replay
+from tasks.errors import DeadLetterNotFound
 from tasks.runtime import metrics
 from tasks.state import dead_letters
 from tests.fixtures.worker import CeleryWorker
@@ -93,6 +94,16 @@ def test_exhausted_retries_land_in_dead_letters(
         result.get(timeout=TIMEOUT)
 
 
+def test_an_operation_with_its_own_budget_gives_up_sooner(
+    worker: CeleryWorker, celery_app: Celery, unique: str
+) -> None:
+    result = send(celery_app, "probe.impatient", key=unique, failures=["transient"] * 10)
+    letter = wait_dead_letter(result.id)
+    assert letter.reason == "retries_exhausted"
+    assert letter.attempts == 2  # first run + its own max_retries (1), not MAX_RETRIES (4)
+    assert letter.source["retries_by_cause"] == {"transient": 1}
+
+
 def test_invalid_input_is_not_retried_and_replays_after_the_fix(
     worker: CeleryWorker, celery_app: Celery, redis_client: redis.Redis, unique: str
 ) -> None:
@@ -107,7 +118,7 @@ def test_invalid_input_is_not_retried_and_replays_after_the_fix(
     assert AsyncResult(new_id, app=celery_app).get(timeout=TIMEOUT) == {"key": unique, "calls": 2}
     last = attempts(redis_client, unique)[-1]
     assert last == {"number": 1, "is_retry": False, "replay_of": letter.id}
-    with pytest.raises(dead_letters.DeadLetterNotFound):
+    with pytest.raises(DeadLetterNotFound):
         replay.replay(dead_letters.store(), letter.id)  # replayed once only
 
 

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from schemas.dead_letters import DeadLetter
 from tasks import replay
 from tasks.cli import main
+from tasks.errors import DeadLetterNotFound
 from tasks.state import dead_letters
-from tasks.state.dead_letters import DeadLetterNotFound, DeadLetterStore
+from tasks.state.dead_letters import DeadLetterStore
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tasks.errors import LockBusyError
 from tasks.state import effects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def test_phone_lock_serialises_holders(redis_client: redis.Redis, unique: str) -
 def test_busy_lock_raises_a_retry_later_error(redis_client: redis.Redis, unique: str) -> None:
     with (
         effects.locked(redis_client, unique, timeout=5, wait=0.1),
-        pytest.raises(effects.LockBusyError) as caught,
+        pytest.raises(LockBusyError) as caught,
         effects.locked(redis_client, unique, timeout=5, wait=0.2),
     ):
         pass
@@ -87,7 +88,7 @@ def test_live_holder_keeps_the_lock_past_its_lease(redis_client: redis.Redis, un
     with effects.locked(redis_client, unique, timeout=lease, wait=1):
         time.sleep(lease * 4)  # the duration of a long block is the input here, not an awaited event
         with (
-            pytest.raises(effects.LockBusyError),
+            pytest.raises(LockBusyError),
             effects.locked(redis_client, unique, timeout=lease, wait=0.2),
         ):
             pass

@@ -16,7 +16,8 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from sandbox.embedded import free_port, wait_for_port
-from tasks.enqueue import InvalidPayloadError, UnknownTaskError, enqueue
+from tasks.enqueue import enqueue
+from tasks.errors import InvalidPayloadError, UnknownTaskError
 from tests.fixtures.worker import ROOT, CeleryWorker
 from tests.tasks import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
 

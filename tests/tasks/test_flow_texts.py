@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.flows import AccountRef, SubscriberMessage
+from tasks.errors import UnknownDialogError
 from tasks.flows.texts import NO_ACCOUNT, chat_text, strip_bbcodes
 from tasks.state import subscribers
 
@@ -43,5 +44,5 @@ def test_strip_bbcodes(raw: str, plain: str) -> None:
 
 def test_dialog_ids_round_trip_and_reject_foreign_chats() -> None:
     assert subscribers.abonent_of_dialog(subscribers.dialog_id(1574870)) == 1574870
-    with pytest.raises(subscribers.UnknownDialogError, match="telegram-5"):
+    with pytest.raises(UnknownDialogError, match="telegram-5"):
         subscribers.abonent_of_dialog("telegram-5")

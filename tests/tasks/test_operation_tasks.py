@@ -24,6 +24,7 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon import RosDomofonSimulator
 from tasks import replay
 from tasks.enqueue import enqueue
+from tasks.errors import DeadLetterNotFound
 from tasks.runtime import metrics
 from tasks.state import dead_letters
 from tests.conftest import _claim_free_db
@@ -140,7 +141,7 @@ def test_rosdomofon_400_is_dead_lettered_then_replayed_from_the_cli(
     new_id = out.strip().split(" -> ")[1]
     assert AsyncResult(new_id, app=celery_app).get(timeout=TIMEOUT) == {"ok": True}
     assert calls(rd, "PUT", f"{V1}/accounts/{account.number}/block", 200) == 1
-    with pytest.raises(dead_letters.DeadLetterNotFound):
+    with pytest.raises(DeadLetterNotFound):
         dead_letters.store().get(letter.id)
     run(celery_app, "rosdomofon.unblock_account", account_number=account.number)
 

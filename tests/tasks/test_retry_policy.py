@@ -14,7 +14,7 @@ from clients.errors import (
     ReauthenticateError,
     RetryLaterError,
 )
-from tasks.runtime.retry_policy import Cause, backoff, classify, decide
+from tasks.runtime.retry_policy import Budget, Cause, RetryOptions, backoff, classify, decide
 from tasks.settings import Settings
 
 SETTINGS = Settings(RETRY_BACKOFF_BASE=2, RETRY_BACKOFF_MAX=60, MAX_RETRIES=3, MAX_RATE_LIMIT_RETRIES=5)
@@ -71,3 +71,46 @@ def test_transient_backoff_grows_with_jitter_and_is_capped() -> None:
 def test_settings_keep_every_countdown_below_the_visibility_timeout() -> None:
     with pytest.raises(ValidationError, match="VISIBILITY_TIMEOUT"):
         Settings(VISIBILITY_TIMEOUT=100, RETRY_BACKOFF_MAX=100)
+
+
+def test_an_operations_options_replace_the_settings_they_name() -> None:
+    strict = RetryOptions(max_retries=1, max_rate_limit_retries=0)
+    assert decide(RetryLaterError("x"), {}, SETTINGS, strict).retry
+    spent = decide(RetryLaterError("x"), {"transient": 1}, SETTINGS, strict)
+    assert not spent.retry and spent.exhausted  # SETTINGS alone (MAX_RETRIES=3) would retry
+    assert decide(RetryLaterError("x"), {"transient": 1}, SETTINGS).retry
+    assert not decide(RateLimitedError("x"), {}, SETTINGS, strict).retry
+    patient = RetryOptions(max_retries=10)
+    assert decide(LookUpFirstError("x"), {"transient": 5}, SETTINGS, patient).retry
+    assert not decide(LookUpFirstError("x"), {"transient": 5}, SETTINGS).retry
+
+
+def test_an_operations_caps_bound_its_countdowns() -> None:
+    short = RetryOptions(backoff_max=0.5, rate_limit_wait_max=2)
+    waits = [decide(RetryLaterError("x"), {"transient": 2}, SETTINGS, short).countdown for _ in range(50)]
+    assert all(0.25 <= w <= 0.5 for w in waits)  # SETTINGS' cap is 60 s; the ceiling at attempt 3 is 8 s
+    assert decide(RetryLaterError("x", retry_after=30), {}, SETTINGS, short).countdown == 0.5
+    limited = decide(RateLimitedError("x", retry_after=100), {}, SETTINGS, short)
+    assert 2 <= limited.countdown <= 3
+
+
+def test_fields_left_unset_fall_back_to_the_settings() -> None:
+    assert RetryOptions().resolve(SETTINGS) == Budget(
+        max_retries=3, backoff_max=60, max_rate_limit_retries=5, rate_limit_wait_max=300
+    )
+    assert RetryOptions(max_retries=0).resolve(SETTINGS).backoff_max == 60
+
+
+def test_declared_caps_stay_below_the_visibility_timeout() -> None:
+    budget = RetryOptions(backoff_max=10**6, rate_limit_wait_max=10**6).resolve(SETTINGS)
+    assert budget.backoff_max < SETTINGS.visibility_timeout
+    assert budget.rate_limit_wait_max + 1 < SETTINGS.visibility_timeout  # + the rate-limit spread
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"max_retries": -1}, {"max_retries": 1.5}, {"max_rate_limit_retries": True}, {"backoff_max": 0}],
+)
+def test_nonsense_options_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        RetryOptions(**options)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -11,8 +12,9 @@ import click
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 def tasks_command(name: str | None, as_json: bool) -> None:
-    """Every public task name with the JSON Schema of its payload (or one task's)."""
-    from tasks.catalogue import UnknownTaskError, catalogue, describe, spec
+    """Every public task name with its retry options and the JSON Schema of its payload (or one task's)."""
+    from tasks.catalogue import catalogue, describe, spec
+    from tasks.errors import UnknownTaskError
 
     try:
         items = [describe(spec(name))] if name else catalogue()
@@ -23,8 +25,18 @@ def tasks_command(name: str | None, as_json: bool) -> None:
         return
     for item in items:
         click.echo(f"{item['name']}  [queue: {item['queue']}]  {item['description']}")
+        click.echo(f"  retry: {_retry_line(item['retry'])}")
         click.echo(json.dumps(item["payload_schema"], indent=2, ensure_ascii=False))
         click.echo()
+
+
+def _retry_line(declared: dict[str, Any]) -> str:
+    """``max_retries=3, backoff_max=RETRY_BACKOFF_MAX, ...``: the declared value, else its setting."""
+    from tasks.runtime.retry_policy import SETTING_OF
+
+    return ", ".join(
+        f"{name}={SETTING_OF[name] if value is None else f'{value:g}'}" for name, value in declared.items()
+    )
 
 
 @click.command("enqueue")
@@ -34,8 +46,8 @@ def tasks_command(name: str | None, as_json: bool) -> None:
 @click.option("--wait", type=float, default=None, help="Wait this many seconds for the result and print it.")
 def enqueue_command(name: str, payload: str, task_id: str | None, wait: float | None) -> None:
     """Validate PAYLOAD (a JSON object) against NAME's schema and enqueue it; prints the task id."""
-    from tasks.catalogue import UnknownTaskError
-    from tasks.enqueue import InvalidPayloadError, enqueue
+    from tasks.enqueue import enqueue
+    from tasks.errors import InvalidPayloadError, UnknownTaskError
 
     try:
         data = json.loads(payload)

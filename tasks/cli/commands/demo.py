@@ -39,7 +39,6 @@ def _wait(
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds each stage may take.")
 def demo(run_dir: Path, count: int, timeout: float) -> None:
     """Subscribers write, operators see it in Bitrix24, an operator replies, the subscriber gets it."""
-    from loguru import logger
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import (
@@ -52,8 +51,10 @@ def demo(run_dir: Path, count: int, timeout: float) -> None:
     )
     from rich.table import Table
 
-    from tasks.cli.demo_flow import Demo, DemoError, Subscriber
+    from tasks.cli.demo_flow import Demo, Subscriber
     from tasks.cli.stack_settings import stack_settings
+    from tasks.errors import DemoError
+    from tasks.runtime import log
 
     settings, state = stack_settings(run_dir)
     if state is None or not state.ready:
@@ -66,8 +67,7 @@ def demo(run_dir: Path, count: int, timeout: float) -> None:
         raise click.ClickException(
             "rdb24 demo needs the RosDomofon and Bitrix24 simulators (this stack uses real ones)"
         )
-    logger.remove()  # the clients' request logs would drown the story; failures are still shown
-    logger.add(sys.stderr, level="WARNING")
+    log.console("WARNING")  # the clients' request logs would drown the story; failures are still shown
     console = Console()
     flow = Demo(
         rosdomofon_url=state.urls["rosdomofon"], bitrix24_url=state.urls["bitrix24"], settings=settings

@@ -41,7 +41,7 @@ def list_command(limit: int, name: str | None, as_json: bool) -> None:
 @click.argument("letter_id")
 def show_command(letter_id: str) -> None:
     """One dead letter in full (payload, error, traceback, source)."""
-    from tasks.state.dead_letters import DeadLetterNotFound
+    from tasks.errors import DeadLetterNotFound
 
     try:
         letter = _store().get(letter_id)
@@ -57,7 +57,7 @@ def show_command(letter_id: str) -> None:
 def replay_command(letter_id: str | None, replay_all: bool, name: str | None) -> None:
     """Re-enqueue with the original payload (a new attempt); prints 'dead letter id -> new task id'."""
     from tasks import replay
-    from tasks.state.dead_letters import DeadLetterNotFound
+    from tasks.errors import DeadLetterNotFound
 
     if bool(letter_id) == replay_all:
         raise click.UsageError("give one dead letter ID, or --all")

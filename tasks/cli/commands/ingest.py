@@ -10,10 +10,10 @@ import click
 @click.command()
 def ingest() -> None:
     """Consume MESSAGES_IN_<company> and enqueue one chain per subscriber message (SIGTERM stops)."""
+    from tasks.errors import KafkaNotConfigured, SettingsError
     from tasks.ingest import run_ingest
     from tasks.runtime import log
-    from tasks.runtime.kafka_setup import KafkaNotConfigured
-    from tasks.settings import SettingsError, get_settings
+    from tasks.settings import get_settings
 
     try:
         settings = get_settings()

@@ -52,7 +52,8 @@ def _print_report(report: dict) -> None:
 @click.option("--limit", type=int, default=50, show_default=True, help="Plan rows to print in a dry run.")
 def reconcile_command(dry_run: bool, full: bool, inline: bool, wait: float | None, limit: int) -> None:
     """Reconcile RosDomofon accounts and connections into Bitrix24 contacts."""
-    from tasks.settings import SettingsError, get_settings
+    from tasks.errors import SettingsError
+    from tasks.settings import get_settings
 
     try:
         settings = get_settings()

@@ -33,7 +33,7 @@ def status(run_dir: Path, timeout: float, probe_role: str | None) -> None:
 
     from tasks.cli import status_report
     from tasks.cli.stack_settings import stack_settings
-    from tasks.settings import SettingsError
+    from tasks.errors import SettingsError
 
     try:
         settings, state = stack_settings(run_dir)

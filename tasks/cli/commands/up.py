@@ -52,7 +52,8 @@ def up(
     from sandbox.redis_db import redis_answers
     from sandbox.stack import StackError, StackRunner
     from sandbox.stack_plan import StackInputs, make_plan
-    from tasks.settings import SettingsError, load_settings
+    from tasks.errors import SettingsError
+    from tasks.settings import load_settings
 
     try:
         settings = load_settings()

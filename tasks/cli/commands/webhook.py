@@ -12,8 +12,9 @@ def webhook(host: str | None, port: int | None) -> None:
     """Receive ONIMCONNECTORMESSAGEADD at POST /bitrix24/events and enqueue the replies."""
     import uvicorn
 
+    from tasks.errors import SettingsError
     from tasks.runtime import log
-    from tasks.settings import SettingsError, get_settings
+    from tasks.settings import get_settings
     from tasks.webhook.receiver import app_from_settings
 
     try:

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from schemas.flows import SubscriberMessage
-from tasks.flows.chat import PredecessorPendingError, wait_for_turn
+from tasks.errors import LockBusyError, PredecessorPendingError
+from tasks.flows.chat import wait_for_turn
 from tasks.runtime import retry_policy
 from tasks.runtime.retry_policy import Cause
 from tasks.settings import Settings
@@ -136,6 +137,6 @@ def test_waiting_is_retried_outside_every_retry_budget(settings: Settings) -> No
     decision = retry_policy.decide(wait, spent, settings)
     assert decision.retry and decision.cause is Cause.WAITING and decision.countdown == 0.5
     # 500 waits did not use up the transient budget (MAX_RETRIES=2): one transient retry is left.
-    transient = retry_policy.decide(effects.LockBusyError("busy"), spent, settings)
+    transient = retry_policy.decide(LockBusyError("busy"), spent, settings)
     assert transient.retry and transient.cause is Cause.TRANSIENT
-    assert not retry_policy.decide(effects.LockBusyError("busy"), {**spent, "transient": 2}, settings).retry
+    assert not retry_policy.decide(LockBusyError("busy"), {**spent, "transient": 2}, settings).retry

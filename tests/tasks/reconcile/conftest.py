@@ -14,6 +14,7 @@ from clients.bitrix24.client import Bitrix24Client
 from clients.rosdomofon import RosDomofonAPI
 from sandbox.bitrix24.server import Bitrix24Simulator
 from sandbox.rosdomofon import RosDomofonSimulator
+from tasks.state.keys import BITRIX24_NAMESPACE
 
 RECONCILE_KEYS = ("rdb24:reconcile:*", "rdb24:lock:reconcile", "rdb24:accounts:*")
 
@@ -42,7 +43,12 @@ def b24_sim() -> Iterator[Bitrix24Simulator]:
 
 @pytest.fixture
 def b24_client(b24_sim: Bitrix24Simulator, redis_url: str, unique: str) -> Iterator[Bitrix24Client]:
-    config = Bitrix24Config(webhook_url=b24_sim.webhook_url, limiter_key=f"test-{unique}", timeout=2.0)
+    config = Bitrix24Config(
+        key_prefix=BITRIX24_NAMESPACE,
+        webhook_url=b24_sim.webhook_url,
+        limiter_key=f"test-{unique}",
+        timeout=2.0,
+    )
     client = Bitrix24Client(config, redis=redis.Redis.from_url(redis_url))
     yield client
     client.close()

@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from celery.schedules import crontab
 
-from tasks.runtime.schedule import ScheduleError, beat_defaults, crontab_period, parse_crontab
+from tasks.errors import ScheduleError
+from tasks.runtime.schedule import beat_defaults, crontab_period, parse_crontab
 from tasks.settings import Settings
 
 

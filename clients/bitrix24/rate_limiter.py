@@ -9,6 +9,9 @@ different hosts agree on time.
 
 The operating-time tracker keeps, per method, the ``time.operating`` the portal reports and the moment
 a method is parked after ``OPERATION_TIME_LIMIT``, so no process calls a parked method before reset.
+
+Both take their Redis key from the caller (``clients.bitrix24.redis_keys``), so the namespace is the
+deployment's choice, not this module's.
 """
 
 from __future__ import annotations
@@ -45,13 +48,13 @@ class Limiter(Protocol):
 
 
 class RedisLeakyBucket:
-    """The portal's bucket mirrored in Redis. ``acquire()`` blocks until the slot is due."""
+    """The portal's bucket mirrored in Redis under ``key``. ``acquire()`` blocks until the slot is due."""
 
     def __init__(
         self, client: redis.Redis, key: str, *, rate: float = 2.0, burst: int = 50, margin: int = 1
     ) -> None:
         self._redis = client
-        self.key = f"rdb24:b24:bucket:{key}"
+        self.key = key
         self.rate = rate
         self.capacity = max(1, burst - margin)
         self._script = client.register_script(_RESERVE)
@@ -92,11 +95,15 @@ class LocalLeakyBucket:
 
 
 class OperatingTime:
-    """Per-method operating time and parking, shared through Redis when given (else in memory)."""
+    """Per-method operating time and parking, shared through Redis when given (else in memory).
 
-    def __init__(self, client: redis.Redis | None, key: str, *, limit: float = 480.0) -> None:
+    In Redis, under ``prefix``: ``<prefix>:used`` (hash method -> ``seconds:reset``) and
+    ``<prefix>:parked:<method>`` (string, expiring at the reset).
+    """
+
+    def __init__(self, client: redis.Redis | None, prefix: str, *, limit: float = 480.0) -> None:
         self._redis = client
-        self._prefix = f"rdb24:b24:operating:{key}"
+        self._prefix = prefix
         self.limit = limit
         self._local: dict[str, tuple[float, float]] = {}
         self._parked: dict[str, float] = {}

@@ -1,0 +1,184 @@
+"""Every exception the task layer raises on purpose, in one tree.
+
+A task's failure is handled by its ``clients.errors`` category alone (``tasks.runtime.retry_policy``),
+so each class raised inside a task sits under the category that says what should happen next::
+
+    clients.errors category       task-layer class             raised when
+    RetryLaterError               (retried with backoff, MAX_RETRIES)
+    ├── WaitingError              (a wait, not a failure: retried after retry_after, no budget)
+    │   └── PredecessorPendingError flows.chat                 the subscriber's earlier message is pending
+    ├── LockBusyError             state.effects.locked         another worker holds the lock too long
+    └── PortalReadError           reconcile.portal             a read command inside a batch failed
+    FixInputError                 (never retried: dead letter)
+    ├── InvalidPayloadError       runtime.operation, enqueue   the payload failed validation
+    ├── IncomingMessageError      flows.incoming_message       a Kafka record cannot become a chain
+    ├── UnknownDialogError        state.subscribers            a chat id is not one of our dialogs
+    ├── ReplyTargetError          flows.operator_reply         an operator reply cannot be addressed
+    ├── OpenLinesRejectedError    flows.openlines              the portal refused the message
+    └── UserFieldError            reconcile.fields             the portal refused to create a userfield
+    DoNotRetryError               (never retried: a human must act)
+    ├── OpenLinesSetupError       flows.openlines              the portal has no Open Line
+    └── KafkaNotConfigured        runtime.kafka_setup          Kafka settings are empty
+
+    raised outside tasks (configuration, command line, HTTP receiver): no category needed
+    SettingsError      (RuntimeError)  the environment is invalid; the worker refuses to start
+    ScheduleError      (ValueError)    RECONCILE_CRONTAB is malformed; beat refuses to start
+    UnknownTaskError   (KeyError)      `rdb24 tasks|enqueue NAME` names no task
+    DeadLetterNotFound (KeyError)      `rdb24 dlq show|replay ID` names no dead letter
+    DemoError          (RuntimeError)  `rdb24 demo` cannot run on this stack
+    BodyTooLargeError  (Exception)     the webhook body is over its limit (answered 413)
+
+Some classes keep a builtin base beside their category (``ValueError``, ``RuntimeError``) because
+callers outside the task layer catch them by it (the ingest worker dead-letters any ``ValueError``).
+``tests/tasks/test_errors.py`` proves every class above the "raised outside tasks" line is classed
+by the retry policy as something other than "unexpected".
+"""
+
+from __future__ import annotations
+
+from clients.errors import DoNotRetryError, FixInputError, RetryLaterError
+
+# --- retry later ------------------------------------------------------------------------------------
+
+
+class LockBusyError(RetryLaterError):
+    """Another worker holds the lock for longer than we may wait: retry the task later."""
+
+    service = "redis"
+
+
+class WaitingError(RetryLaterError):
+    """The task must wait (its turn), not fail: retried after ``retry_after``, outside every budget.
+
+    The raiser bounds how long it waits (it gives up waiting and goes on); the policy never counts
+    these retries, so a message that waited for its predecessor keeps its whole retry budget.
+    """
+
+    service = "tasks"
+
+
+class PredecessorPendingError(WaitingError):
+    """The subscriber's earlier message is not posted yet: wait, then look again (ORDER_WAIT_MAX)."""
+
+    service = "flows"
+
+
+class PortalReadError(RetryLaterError):
+    """A read command inside a batch failed; the message names the command and the portal's error.
+
+    A read changes nothing, so repeating it is always harmless: the failed command is usually the
+    portal's time or rate budget, and a persistent refusal ends as ``retries_exhausted`` after
+    ``MAX_RETRIES``. Within a reconciliation run the re-check of ambiguous writes retries it next round.
+    """
+
+    service = "bitrix24"
+
+
+# --- fix the input ----------------------------------------------------------------------------------
+
+
+class InvalidPayloadError(FixInputError):
+    """The task payload failed validation; the message names each bad field."""
+
+    service = "tasks"
+
+
+class IncomingMessageError(FixInputError, ValueError):
+    """The Kafka record cannot become a chain (no sender phone, system message...): dead-letter it."""
+
+    service = "flows"
+
+
+class UnknownDialogError(FixInputError, ValueError):
+    """The chat id is not one of ours (not ``abonent-<digits>``)."""
+
+    service = "flows"
+
+
+class ReplyTargetError(FixInputError):
+    """The reply cannot be addressed: not our dialog, or an empty text."""
+
+    service = "flows"
+
+
+class OpenLinesRejectedError(FixInputError):
+    """The portal answered but refused the message (``SUCCESS: false`` for it)."""
+
+    service = "bitrix24"
+
+
+class UserFieldError(FixInputError):
+    """The portal refused to create a userfield; the message names the field and the portal's error.
+
+    The same specs would be refused again, so the run is dead-lettered rather than retried; fix the
+    spec (or the portal's rights) and replay it.
+    """
+
+    service = "bitrix24"
+
+
+# --- a human must act -------------------------------------------------------------------------------
+
+
+class OpenLinesSetupError(DoNotRetryError):
+    """The portal has no Open Line to attach the connector to: an administrator must create one."""
+
+    service = "bitrix24"
+
+
+class KafkaNotConfigured(DoNotRetryError, RuntimeError):
+    """KAFKA_BOOTSTRAP_SERVERS or COMPANY_SHORT_NAME is empty."""
+
+    service = "kafka"
+
+
+# --- raised outside tasks ---------------------------------------------------------------------------
+
+
+class SettingsError(RuntimeError):
+    """The environment is missing or has a malformed variable; the message names each one."""
+
+
+class ScheduleError(ValueError):
+    """A schedule setting is malformed; the message names the variable and the value."""
+
+
+class UnknownTaskError(KeyError):
+    """No task has that name."""
+
+    def __str__(self) -> str:
+        return f"unknown task {self.args[0]!r}; `rdb24 tasks` lists them"
+
+
+class DeadLetterNotFound(KeyError):
+    """No dead letter has that id (already replayed or deleted)."""
+
+
+class DemoError(RuntimeError):
+    """The stack cannot run the demo (not running, or not on simulators)."""
+
+
+class BodyTooLargeError(Exception):
+    """The request body is larger than the receiver accepts (answered 413, never read further)."""
+
+
+__all__ = [
+    "BodyTooLargeError",
+    "DeadLetterNotFound",
+    "DemoError",
+    "IncomingMessageError",
+    "InvalidPayloadError",
+    "KafkaNotConfigured",
+    "LockBusyError",
+    "OpenLinesRejectedError",
+    "OpenLinesSetupError",
+    "PortalReadError",
+    "PredecessorPendingError",
+    "ReplyTargetError",
+    "ScheduleError",
+    "SettingsError",
+    "UnknownDialogError",
+    "UnknownTaskError",
+    "UserFieldError",
+    "WaitingError",
+]

@@ -54,8 +54,8 @@ POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
 UNREADABLE = (FixInputError, DoNotRetryError)
-ORDER_POLL_FIRST = 0.5  # seconds before the first look again at a pending predecessor...
-ORDER_POLL_MAX = 5.0  # ...growing by half each time up to this
+ORDER_POLL_FIRST = 0.25  # seconds before the first look again at a pending predecessor...
+ORDER_POLL_MAX = 2.0  # ...growing by half each time up to this (each look is one retry message)
 
 
 def _order_poll(waits: int, remaining: float) -> float:

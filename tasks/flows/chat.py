@@ -41,10 +41,9 @@ from tasks.errors import PredecessorPendingError
 from tasks.flows import crm_chat, openlines
 from tasks.flows.texts import chat_text
 from tasks.runtime import metrics
-from tasks.runtime.operation import current_attempt, operation
+from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
-from tasks.runtime.retry_policy import Cause
 from tasks.settings import ChatMode, Settings, get_settings
 from tasks.state import effects, inflight, order, subscribers
 
@@ -54,12 +53,16 @@ POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
 UNREADABLE = (FixInputError, DoNotRetryError)
-ORDER_POLL_FIRST = 0.25  # seconds before the first look again at a pending predecessor...
-ORDER_POLL_MAX = 2.0  # ...growing by half each time up to this (each look is one retry message)
+# A waiting post looks again after this many seconds per message ahead of it, within these bounds:
+# the next in line looks often, the tenth rarely, so a burst of one subscriber's messages costs about
+# one look per message instead of filling the workers with looks (each look is one retry message).
+ORDER_POLL_PER_AHEAD = 0.15
+ORDER_POLL_MIN = 0.1
+ORDER_POLL_MAX = 2.0
 
 
-def _order_poll(waits: int, remaining: float) -> float:
-    return max(0.05, min(ORDER_POLL_FIRST * 1.5**waits, ORDER_POLL_MAX, remaining))
+def _order_poll(ahead: int, remaining: float) -> float:
+    return max(0.05, min(max(ORDER_POLL_PER_AHEAD * ahead, ORDER_POLL_MIN), ORDER_POLL_MAX, remaining))
 
 
 def _posted(cache: Any, message_id: str) -> bool:
@@ -93,11 +96,9 @@ def wait_for_turn(cache: Any, message: Any, settings: Settings) -> None:
             waited, len(ahead), ", ".join(ahead[:3]),
         )  # fmt: skip
         return
-    attempt = current_attempt()
-    waits = attempt.retries_by_cause.get(Cause.WAITING.value, 0) if attempt else 0
     raise PredecessorPendingError(
         f"subscriber's earlier message {ahead[0]} not posted yet ({len(ahead)} ahead, waited {waited:.1f}s)",
-        retry_after=_order_poll(waits, remaining),
+        retry_after=_order_poll(len(ahead), remaining),
     )
 
 

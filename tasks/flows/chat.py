@@ -18,9 +18,11 @@ If the portal cannot be read right now, the task retries rather than guess.
 
 Order per subscriber: before posting, the step looks in the subscriber's order queue
 (:mod:`tasks.state.order`) for messages written earlier (record timestamp) and not yet posted or
-dead-lettered. While there is one, it raises :class:`PredecessorPendingError` (a wait, not a
-failure: retried after a short countdown, outside every retry budget), for at most
-``ORDER_WAIT_MAX`` seconds from its first wait; then it posts anyway, out of order, and the
+dead-lettered. While there is one, it parks itself with its payload and raises
+:class:`PredecessorPendingError` (a wait, not a failure: retried after a countdown, outside every
+retry budget); the post before it posts parked successors in turn as soon as it is done
+(:func:`_post_parked_successors`). It waits at most ``ORDER_WAIT_MAX`` seconds from its first
+wait; then it posts anyway, out of order, and the
 messages it gave up on leave the queue (they hold up no later message any more). An earlier
 message whose post marker says done (the worker died between the post and leaving the queue) is
 taken out of the queue here instead of being waited for.
@@ -53,12 +55,14 @@ POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
 UNREADABLE = (FixInputError, DoNotRetryError)
-# A waiting post looks again after this many seconds per message ahead of it, within these bounds:
-# the next in line looks often, the tenth rarely, so a burst of one subscriber's messages costs about
-# one look per message instead of filling the workers with looks (each look is one retry message).
-ORDER_POLL_PER_AHEAD = 0.15
-ORDER_POLL_MIN = 0.1
-ORDER_POLL_MAX = 2.0
+# A waiting post is parked: the post before it posts it in turn (_post_parked_successors). It also
+# looks again on its own after this many seconds per message ahead of it, within these bounds, for
+# a predecessor that was dead-lettered or overtaken, or a hand-over missed in a race. Each look is
+# one retry message, so the tenth in line looks rarely.
+ORDER_POLL_PER_AHEAD = 0.5
+ORDER_POLL_MIN = 0.5
+ORDER_POLL_MAX = 5.0
+DRAIN_MAX = 20  # parked successors one post posts in turn before handing over to the next one's task
 
 
 def _order_poll(ahead: int, remaining: float) -> float:
@@ -70,8 +74,12 @@ def _posted(cache: Any, message_id: str) -> bool:
     return marker is not None and marker.done
 
 
-def wait_for_turn(cache: Any, message: Any, settings: Settings) -> None:
-    """Return when ``message`` may be posted; raise :class:`PredecessorPendingError` to wait more."""
+def wait_for_turn(cache: Any, payload: PostToChatPayload, settings: Settings) -> None:
+    """Return when the message may be posted; raise :class:`PredecessorPendingError` to wait more.
+
+    While it waits the post is parked with ``payload``, so the post before it can post it in turn.
+    """
+    message = payload.message
     if message.sent_at is None or settings.order_wait_max <= 0:
         return
     ahead = []
@@ -81,15 +89,20 @@ def wait_for_turn(cache: Any, message: Any, settings: Settings) -> None:
         else:
             ahead.append(earlier)
     if not ahead:
+        order.unpark(cache, message.abonent_id, message.message_id)
         return
     ttl = settings.effect_marker_ttl
-    waited = time.time() - order.waiting_since(cache, message.abonent_id, message.message_id, ttl=ttl)
+    since = order.park(
+        cache, message.abonent_id, message.message_id, payload.model_dump(mode="json"), ttl=ttl
+    )
+    waited = time.time() - since
     remaining = settings.order_wait_max - waited
     if remaining <= 0:
         # Overtaken: they no longer hold up this subscriber's later messages either, or a stuck
         # one would delay every new message by the whole bound until the sweep resends it.
         for earlier in ahead:
             order.leave(cache, message.abonent_id, earlier)
+        order.unpark(cache, message.abonent_id, message.message_id)
         metrics.ORDER_WAITS_EXPIRED.inc()
         logger.warning(
             "waited {:.0f}s for {} earlier message(s) of the subscriber ({}); posting out of order",
@@ -293,47 +306,82 @@ def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberReco
 
 
 def _settle(cache: Any, payload: PostToChatPayload) -> None:
-    """Posted: out of the in-flight ledger, and the subscriber's later messages may go."""
+    """Posted: out of the in-flight ledger and out of the way of the subscriber's next message."""
     inflight.settle(cache, payload.message.message_id)
     order.leave(cache, payload.message.abonent_id, payload.message.message_id)
+
+
+def _post_once(
+    cache: Any, settings: Settings, payload: PostToChatPayload, *, lock_wait: float = POST_LOCK_WAIT
+) -> PostToChatResult:
+    """Post the message unless a run before did; the lock and the marker make it once per message id."""
+    message_id = payload.message.message_id
+    # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
+    # second waits, then returns the first one's stored result.
+    with effects.locked(cache, f"post:{message_id}", wait=lock_wait):
+        previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+        if previous is not None and previous.done and previous.result is not None:
+            _settle(cache, payload)
+            return PostToChatResult.model_validate(previous.result)
+        mode = chat_mode(settings)
+        # Remember the subscriber before posting: an operator may answer before this step returns.
+        record = _subscriber_record(payload)
+        subscribers.remember(cache, record)
+        if mode == ChatModeUsed.OPENLINES:
+            result = _post_openlines(payload, settings, ambiguous=previous is not None)
+            record.openlines_chat_id = result.chat_id
+        else:
+            result = _post_crm_chat(payload, ambiguous=previous is not None)
+            record.crm_chat_id = result.chat_id
+        effects.mark_done(
+            cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+        )
+        _settle(cache, payload)
+        subscribers.remember(cache, record)
+    metrics.CHAT_POSTS.inc(mode=mode.value)
+    logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
+    return result
+
+
+def _post_parked_successors(cache: Any, settings: Settings, abonent_id: int) -> None:
+    """Post, in order, the subscriber's next messages that are parked waiting for this one.
+
+    Done here, at once, rather than left to their next look: each look waits for a free worker
+    behind the backlog, so a burst of one subscriber's messages would otherwise go at one message
+    per look. At most ``DRAIN_MAX``. Never blocks and never fails the post already made: a message
+    whose post lock is taken (its own run is posting it) or whose post fails ends the hand-over,
+    and that message's own parked retry carries on (the lock and marker keep every post single).
+    """
+    for _ in range(DRAIN_MAX):
+        parked = order.next_parked(cache, abonent_id)
+        if parked is None:
+            return
+        message_id, raw = parked
+        with logger.contextualize(message_id=message_id):
+            try:
+                successor = PostToChatPayload.model_validate(raw)
+                order.unpark(cache, abonent_id, message_id)
+                _post_once(cache, settings, successor, lock_wait=0.0)
+            except Exception as exc:
+                logger.info("next message not posted in turn here ({}); its own retry goes on", exc)
+                return
 
 
 @operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
 def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     """Post the subscriber's message to the contact's chat, exactly once per message id."""
     settings, cache = get_settings(), redis_client()
-    message_id = payload.message.message_id
+    message_id, abonent_id = payload.message.message_id, payload.message.abonent_id
     with logger.contextualize(message_id=message_id):
         done = effects.recall(cache, message_id, STEP)
         if done is not None and done.done and done.result is not None:
             _settle(cache, payload)
-            return PostToChatResult.model_validate(done.result)
-        wait_for_turn(cache, payload.message, settings)
-        # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
-        # second waits, then returns the first one's stored result.
-        with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
-            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
-            if previous is not None and previous.done and previous.result is not None:
-                _settle(cache, payload)
-                return PostToChatResult.model_validate(previous.result)
-            mode = chat_mode(settings)
-            # Remember the subscriber before posting: an operator may answer before this step returns.
-            record = _subscriber_record(payload)
-            subscribers.remember(cache, record)
-            if mode == ChatModeUsed.OPENLINES:
-                result = _post_openlines(payload, settings, ambiguous=previous is not None)
-                record.openlines_chat_id = result.chat_id
-            else:
-                result = _post_crm_chat(payload, ambiguous=previous is not None)
-                record.crm_chat_id = result.chat_id
-            effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
-            )
-            _settle(cache, payload)
-            subscribers.remember(cache, record)
-        metrics.CHAT_POSTS.inc(mode=mode.value)
-        logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
-        return result
+            result = PostToChatResult.model_validate(done.result)
+        else:
+            wait_for_turn(cache, payload, settings)
+            result = _post_once(cache, settings, payload)
+    _post_parked_successors(cache, settings, abonent_id)  # also after a crash between post and hand-over
+    return result
 
 
 __all__ = ["chat_mode", "post_to_chat", "wait_for_turn"]

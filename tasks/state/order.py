@@ -16,6 +16,7 @@ the effect markers, so a subscriber who stops writing leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -80,16 +81,43 @@ def earlier(client: redis.Redis, abonent_id: int, message_id: str, sent_at: floa
     return found
 
 
-def waiting_since(client: redis.Redis, abonent_id: int, message_id: str, *, ttl: int) -> float:
-    """When this message first had to wait (recorded now if this is its first wait)."""
+def park(
+    client: redis.Redis, abonent_id: int, message_id: str, payload: Mapping[str, Any], *, ttl: int
+) -> float:
+    """Record that the message waits (with what its post needs); returns when it first waited."""
     key = waiting_key(abonent_id)
     now = time.time()
+    entry = json.dumps({"since": now, "payload": dict(payload)}, ensure_ascii=False)
     with client.pipeline() as pipe:
-        pipe.hsetnx(key, message_id, repr(now))
+        pipe.hsetnx(key, message_id, entry)
         pipe.hget(key, message_id)
         pipe.expire(key, ttl)
-        _, since, _ = pipe.execute()
-    return float(since) if since is not None else now
+        _, stored, _ = pipe.execute()
+    try:
+        return float(json.loads(stored)["since"]) if stored is not None else now
+    except (ValueError, KeyError, TypeError):
+        return now
+
+
+def unpark(client: redis.Redis, abonent_id: int, message_id: str) -> None:
+    """The message waits no more (its turn came, or it gave up waiting)."""
+    client.hdel(waiting_key(abonent_id), message_id)
+
+
+def next_parked(client: redis.Redis, abonent_id: int) -> tuple[str, dict[str, Any]] | None:
+    """The subscriber's oldest pending message and its post payload, if it is parked waiting."""
+    head = client.zrange(queue_key(abonent_id), 0, 0)
+    if not head:
+        return None
+    message_id = head[0].decode() if isinstance(head[0], bytes) else str(head[0])
+    stored = client.hget(waiting_key(abonent_id), message_id)
+    if stored is None:
+        return None
+    try:
+        payload = json.loads(stored)["payload"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (message_id, payload) if isinstance(payload, dict) else None
 
 
 def pending(client: redis.Redis, abonent_id: int) -> list[str]:
@@ -104,9 +132,11 @@ __all__ = [
     "earlier",
     "enter",
     "leave",
+    "next_parked",
+    "park",
     "pending",
     "queue_key",
     "release",
+    "unpark",
     "waiting_key",
-    "waiting_since",
 ]

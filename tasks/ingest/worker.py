@@ -24,7 +24,15 @@ from loguru import logger
 from pydantic import ValidationError
 
 from clients.errors import FixInputError, RetryLaterError
-from clients.kafka import GroupConsumer, KafkaClientError, PoisonRecordError, TopicPart, decode_incoming, run
+from clients.kafka import (
+    Delivered,
+    GroupConsumer,
+    KafkaClientError,
+    PoisonRecordError,
+    TopicPart,
+    decode_incoming,
+    run,
+)
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, write_status
@@ -92,7 +100,8 @@ class IngestWorker:
 
     # --- records ------------------------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
-        part = (msg.topic(), msg.partition())
+        where = Delivered.of(msg)
+        part = (where.topic, where.partition)
         self.metrics.consumed.labels(part[0]).inc()
         self.status.consumed += 1
         backlog = self.backlogs.get(part)
@@ -107,8 +116,9 @@ class IngestWorker:
     def _process(self, msg: Message) -> bool:
         """True once the record's chain (or its dead letter) was accepted and its offset stored."""
         assert self.consumer is not None
-        topic = msg.topic()
-        message_id = f"{topic}:{msg.partition()}:{msg.offset()}"
+        where = Delivered.of(msg)
+        topic = where.topic
+        message_id = f"{topic}:{where.partition}:{where.offset}"
         try:
             message = decode_incoming(msg.value())
             self.enqueue(message, message_id, sent_at=_sent_at(msg))

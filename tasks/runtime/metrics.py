@@ -7,6 +7,10 @@ exporter started by each worker (``METRICS_PORT``) serves the same numbers and a
 same host simply does not bind. A failed increment is logged and never fails a task.
 
 Use: ``metrics.RETRIES.inc(task="rosdomofon.block_account", cause="rate_limited")``.
+
+Gauges come two ways: a :class:`RedisGauge` holds a value some process sets (exported as 0 until
+then), and ``tasks.state.gauges`` reads what Redis holds at scrape time (queue depths, dead letters
+waiting, ingest lag, bucket fill). The dashboard and alert rules in ``deploy/`` use only these names.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import redis
 from loguru import logger
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tasks.state import keys
@@ -27,6 +31,7 @@ from tasks.state import keys
 KEY_PREFIX = keys.METRICS_PREFIX
 _REGISTRY_LOCK = threading.Lock()
 _counters: dict[str, RedisCounter] = {}
+_gauges: dict[str, RedisGauge] = {}
 _client: redis.Redis | None = None
 
 
@@ -90,8 +95,33 @@ class RedisCounter:
             yield dict(zip(self.labelnames, values, strict=False)), float(raw)
 
 
+class RedisGauge:
+    """An unlabelled gauge whose value lives in a Redis string, set by the process that knows it."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        with _REGISTRY_LOCK:
+            _gauges[name] = self
+
+    @property
+    def key(self) -> str:
+        return KEY_PREFIX + self.name
+
+    def set(self, value: float) -> None:
+        try:
+            _redis().set(self.key, value)
+        except redis.RedisError as exc:
+            logger.warning("metric {} not set: {}", self.name, exc)
+
+    def value(self) -> float:
+        """The last value set (0 when never set)."""
+        raw = _redis().get(self.key)
+        return float(raw) if raw is not None else 0.0
+
+
 class _RedisCollector(Collector):
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for counter in list(_counters.values()):
             family = CounterMetricFamily(counter.name, counter.documentation, labels=list(counter.labelnames))
             try:
@@ -100,11 +130,21 @@ class _RedisCollector(Collector):
             except redis.RedisError as exc:
                 logger.warning("metrics export failed: {}", exc)
             yield family
+        for gauge in list(_gauges.values()):
+            try:
+                yield GaugeMetricFamily(gauge.name, gauge.documentation, value=gauge.value())
+            except redis.RedisError as exc:
+                logger.warning("metrics export failed: {}", exc)
 
 
 def registry() -> CollectorRegistry:
+    from tasks.settings import get_settings
+    from tasks.state.gauges import StateCollector
+
+    settings = get_settings()
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_RedisCollector())
+    reg.register(StateCollector(_redis, rate=settings.bitrix24_rate, burst=settings.bitrix24_burst))
     return reg
 
 
@@ -149,4 +189,7 @@ ORDER_WAITS_EXPIRED = RedisCounter(
     "rdb24_order_waits_expired_total",
     "Messages posted out of order: their predecessor was still pending after ORDER_WAIT_MAX",
     (),
+)
+DEAD_LETTER_STORE_FULL = RedisGauge(
+    "rdb24_dead_letter_store_full", "1 while the dead-letter store is full and drops its oldest records"
 )

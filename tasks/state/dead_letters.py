@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
 from loguru import logger
@@ -65,10 +66,12 @@ class DeadLetterStore:
 
     def list(self, *, limit: int = 50, offset: int = 0, name: str | None = None) -> list[DeadLetter]:
         """Newest first; ``name`` filters by task name or topic."""
-        ids = (
+        # redis-py types every range reply as one union; without withscores it is the members alone.
+        ids = cast(
+            "list[bytes | str]",
             self.client.zrevrange(INDEX_KEY, 0, -1)
             if name
-            else self.client.zrevrange(INDEX_KEY, offset, offset + limit - 1)
+            else self.client.zrevrange(INDEX_KEY, offset, offset + limit - 1),
         )
         if not ids:
             return []

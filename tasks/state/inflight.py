@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel
@@ -61,7 +61,11 @@ def settle(client: redis.Redis, key: str) -> None:
 
 def stalled(client: redis.Redis, older_than: float, limit: int = 500) -> list[InFlight]:
     """Work in flight for more than ``older_than`` seconds, oldest first (at most ``limit``)."""
-    keys = client.zrangebyscore(LEDGER_KEY, "-inf", time.time() - older_than, start=0, num=limit)
+    # redis-py types every range reply as one union; without withscores it is the members alone.
+    keys = cast(
+        "list[bytes | str]",
+        client.zrangebyscore(LEDGER_KEY, "-inf", time.time() - older_than, start=0, num=limit),
+    )
     if not keys:
         return []
     found = []
@@ -79,7 +83,8 @@ def count(client: redis.Redis) -> int:
 
 def oldest_age(client: redis.Redis) -> float | None:
     """Seconds the oldest entry has been in flight (None when none is)."""
-    oldest = client.zrange(LEDGER_KEY, 0, 0, withscores=True)
+    # withscores: (member, score) pairs, scores as floats (redis-py types every range reply as one union).
+    oldest = cast("list[tuple[bytes | str, float]]", client.zrange(LEDGER_KEY, 0, 0, withscores=True))
     return max(0.0, time.time() - oldest[0][1]) if oldest else None
 
 

@@ -14,7 +14,7 @@ The Bitrix24 client keeps its own keys (rate-limit bucket, operating time, OAuth
 ``clients/`` spells no namespace of ours.
 
 Not Redis keys, so not here: the ``rdb24:<message id>`` tag hidden in CRM chat text
-(``tasks.flows.chat.TAG_PREFIX``) and the test fixtures' database claim (``sandbox.redis_db``).
+(``tasks.flows.chat.TAG_PREFIX``) and the test fixtures' database claim (``sandbox.stack.redis_db``).
 """
 
 from __future__ import annotations

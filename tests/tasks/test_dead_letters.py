@@ -98,3 +98,17 @@ def test_cli_list_and_show(store: DeadLetterStore) -> None:
     missing = runner.invoke(main, ["dlq", "show", "nope"])
     assert missing.exit_code != 0 and "no dead letter nope" in missing.output
     assert runner.invoke(main, ["dlq", "replay"]).exit_code != 0  # an id or --all is required
+
+
+def test_cli_replay_takes_one_id_or_all(store: DeadLetterStore) -> None:
+    replay.register_replayer("cli_record", lambda item: f"again:{item.name}")
+    one = store.add(letter("one", kind="cli_record"))
+    two = store.add(letter("two", kind="cli_record"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["dlq", "replay", one.id, "--all"]).exit_code != 0  # not both
+    assert store.count() == 2
+    single = runner.invoke(main, ["dlq", "replay", one.id])
+    assert single.exit_code == 0 and single.output == f"{one.id} -> again:one\n"
+    everything = runner.invoke(main, ["dlq", "replay", "--all"])
+    assert everything.exit_code == 0 and everything.output == f"{two.id} -> again:two\n"
+    assert store.count() == 0

@@ -105,6 +105,7 @@ with effects.locked(client, sys.argv[2], timeout=float(sys.argv[3]), wait=5):
 """
 
 
+@pytest.mark.process
 def test_lock_of_a_killed_holder_frees_within_one_lease(redis_url: str, unique: str) -> None:
     """kill -9 stops the keep-alive with the holder: the others wait one lease, not a worst case."""
     lease = 1.0

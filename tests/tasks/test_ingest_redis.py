@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from tests.conftest import create_topics
-from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
+from tests.support.ingest_process import IngestProcess, ingest_env
+from tests.support.kafka_records import produce, subscriber_payload
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 PARTITIONS = 3
 
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from clients.bitrix24 import Bitrix24Client
 from clients.bitrix24.redis_keys import RedisKeys
-from sandbox import wiring
+from sandbox.stack import wiring
 from tasks.runtime import resources, schedule
 from tasks.settings import Settings
 from tasks.state import keys
@@ -96,7 +96,7 @@ def test_beat_is_configured_with_the_pinned_prefix_and_its_lock_is_found() -> No
 
 
 def test_sandbox_copies_match_the_task_layer() -> None:
-    """The simulators may not import tasks, so ``sandbox.wiring`` keeps copies for its health probes."""
+    """The simulators may not import tasks, so ``sandbox.stack.wiring`` keeps copies for its health probes."""
     assert wiring.INGEST_STATUS_PREFIX == keys.INGEST_STATUS_PREFIX
     assert wiring.REDBEAT_LOCK_PATTERN == keys.REDBEAT_LOCK_PATTERN
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from tasks.state.dead_letters import DeadLetterStore
 
-def _store():
+
+def _store() -> DeadLetterStore:
     from tasks.state.dead_letters import store
 
     return store()
@@ -62,11 +66,11 @@ def replay_command(letter_id: str | None, replay_all: bool, name: str | None) ->
     if bool(letter_id) == replay_all:
         raise click.UsageError("give one dead letter ID, or --all")
     store = _store()
-    if replay_all:
+    if not letter_id:  # so --all, checked above
         replayed = replay.replay_all(store, name=name)
     else:
         try:
-            replayed = {letter_id: replay.replay(store, letter_id)}  # type: ignore[dict-item]
+            replayed = {letter_id: replay.replay(store, letter_id)}
         except DeadLetterNotFound:
             raise click.ClickException(f"no dead letter {letter_id}") from None
     for old, new in replayed.items():

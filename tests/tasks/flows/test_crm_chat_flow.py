@@ -17,20 +17,18 @@ from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.state import inflight
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.flow_tasks import queues_drained, resend_stalled
+from tests.support.kafka_records import incoming
+from tests.support.simulators import (
     contacts_with_phone,
     crm_chat_env,
-    incoming,
     posts_of,
-    queues_drained,
-    resend_stalled,
     rosdomofon_env,
     subscriber_with_account,
     subscriber_without_account,
-    wait_result,
-    wait_until,
 )
+from tests.support.waiting import wait_result, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

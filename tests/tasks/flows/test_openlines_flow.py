@@ -15,31 +15,28 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.bitrix24.events import build_payload
 from sandbox.bitrix24.forms import encode
 from sandbox.bitrix24.messaging import operator_message
-from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import reply_key
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.state import inflight
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
-    WebhookServer,
+from tests.support.celery_worker import CeleryWorker
+from tests.support.flow_tasks import queues_drained, resend_stalled
+from tests.support.kafka_records import incoming
+from tests.support.simulators import (
     contacts_with_phone,
-    incoming,
     openlines_env,
     posts_of,
-    queues_drained,
-    resend_stalled,
     rosdomofon_env,
-    start_webhook,
     subscriber_with_account,
     subscriber_without_account,
-    wait_result,
-    wait_until,
 )
+from tests.support.waiting import wait_result, wait_until
+from tests.support.webhook_process import WebhookServer, start_webhook
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
 

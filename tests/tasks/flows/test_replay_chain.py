@@ -15,16 +15,11 @@ from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.replay import replay
 from tasks.state import inflight
 from tasks.state.dead_letters import DeadLetterStore
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
-    crm_chat_env,
-    incoming,
-    posts_of,
-    queues_drained,
-    rosdomofon_env,
-    subscriber_without_account,
-    wait_until,
-)
+from tests.support.celery_worker import CeleryWorker
+from tests.support.flow_tasks import queues_drained
+from tests.support.kafka_records import incoming
+from tests.support.simulators import crm_chat_env, posts_of, rosdomofon_env, subscriber_without_account
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -180,17 +180,37 @@ def ingest(client: redis.Redis) -> Section:
     return _guard("Ingest", collect)
 
 
-def dead_letters(client: redis.Redis) -> Section:
+def dead_letters(client: redis.Redis, max_items: int = 100_000) -> Section:
     def collect(section: Section) -> None:
         from tasks.state.dead_letters import DeadLetterStore
 
-        store = DeadLetterStore(client)
+        store = DeadLetterStore(client, max_items=max_items)
         count = store.count()
         section.rows.append(("stored", str(count), "rdb24 dlq list | show | replay"))
+        if store.full():
+            section.healthy = False
+            section.rows.append(
+                (
+                    "store full",
+                    f"{count}/{max_items}",
+                    "messages are never dropped: replay or delete letters, or raise DEAD_LETTER_MAX",
+                )
+            )
         for letter in store.list(limit=3):
             section.rows.append((letter.id, letter.name, f"{letter.reason}: {letter.error}"[:100]))
 
     return _guard("Dead letters", collect)
+
+
+def unreadable_in_flight(client: redis.Redis) -> Section:
+    def collect(section: Section) -> None:
+        count = inflight.unreadable_count(client)
+        section.rows.append(("moved aside", str(count), "ledger entries the resend sweep could not read"))
+        if count:
+            section.healthy = False
+            section.rows.append(("see", "rdb24 dlq list --name rdb24:inflight", "each is a dead letter"))
+
+    return _guard("In-flight entries unreadable", collect)
 
 
 def reconciliation(client: redis.Redis) -> Section:
@@ -265,7 +285,8 @@ def collect_status(settings: Settings, ping_timeout: float = 1.0) -> list[Sectio
             workers(settings, ping_timeout),
             queues(client),
             ingest(client),
-            dead_letters(client),
+            dead_letters(client, settings.dead_letter_max),
+            unreadable_in_flight(client),
             reconciliation(client),
             rate_limiter(client, settings),
         ]

@@ -6,7 +6,7 @@ updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` to 
 ``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``.
 
 One subscriber is one dialog: ``user.id`` and ``chat.id`` are ``abonent-<id>``, and ``message.id``
-is the Kafka message id, the only idempotency key the connector API offers.
+is our message id (or a part's ``<id>#i``), the only key the connector API keeps for us.
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ def _whole_seconds(sent_at: float | None) -> int | None:
     return int(sent_at) if sent_at is not None else None
 
 
-def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
+def connector_message(
+    message: SubscriberMessage, account: AccountRef | None, text: str, *, message_id: str | None = None
+) -> ConnectorMessage:
+    """One connector message; ``message_id`` (default: the message's) is its ``message.id``, e.g. a part's."""
     dialog = subscribers.dialog_id(message.abonent_id)
     chat_name = f"Абонент +{message.phone}" + (
         f", л/с {account.number}" if account and account.number else ""
@@ -126,7 +129,9 @@ def connector_message(message: SubscriberMessage, account: AccountRef | None, te
             phone=f"+{message.phone}",
             skip_phone_validate="Y",
         ),
-        message=ConnectorMessageBody(id=message.message_id, date=_whole_seconds(message.sent_at), text=text),
+        message=ConnectorMessageBody(
+            id=message_id or message.message_id, date=_whole_seconds(message.sent_at), text=text
+        ),
         chat=ConnectorChat(id=dialog, name=chat_name),
     )
 

@@ -11,6 +11,7 @@ never sends twice once the send is recorded; the delivery report has its own mar
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from loguru import logger
@@ -36,6 +37,17 @@ SEND_LOCK_WAIT = 20.0
 def reply_key(payload: OperatorReplyPayload) -> str:
     """The effect-marker id of one operator message (Bitrix24's own ids for it)."""
     return f"reply:{payload.im_chat_id}:{payload.im_message_id}"
+
+
+def reply_fingerprint(payload: OperatorReplyPayload) -> str:
+    """What the operator message says and where: stored with its markers and its dedupe key.
+
+    Bitrix24's ids are unique on one portal, but a portal that starts again empty (the sandbox's, on
+    every ``make run``) or another portal behind the same app reuses them: the same key with another
+    fingerprint is another reply, never "already delivered". A repeated event carries the same text.
+    """
+    content = f"{payload.connector}\x1f{payload.line}\x1f{payload.chat_id}\x1f{payload.text}"
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def _send(
@@ -110,7 +122,8 @@ def _report_delivery(payload: OperatorReplyPayload) -> None:
 def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult:
     """Send the operator's message to the subscriber once, then mark it delivered in the Open Line."""
     settings, cache = get_settings(), redis_client()
-    key = reply_key(payload)
+    key, fingerprint = reply_key(payload), reply_fingerprint(payload)
+    ttl = settings.effect_marker_ttl
     with logger.contextualize(message_id=key):
         try:
             abonent_id = subscribers.abonent_of_dialog(payload.chat_id)
@@ -119,26 +132,26 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
         # One sender at a time per operator message: a duplicate task running alongside waits here
         # and then finds the first one's marker.
         with effects.locked(cache, key, wait=SEND_LOCK_WAIT):
-            marker = effects.recall(cache, key, SEND_STEP)
+            marker = effects.recall(cache, key, SEND_STEP, fingerprint)
             if marker is not None and marker.done and marker.result is not None:
                 result = OperatorReplyResult.model_validate(marker.result)
             else:
                 text = strip_bbcodes(payload.text)
                 if not text:
                     raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
-                previous = effects.mark_started(cache, key, SEND_STEP, ttl=settings.effect_marker_ttl)
+                previous = effects.mark_started(cache, key, SEND_STEP, ttl=ttl, fingerprint=fingerprint)
                 record = subscribers.recall(cache, abonent_id)
                 result = (_already_sent(settings, abonent_id, record, text) if previous else None) or _send(
                     settings, abonent_id, record, text
                 )
                 effects.mark_done(
-                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
                 )
                 logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
-        status = effects.recall(cache, key, STATUS_STEP)
+        status = effects.recall(cache, key, STATUS_STEP, fingerprint)
         if status is None or not status.done:
             _report_delivery(payload)
-            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=settings.effect_marker_ttl)
+            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=ttl, fingerprint=fingerprint)
             logger.info("delivery reported to open line {}", payload.line)
         inflight.settle(cache, key)
         return result.model_copy(update={"delivery_reported": True})
@@ -165,6 +178,7 @@ def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
 __all__ = [
     "deliver_operator_reply",
     "enqueue_operator_reply",
+    "reply_fingerprint",
     "reply_key",
     "reply_task_id",
 ]

@@ -191,5 +191,24 @@ ORDER_WAITS_EXPIRED = RedisCounter(
     (),
 )
 DEAD_LETTER_STORE_FULL = RedisGauge(
-    "rdb24_dead_letter_store_full", "1 while the dead-letter store is full and drops its oldest records"
+    "rdb24_dead_letter_store_full",
+    "1 while the dead-letter store is above DEAD_LETTER_MAX (letters that carry a message are never dropped)",
+)
+MESSAGE_ID_CONFLICTS = RedisCounter(
+    "rdb24_message_id_conflicts_total",
+    "Effect markers found under a message id but left by another message (other fingerprint)",
+    ("step",),
+)
+DEAD_LETTERS_OVER_LIMIT = RedisCounter(
+    "rdb24_dead_letter_store_full_total",
+    "Dead letters stored above DEAD_LETTER_MAX that could not be trimmed (they carry a message)",
+    (),
+)
+INFLIGHT_UNREADABLE = RedisCounter(
+    "rdb24_inflight_unreadable_total",
+    "In-flight ledger entries the resend sweep could not read, moved aside",
+    (),
+)
+TEXTS_SPLIT = RedisCounter(
+    "rdb24_texts_split_total", "Subscriber messages longer than a chat message, posted in parts", ("mode",)
 )

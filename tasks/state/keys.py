@@ -30,6 +30,8 @@ LOCK_PREFIX = "rdb24:lock"
 INFLIGHT_LEDGER = "rdb24:inflight"
 # hash: ledger key -> {"kind": ..., "payload": ...} JSON, what to resend
 INFLIGHT_MESSAGES = "rdb24:inflight:messages"
+# hash: ledger entries the resend sweep could not read, moved aside (also dead-lettered)
+INFLIGHT_UNREADABLE = "rdb24:inflight:unreadable"
 
 # --- tasks.state.order: each subscriber's messages not yet posted, in the order written
 # zset <prefix>:<abonent id>: member = message id, score = record timestamp (unix s), expiring;
@@ -41,6 +43,8 @@ ORDER_PREFIX = "rdb24:order"
 DLQ_ITEMS = "rdb24:dlq:items"
 # zset: dead-letter id, score = creation time (newest-first listing)
 DLQ_INDEX = "rdb24:dlq:index"
+# zset: ids of the letters that carry no message (only those are trimmed above DEAD_LETTER_MAX)
+DLQ_TRIMMABLE = "rdb24:dlq:trimmable"
 
 # --- tasks.state.accounts_index: owner phone -> RosDomofon account
 # hash: owner phone -> AccountRef JSON (rebuilt as <key>:building:<stamp>, then renamed over it)
@@ -116,9 +120,11 @@ __all__ = [
     "CRM_CHAT_PREFIX",
     "DLQ_INDEX",
     "DLQ_ITEMS",
+    "DLQ_TRIMMABLE",
     "DONE_PREFIX",
     "INFLIGHT_LEDGER",
     "INFLIGHT_MESSAGES",
+    "INFLIGHT_UNREADABLE",
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",
     "METRICS_PREFIX",

@@ -25,7 +25,8 @@ from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
 from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
-from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
+from tasks.flows.operator_reply import enqueue_operator_reply, reply_fingerprint, reply_task_id
+from tasks.runtime import metrics
 from tasks.settings import Settings
 from tasks.state import keys
 
@@ -131,7 +132,7 @@ def _enqueue_messages(
         )
         task_id = reply_task_id(payload.im_chat_id, payload.im_message_id)
         key = f"{ENQUEUED_PREFIX}:{task_id}"
-        if not redis_client.set(key, "1", nx=True, ex=dedupe_ttl):
+        if not _first_delivery(redis_client, key, reply_fingerprint(payload), dedupe_ttl):
             logger.info("webhook: {} already enqueued, duplicate event dropped", task_id)
             task_ids.append(task_id)
             continue
@@ -143,6 +144,27 @@ def _enqueue_messages(
         logger.info("webhook: enqueued {} for dialog {}", task_id, payload.chat_id)
         task_ids.append(task_id)
     return task_ids
+
+
+def _first_delivery(redis_client: redis.Redis, key: str, fingerprint: str, ttl: int) -> bool:
+    """True for an operator message not seen before; a repeated event (same fingerprint) is False.
+
+    The same Bitrix24 ids with another fingerprint are another message (a portal that started again
+    empty reuses them): logged, counted, and enqueued. A key from before fingerprints (``1``) counts
+    as the same message, as it did then.
+    """
+    if redis_client.set(key, fingerprint, nx=True, ex=ttl):
+        return True
+    raw = redis_client.get(key)
+    if raw is None:  # expired between the two calls
+        return bool(redis_client.set(key, fingerprint, nx=True, ex=ttl))
+    seen = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if seen == fingerprint or len(seen) != len(fingerprint):  # a repeat, or a key from before fingerprints
+        return False
+    logger.warning("webhook: {} was another operator message before (ids reused); enqueued", key)
+    metrics.MESSAGE_ID_CONFLICTS.inc(step="webhook")
+    redis_client.set(key, fingerprint, ex=ttl)
+    return True
 
 
 def app_from_settings(settings: Settings) -> FastAPI:

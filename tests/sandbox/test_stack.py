@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 import requests
 
 RDB24 = str(Path(sys.executable).with_name("rdb24"))
@@ -262,3 +263,49 @@ def test_closing_the_terminal_stops_the_stack_cleanly(tmp_path: Path) -> None:
         assert not (hung_up.run_dir / "stack.json").exists(), "the state file outlived the stack"
     finally:
         hung_up.kill_everything()
+
+
+@pytest.mark.timeout(900)
+def test_run_twice_in_the_same_folder_reaches_the_portal_both_times(
+    tmp_path: Path, redis_server_url: str
+) -> None:
+    """``make run`` → ``rdb24 demo`` → Ctrl-C → ``make run`` → ``rdb24 demo`` (issue 13).
+
+    The second run's embedded Kafka starts again at offset 0 while Redis (here one claimed database,
+    as a local stack claims one) still holds the first run's effect markers: the second demo's
+    messages must reach the portal all the same.
+    """
+    from sandbox.stack.redis_db import claim_database, release_database
+
+    database = claim_database(redis_server_url)
+    foreign = ("KAFKA_", "ROSDOMOFON_", "BITRIX24_", "REDIS_URL", "CELERY_", "PYTEST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
+    env.update(REDIS_URL=database, COLUMNS="160")
+    try:
+        for run in (1, 2):
+            log = tmp_path / f"up{run}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [RDB24, "up", "--free-ports", "--run-dir", str(tmp_path / "var"),
+                     "--health-timeout", str(READY_WITHIN), "--accounts", "10"],
+                    cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, env=env,
+                )  # fmt: skip
+            stack = Stack(process=process, run_dir=tmp_path / "var", log=log)
+            try:
+                wait_ready(stack)
+                demo = subprocess.run(
+                    [RDB24, "demo", "--run-dir", str(stack.run_dir), "--subscribers", "2", "--timeout", "90"],
+                    cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env,
+                )  # fmt: skip
+                assert demo.returncode == 0, f"run {run}:\n{demo.stdout}{demo.stderr}{stack.output()[-3000:]}"
+                assert "round trip complete" in demo.stdout, f"run {run}:\n{demo.stdout}"
+                assert demo.stdout.count("Hello! The intercom") >= 2, f"run {run}:\n{demo.stdout}"
+                processes = stack.processes()
+                os.killpg(stack.process.pid, signal.SIGINT)
+                assert_all_gone(stack, processes)
+            finally:
+                stack.kill_everything()
+    finally:
+        redis.Redis.from_url(database).flushdb()
+        release_database(database)

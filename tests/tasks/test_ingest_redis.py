@@ -6,6 +6,7 @@ list of a dedicated Valkey, which this test stops, starts and drains at will.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -62,12 +63,17 @@ def start_ingest(
 
 
 def queued_message_ids(client: redis.Redis) -> list[str]:
-    """The Kafka message ids of the chains waiting in the ``flows`` queue."""
-    ids = []
+    """The Kafka positions (``topic:partition:offset``) of the chains waiting in the ``flows`` queue.
+
+    The message id is no longer the position (tasks.ingest.identity); the position rides along in
+    the first step's payload as ``message.kafka_position``.
+    """
+    positions = []
     for raw in client.lrange("flows", 0, -1):
-        task_id = json.loads(raw)["headers"]["id"]  # msg:<topic>:<partition>:<offset>:lookup
-        ids.append(task_id.removeprefix("msg:").removesuffix(":lookup"))
-    return ids
+        envelope = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        positions.append(kwargs["message"]["kafka_position"])
+    return positions
 
 
 def test_enqueue_failure_keeps_records_and_retries_until_redis_is_back(

@@ -21,6 +21,7 @@ from tasks.cli.stack_settings import settings_with_overrides
 from tasks.ingest.metrics import IngestStatus, write_status
 from tasks.reconcile.report import LAST_REPORT_KEY
 from tasks.runtime import metrics
+from tasks.state import inflight
 from tasks.state.dead_letters import DeadLetterStore
 from tests.support.celery_worker import CeleryWorker
 
@@ -176,3 +177,24 @@ def test_wait_returns_as_soon_as_the_system_becomes_healthy(
     assert document["status"] == "healthy"
     workers = {s["key"]: s for s in document["sections"]}["workers"]
     assert [row["item"] for row in workers["rows"]] == [worker.hostname]
+
+
+def test_a_full_dead_letter_store_and_unreadable_ledger_entries_ask_for_attention(
+    client: redis.Redis, private_url: str
+) -> None:
+    settings = settings_with_overrides({"REDIS_URL": private_url, "DEAD_LETTER_MAX": "1"})
+    calm = by_title(status_report.collect_status(settings, ping_timeout=0.3))
+    assert calm["Dead letters"].healthy and calm["In-flight entries unreadable"].healthy
+    store = DeadLetterStore(client, max_items=1)
+    for n in range(2):  # both carry a message: neither may be trimmed
+        store.add(
+            DeadLetter(
+                name="flows.post_to_chat", reason="unexpected", error="E", source={"message_id": f"m{n}"}
+            )
+        )
+    client.hset(inflight.UNREADABLE_KEY, "T:0:1", json.dumps({"raw": "{nope", "error": "JSONDecodeError"}))
+    sections = by_title(status_report.collect_status(settings, ping_timeout=0.3))
+    letters = sections["Dead letters"]
+    assert not letters.healthy and letters.rows[1][:2] == ("store full", "2/1")
+    unreadable = sections["In-flight entries unreadable"]
+    assert not unreadable.healthy and unreadable.rows[0][:2] == ("moved aside", "1")

@@ -1,5 +1,7 @@
 """A stateful simulator of the RosDomofon operator API and its Kafka side, built from
-docs/rosdomofon-api.md (not from our ``schemas/``), so it catches our mistakes.
+docs/rosdomofon-api.md (not from our ``schemas/``), so it catches our mistakes. Its answers parse with
+the upstream ``rosdomofon`` package's models (tests/sandbox/test_rosdomofon_contract.py drives it with
+that package's client).
 
 Modules: ``state`` (the world), ``generator`` (deterministic data), ``views`` (wire shapes),
 ``routes`` (the operator REST API by resource, and ``routes.control``, the ``/_sandbox`` API),

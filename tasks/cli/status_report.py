@@ -102,7 +102,8 @@ def wait_for_health(look: Callable[[], Report], wait: float, interval: float = 1
 
 
 def _key(title: str) -> str:
-    return {"Bitrix24 rate limiter": "rate_limiter"}.get(title, title.lower().replace(" ", "_"))
+    named = {"Bitrix24 rate limiter": "rate_limiter"}
+    return named.get(title, title.lower().replace(" ", "_").replace("-", "_"))
 
 
 def beat_lock_ttl(client: redis.Redis) -> int:

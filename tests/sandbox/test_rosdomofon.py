@@ -263,6 +263,31 @@ def test_entrance_detail_has_a_trailing_slash(
     assert client.call("GET", "/rdas-service/api/v1/entrances/999999/").status_code == 404
 
 
+def test_wire_types_are_the_upstream_packages(
+    client: UpstreamStyleClient, rosdomofon_sim: RosDomofonSimulator
+) -> None:
+    """Street codes and intercom indexes are strings, a camera's address an object (the contract test
+    checks the same with the package itself, when Python 3.12 is at hand)."""
+    by_street: dict[str, set[tuple[str, str]]] = {}
+    page = client.call("GET", V1 + "/entrances", params={"size": 1000}).json()
+    for entrance in page["content"]:
+        for service in entrance["services"]:
+            camera = service["cameras"][0]
+            assert camera["address"]["entrance"]["id"] == entrance["id"]
+            street = camera["address"]["street"]
+            assert re.fullmatch(r"[0-9a-f-]{36}", street["codeFias"]), street
+            assert re.fullmatch(r"\d{17}", street["codeKladr"]), street
+            by_street.setdefault(street["name"], set()).add((street["codeFias"], street["codeKladr"]))
+            assert isinstance(service["rdas"][0]["intercoms"][0]["index"], str)
+    # One street, one pair of codes, whichever entrance shows it.
+    assert by_street and all(len(codes) == 1 for codes in by_street.values()), by_street
+    account_id = client.call("GET", V1 + "/accounts").json()[0]["id"]
+    flat = client.call("GET", V1 + f"/accounts/{account_id}/flats").json()[0]
+    assert isinstance(flat["adapters"][0]["intercomIndex"], str)
+    connection = client.call("GET", V1 + f"/accounts/{account_id}/connections").json()[0]
+    assert isinstance(connection["flat"]["address"]["street"]["codeKladr"], str)
+
+
 # --- messages and sign-ups ----------------------------------------------------------------------
 
 

@@ -147,7 +147,10 @@ def test_the_verdict_is_the_exit_code_and_the_json_has_stable_keys(
     assert set(document) == {"version", "status", "exit_code", "checked_at", "where", "sections"}
     assert document["status"] == "attention" and document["where"] == "configured environment"
     keys = [s["key"] for s in document["sections"]]
-    assert keys == ["workers", "queues", "ingest", "dead_letters", "reconciliation", "rate_limiter"]
+    assert keys == [
+        "workers", "queues", "ingest", "dead_letters", "in_flight_entries_unreadable", "reconciliation",
+        "rate_limiter",
+    ]  # fmt: skip
     sections = {s["key"]: s for s in document["sections"]}
     assert not sections["workers"]["healthy"] and sections["queues"]["healthy"]
     assert set(sections["queues"]["rows"][0]) == {"item", "value", "details"}

@@ -1,4 +1,4 @@
-"""Scenario 13.2: one subscriber's first post answers 503 again and again while five more of their
+"""Scenario 13g: one subscriber's first post answers 503 again and again while five more of their
 messages arrive (unkeyed records, so spread over both partitions). All six must reach the operator's
 dialog once each, in the order they were written: the later ones wait for the first one's post."""
 
@@ -41,6 +41,6 @@ def test_later_messages_wait_for_a_retried_first_post(stack_factory: StackFactor
         stack.send(1, subscriber, "следующее")
     stack.wait_until(lambda: fault.fired >= FIRST_POST_FAILURES, 60, "every 503 served")
     fault_end = now()
-    finish(stack, "13.2 order: 503s on 1st post, 5 behind", fault_ended_at=fault_end, deliver_timeout=120)
+    finish(stack, "13g order: 503s on 1st post, 5 behind", fault_ended_at=fault_end, deliver_timeout=120)
     written = [m.marker for m in stack.sent]
     assert dialog_markers(stack, stack.run) == [written], "the operator's dialog shows them out of order"

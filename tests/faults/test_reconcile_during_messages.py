@@ -1,4 +1,4 @@
-"""Scenario 13.6: reconciliation runs while account owners write their first messages.
+"""Scenario 13i: reconciliation runs while account owners write their first messages.
 
 Both sides want a contact for the same new phones at the same moment, and three owners already have a
 contact an operator typed by hand in another spelling (``8 (913) …``, ``+7 913 …``, ten digits). Each
@@ -50,6 +50,6 @@ def test_reconcile_during_first_messages_leaves_one_contact_per_owner(stack_fact
     run = outcome["run"]
     assert getattr(run, "returncode", 1) == 0, getattr(run, "stdout", "") + getattr(run, "stderr", "")
 
-    finish(stack, "13.6 reconcile during first messages", fault_ended_at=now(), deliver_timeout=120)
+    finish(stack, "13i reconcile during first messages", fault_ended_at=now(), deliver_timeout=120)
     every_owner = stack.contacts_for(phone for _abonent, phone in owners)
     assert every_owner.exact, every_owner.describe("contacts per account owner")

@@ -1,4 +1,4 @@
-"""Scenario 13.3: outages that outlast the retry budget, then ``rdb24 dlq replay --all``.
+"""Scenario 13h: outages that outlast the retry budget, then ``rdb24 dlq replay --all``.
 
 RosDomofon is down while four messages arrive (their lookups are dead-lettered), then Bitrix24 cannot
 look contacts up while four more arrive (their contact steps are dead-lettered). After both recover,
@@ -40,4 +40,4 @@ def test_replaying_dead_lettered_chain_steps_posts_every_message(stack_factory: 
 
     replayed = stack.cli("dlq", "replay", "--all")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    finish(stack, "13.3 dlq replay of lookup/contact steps", fault_ended_at=now(), deliver_timeout=120)
+    finish(stack, "13h dlq replay of lookup/contact steps", fault_ended_at=now(), deliver_timeout=120)

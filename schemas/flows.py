@@ -41,6 +41,7 @@ class SubscriberMessage(FlowModel):
     phone: PhoneStr
     company_id: int | None = None
     text: str = Field(default="", description="The message text (localizedPush.message on the wire)")
+    image_url: str | None = Field(default=None, description="A picture the subscriber sent (imageUrl)")
     sent_at: float | None = Field(
         default=None,
         description="Kafka record timestamp, unix seconds (to the ms); orders the subscriber's messages",
@@ -124,6 +125,17 @@ class PostToChatResult(FlowModel):
     parts: list[int | str | None] = Field(
         default_factory=list, description="posted ids of each part of a text too long for one message"
     )
+    held: bool = Field(
+        default=False, description="Not posted: the Bitrix24 app is uninstalled; a reinstall posts it"
+    )
+
+
+class ReplyFile(FlowModel):
+    """A file an operator attached to an Open Lines reply (``files[]`` of the event, facts doc §11)."""
+
+    name: str = Field(default="", description="File name as the operator uploaded it")
+    link: str = Field(min_length=1, description="Signed short portal URL that opens without OAuth")
+    size: int | None = Field(default=None, ge=0, description="Bytes")
 
 
 class OperatorReplyPayload(FlowModel):
@@ -135,6 +147,7 @@ class OperatorReplyPayload(FlowModel):
     im_chat_id: int
     im_message_id: int
     text: str = Field(description="Operator text as Bitrix24 sent it (BB codes)")
+    files: list[ReplyFile] = Field(default_factory=list, description="Files the operator attached")
     operator_user_id: int | None = None
 
 
@@ -147,8 +160,12 @@ class OperatorReplyResult(FlowModel):
     abonent_id: int
     phone: PhoneStr | None = None
     transport: ReplyTransportUsed
-    text: str = Field(description="The plain text the subscriber received")
+    text: str = Field(description="The plain text the subscriber received (all parts, joined)")
     rosdomofon_message_id: int | str | None = None
+    parts: list[int | str | None] = Field(
+        default_factory=list,
+        description="RosDomofon message ids of each part of a reply over REPLY_MAX_LENGTH",
+    )
     delivery_reported: bool = False
 
 
@@ -186,6 +203,7 @@ __all__ = [
     "OperatorReplyResult",
     "PostToChatPayload",
     "PostToChatResult",
+    "ReplyFile",
     "ReplyTransportUsed",
     "ResendStalledPayload",
     "ResendStalledResult",

@@ -22,6 +22,7 @@ so each class raised inside a task sits under the category that says what should
 
     raised outside tasks (configuration, command line, HTTP receiver): no category needed
     SettingsError      (RuntimeError)  the environment is invalid; the worker refuses to start
+    RedisUrlError      (ValueError)    REDIS_URL (+ REDIS_SENTINEL_MASTER) does not say where Redis is
     ScheduleError      (ValueError)    RECONCILE_CRONTAB is malformed; beat refuses to start
     UnknownTaskError   (KeyError)      `rdb24 tasks|enqueue NAME` names no task
     DeadLetterNotFound (KeyError)      `rdb24 dlq show|replay ID` names no dead letter
@@ -144,6 +145,10 @@ class ScheduleError(ValueError):
     """A schedule setting is malformed; the message names the variable and the value."""
 
 
+class RedisUrlError(ValueError):
+    """REDIS_URL (with REDIS_SENTINEL_MASTER) does not say where Redis is."""
+
+
 class UnknownTaskError(KeyError):
     """No task has that name."""
 
@@ -180,6 +185,7 @@ __all__ = [
     "OpenLinesSetupError",
     "PortalReadError",
     "PredecessorPendingError",
+    "RedisUrlError",
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     openlines_connector_id: str = Field(default="rosdomofon", alias="OPENLINES_CONNECTOR_ID")
     openlines_line_id: str = Field(default="", alias="OPENLINES_LINE_ID")
     reply_transport: ReplyTransport = Field(default=ReplyTransport.REST, alias="REPLY_TRANSPORT")
+    # Longest text one RosDomofon message carries (the app's limit is not documented): a longer
+    # operator reply goes out as ordered parts "(1/3) ..." of at most this many characters.
+    reply_max_length: int = Field(default=4000, ge=100, alias="REPLY_MAX_LENGTH")
     # Public URL of `rdb24 webhook` (e.g. https://b24.example.com); Open Lines setup binds
     # ONIMCONNECTORMESSAGEADD to <url>/bitrix24/events. Empty: operator replies are not bound.
     webhook_public_url: str = Field(default="", alias="WEBHOOK_PUBLIC_URL")

@@ -7,7 +7,8 @@ chain that Bitrix24 cannot deduplicate for us, so it is bracketed by the effect 
 without ``done`` (the worker died during the call) means the message may already be in the chat,
 so we look for it before posting again: in Open Lines by our message id in the message's
 ``params.CONNECTOR_MID`` (:func:`_already_in_open_line`), in a CRM chat by the hidden tag
-``rdb24:<message id>`` matched whole (:func:`_has_crm_tag`). Never by the text alone: a subscriber
+``rdb24:<message id>`` matched whole, wrapper included, at the end of the post (:func:`_has_crm_tag`;
+subscriber text cannot forge it, see :func:`tasks.flows.texts.inert`). Never by the text alone: a subscriber
 may send the same words twice, and taking the first for the second would lose it silently.
 
 The first message of a new Open Lines dialog is the hard case: its answer (the chat id) is what was
@@ -20,7 +21,11 @@ The same check runs when no marker is found for a message older than ``EFFECT_MA
 marker may have expired after a post: a late replay or redelivery, :func:`older_than_markers`).
 A text longer than Bitrix24 keeps whole (20,000 characters) is posted in ordered parts, each with its
 own id ``<message id>#i`` and marker ``post#i`` (:func:`message_parts`), so a rerun after a crash
-posts only the parts still missing.
+posts only the parts still missing. The subscriber's picture goes with the first part only.
+
+While the Bitrix24 app is uninstalled (``ONAPPUNINSTALL``, :mod:`tasks.state.app_install`) an Open
+Lines post is held (:mod:`tasks.state.held`, the result says ``held``) rather than failed; the next
+install publishes it again.
 
 Order per subscriber: before posting, the step looks in the subscriber's order queue
 (:mod:`tasks.state.order`) for messages written earlier (record timestamp) and not yet posted or
@@ -36,7 +41,6 @@ taken out of the queue here instead of being waited for.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,20 +48,22 @@ from typing import Any
 
 from loguru import logger
 
-from clients.errors import DoNotRetryError, FixInputError
+from clients.errors import DoNotRetryError, FixInputError, IntegrationError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult, SubscriberMessage
 from tasks.errors import PredecessorPendingError
 from tasks.flows import crm_chat, openlines
-from tasks.flows.texts import chat_parts
+from tasks.flows.attachments import crm_attach, web_url
+from tasks.flows.texts import OUR_TAG, chat_parts
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import ChatMode, Settings, get_settings
-from tasks.state import effects, inflight, order, subscribers
+from tasks.state import app_install, effects, held, inflight, order, subscribers
 
 STEP = "post"
-TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
+TAG_PREFIX = OUR_TAG  # hidden in the CRM chat message so a retry can recognise its own post
+PICTURE_LINE = "Фото:"
 POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
@@ -142,6 +148,7 @@ class Part:
     post_id: str
     text: str
     step: str
+    first: bool = True  # the part that carries the subscriber's picture
 
 
 def message_parts(payload: PostToChatPayload) -> list[Part]:
@@ -149,7 +156,7 @@ def message_parts(payload: PostToChatPayload) -> list[Part]:
     message_id = payload.message.message_id
     if len(texts) == 1:
         return [Part(message_id, texts[0], STEP)]
-    return [Part(f"{message_id}#{i}", text, f"{STEP}#{i}") for i, text in enumerate(texts, 1)]
+    return [Part(f"{message_id}#{i}", text, f"{STEP}#{i}", i == 1) for i, text in enumerate(texts, 1)]
 
 
 def _post_openlines(
@@ -159,7 +166,9 @@ def _post_openlines(
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
     openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
-    item = openlines.connector_message(payload.message, payload.account, part.text, message_id=part.post_id)
+    item = openlines.connector_message(
+        payload.message, payload.account, part.text, message_id=part.post_id, with_picture=part.first
+    )
     known = subscribers.recall(cache, payload.message.abonent_id)
     chat_id = known.openlines_chat_id if known else None
     # After an interrupted send, the dialog shows whether it went in, recognised by our message id
@@ -191,18 +200,28 @@ def _post_openlines(
     )
 
 
-def _crm_chat_text(part: Part) -> str:
+def _crm_tag(post_id: str) -> str:
+    return f"[i][size=8]{TAG_PREFIX}{post_id}[/size][/i]"
+
+
+def _crm_chat_text(part: Part, picture: str | None = None) -> str:
     # The trailing tag lets a redelivered step find its own post (im.dialog.messages.get).
-    return f"{part.text}[br][i][size=8]{TAG_PREFIX}{part.post_id}[/size][/i]"
+    text = part.text
+    if picture:
+        text += f"[br]{PICTURE_LINE} {picture}"  # the ATTACH link too, for clients that hide attachments
+    return f"{text}[br]{_crm_tag(part.post_id)}"
 
 
 def _has_crm_tag(text: str, message_id: str) -> bool:
-    """Our tag for exactly ``message_id``: ``rdb24:T:0:1`` must not match the tag ``rdb24:T:0:10``
+    """Our tag for exactly ``message_id``, ending the text: ``…:1`` must not match the tag of ``…:10``
     (nor ``rdb24:<id>`` the tag of its part ``rdb24:<id>#1``).
 
-    The id must end where the tag's closing BB code (or its HTML rendering, or the text) begins.
+    The tag is matched whole with its BB wrapper and at the very end of the post, where only we put
+    it: subscriber text is inert (every ``[`` is followed by a word joiner and ``rdb24:`` is broken up,
+    :func:`tasks.flows.texts.inert`), so no words a subscriber types can contain ``[size=8]rdb24:…``,
+    let alone end a post with it.
     """
-    return re.search(re.escape(f"{TAG_PREFIX}{message_id}") + r"(?=[\[<\s]|$)", text) is not None
+    return text.rstrip().endswith(_crm_tag(message_id))
 
 
 def _recent_messages(portal: Any, chat_id: int) -> list[dict[str, Any]] | None:
@@ -312,7 +331,9 @@ def _post_crm_chat(payload: PostToChatPayload, part: Part, ambiguous: bool) -> P
             "message {} already in chat {} (id {}) from an interrupted run", part.post_id, chat_id, posted
         )
     else:
-        posted = portal.post_chat_message(chat_id, _crm_chat_text(part))
+        picture = web_url(payload.message.image_url) if part.first else None
+        attach = crm_attach(picture) if picture else None
+        posted = portal.post_chat_message(chat_id, _crm_chat_text(part, picture), attach)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
@@ -388,6 +409,33 @@ def _post_parts(
     return results
 
 
+def _held_while_uninstalled(cache: Any, payload: PostToChatPayload) -> bool:
+    """Hold the post while the app is uninstalled (no token can post); True when it was held.
+
+    Held first, then the state read again: an install that completed in between has already
+    released what it saw, so this message goes on to be posted now rather than wait for another.
+    """
+    if not app_install.is_uninstalled(cache):
+        return False
+    message = payload.message
+    done = effects.recall(cache, message.message_id, STEP, message.content_fingerprint())
+    if done is not None and done.done:
+        return False  # posted before the uninstall: the stored result is returned as usual
+    held.hold(cache, message.message_id, payload.model_dump_json())
+    if app_install.is_uninstalled(cache):
+        logger.warning("bitrix24 app is uninstalled: message held until it is installed again")
+        return True
+    held.release(cache, message.message_id)
+    return False
+
+
+def _held(payload: PostToChatPayload, mode: ChatModeUsed) -> PostToChatResult:
+    inflight.settle(redis_client(), payload.message.message_id)  # the held store has it now
+    return PostToChatResult(
+        message_id=payload.message.message_id, contact_id=payload.contact_id, mode=mode, held=True
+    )
+
+
 def _remember_chat(record: subscribers.SubscriberRecord, result: PostToChatResult) -> None:
     if result.mode == ChatModeUsed.OPENLINES:
         record.openlines_chat_id = result.chat_id
@@ -410,6 +458,9 @@ def _post_once(
     # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
     # second waits, then returns the first one's stored result.
     with effects.locked(cache, f"post:{message_id}", wait=lock_wait):
+        mode = chat_mode(settings)
+        if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
+            return _held(payload, mode)
         previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
         if previous is not None and previous.done and previous.result is not None:
             _settle(cache, payload)
@@ -417,17 +468,22 @@ def _post_once(
         late = previous is None and older_than_markers(payload.message, settings)
         if late:
             logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
-        mode = chat_mode(settings)
         # Remember the subscriber before posting: an operator may answer before this step returns.
         record = _subscriber_record(payload)
         subscribers.remember(cache, record)
         parts = message_parts(payload)
-        if len(parts) == 1:
-            result = _post_part(payload, settings, mode, parts[0], ambiguous=previous is not None or late)
-        else:
-            posted = _post_parts(payload, settings, mode, parts, record, late=late)
-            result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
-            metrics.TEXTS_SPLIT.inc(mode=mode.value)
+        try:
+            if len(parts) == 1:
+                result = _post_part(payload, settings, mode, parts[0], ambiguous=previous is not None or late)
+            else:
+                posted = _post_parts(payload, settings, mode, parts, record, late=late)
+                result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
+                metrics.TEXTS_SPLIT.inc(mode=mode.value)
+        except IntegrationError:
+            # Uninstalled while posting (tokens revoked): hold it rather than fail it.
+            if mode != ChatModeUsed.OPENLINES or not _held_while_uninstalled(cache, payload):
+                raise
+            return _held(payload, mode)
         _remember_chat(record, result)
         effects.mark_done(
             cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint

@@ -198,6 +198,7 @@ def subscriber_message(
             phone=str(sender.phone),
             company_id=sender.company_id,
             text=message.text or "",
+            image_url=message.image_url or None,
             sent_at=sent_at,
             fingerprint=fingerprint,
             kafka_position=position,

@@ -2,8 +2,9 @@
 
 The connector is set up on first use and remembered in Redis, so the setup calls run once per line
 (under a lock, so concurrent first messages do not race): ``imconnector.register`` (re-registering
-updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` to our webhook (when
-``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``.
+updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` and ``ONAPPUNINSTALL`` to
+our webhook (when ``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``. The app's install
+handshake runs the same setup at once (:func:`set_up_after_install`).
 
 One subscriber is one dialog: ``user.id`` and ``chat.id`` are ``abonent-<id>``, and ``message.id``
 is our message id (or a part's ``<id>#i``), the only key the connector API keeps for us.
@@ -27,12 +28,16 @@ from schemas.bitrix24 import (
 )
 from schemas.flows import AccountRef, SubscriberMessage
 from tasks.errors import OpenLinesRejectedError, OpenLinesSetupError
+from tasks.flows.attachments import openlines_files, web_url
 from tasks.state import effects, keys, subscribers
 
 READY_PREFIX = keys.OPENLINES_READY_PREFIX
 LINE_KEY = keys.OPENLINES_LINE
 READY_TTL = 24 * 3600  # re-check daily: bindings vanish when the app is updated or reinstalled
 CONNECTOR_NAME = "RosDomofon"
+UNINSTALL_EVENT = "ONAPPUNINSTALL"
+# Operator replies, and the uninstall (so Open Lines posting stops safely: tasks/webhook/app_lifecycle.py).
+BOUND_EVENTS = (MESSAGE_EVENT, UNINSTALL_EVENT)
 
 
 class OpenLinesPortal(Protocol):
@@ -97,10 +102,11 @@ def ensure_connector(
         handler = events_url(public_url) if public_url else ""
         portal.register_connector(connector, CONNECTOR_NAME, handler or "https://localhost/rosdomofon")
         if handler:
-            try:
-                portal.bind_event(MESSAGE_EVENT, handler)
-            except FixInputError as exc:  # "handler already bound" is success for us
-                logger.info("open lines: event.bind answered {}; treating as already bound", exc.code)
+            for event in BOUND_EVENTS:
+                try:
+                    portal.bind_event(event, handler)
+                except FixInputError as exc:  # "handler already bound" is success for us
+                    logger.info("open lines: event.bind {} answered {}; already bound", event, exc.code)
         else:
             logger.warning("open lines: WEBHOOK_PUBLIC_URL is empty, operator replies will not reach us")
         portal.activate_connector(connector, line, True)
@@ -113,11 +119,36 @@ def _whole_seconds(sent_at: float | None) -> int | None:
     return int(sent_at) if sent_at is not None else None
 
 
+def set_up_after_install(
+    portal: OpenLinesPortal, cache: redis.Redis, connector: str, configured_line: str, public_url: str
+) -> str:
+    """A (re)install unregistered whatever the portal had: forget our memos and set everything up again.
+
+    Returns the line. Bindings and connectors vanish on uninstall (facts doc §11), so nothing cached
+    from an earlier install can be trusted.
+    """
+    cache.delete(LINE_KEY)
+    line = resolve_line(portal, cache, configured_line)
+    forget_setup(cache, connector, line)
+    ensure_connector(portal, cache, connector, line, public_url)
+    return line
+
+
 def connector_message(
-    message: SubscriberMessage, account: AccountRef | None, text: str, *, message_id: str | None = None
+    message: SubscriberMessage,
+    account: AccountRef | None,
+    text: str,
+    *,
+    message_id: str | None = None,
+    with_picture: bool = True,
 ) -> ConnectorMessage:
-    """One connector message; ``message_id`` (default: the message's) is its ``message.id``, e.g. a part's."""
+    """One connector message; ``message_id`` (default: the message's) is its ``message.id``, e.g. a part's.
+
+    The subscriber's picture goes in ``message.files`` unless ``with_picture`` is off (parts after the
+    first of a long text: the picture is sent once).
+    """
     dialog = subscribers.dialog_id(message.abonent_id)
+    picture = web_url(message.image_url)
     chat_name = f"Абонент +{message.phone}" + (
         f", л/с {account.number}" if account and account.number else ""
     )
@@ -130,7 +161,10 @@ def connector_message(
             skip_phone_validate="Y",
         ),
         message=ConnectorMessageBody(
-            id=message_id or message.message_id, date=_whole_seconds(message.sent_at), text=text
+            id=message_id or message.message_id,
+            date=_whole_seconds(message.sent_at),
+            text=text,
+            files=openlines_files(picture) if picture and with_picture else None,
         ),
         chat=ConnectorChat(id=dialog, name=chat_name),
     )
@@ -154,5 +188,6 @@ __all__ = [
     "forget_setup",
     "resolve_line",
     "send_to_line",
+    "set_up_after_install",
     "setup_lost",
 ]

@@ -1,9 +1,12 @@
 """``flows.deliver_operator_reply``: an operator's Open Lines answer back to the subscriber's app.
 
 The dialog's external chat id names the subscriber (``abonent-<id>``); the phone and company come
-from the record the message flow keeps. The text loses its BB codes, goes out over RosDomofon REST
-(``POST /messages``, channel ``support``) or Kafka ``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``),
-and the delivery is reported back with ``imconnector.send.status.delivery``.
+from the record the message flow keeps. The text loses its BB codes, the operator's files follow as
+lines with their names and portal links (the app shows text only, :mod:`tasks.flows.attachments`), a
+reply over ``REPLY_MAX_LENGTH`` is split into ordered parts (:mod:`tasks.flows.reply_parts`, each
+part under its own marker ``send-part:<i>``); it goes out over RosDomofon REST (``POST /messages``,
+channel ``support``) or Kafka ``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``), and the delivery is
+reported back with ``imconnector.send.status.delivery``.
 
 Sending is bracketed by the effect marker ``done:reply:<chat>:<message>:send``, so a redelivered task
 never sends twice once the send is recorded; the delivery report has its own marker.
@@ -19,6 +22,8 @@ from loguru import logger
 from schemas.bitrix24 import DeliveryStatus
 from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
 from tasks.errors import ReplyTargetError, UnknownDialogError
+from tasks.flows.attachments import files_text
+from tasks.flows.reply_parts import split_reply
 from tasks.flows.texts import strip_bbcodes
 from tasks.runtime.headers import MESSAGE_HEADER
 from tasks.runtime.kafka_setup import kafka_client
@@ -29,6 +34,7 @@ from tasks.settings import ReplyTransport, Settings, get_settings
 from tasks.state import effects, inflight, subscribers
 
 SEND_STEP = "send"
+PART_STEP = "send-part"
 STATUS_STEP = "delivery-status"
 CHANNEL = "support"
 SEND_LOCK_WAIT = 20.0
@@ -47,6 +53,8 @@ def reply_fingerprint(payload: OperatorReplyPayload) -> str:
     fingerprint is another reply, never "already delivered". A repeated event carries the same text.
     """
     content = f"{payload.connector}\x1f{payload.line}\x1f{payload.chat_id}\x1f{payload.text}"
+    if payload.files:  # a files-only reply has no text: its files tell it apart
+        content += "\x1f" + "\x1f".join(f.link for f in payload.files)
     return hashlib.sha256(content.encode()).hexdigest()
 
 
@@ -102,6 +110,45 @@ def _already_sent(
     return None
 
 
+def reply_text(payload: OperatorReplyPayload) -> str:
+    """What the subscriber reads: the operator's words without BB codes, then one line per file."""
+    words = strip_bbcodes(payload.text)
+    files = files_text(payload.files)
+    return "\n".join(part for part in (words, files) if part)
+
+
+def _send_parts(
+    settings: Settings, cache: Any, key: str, fingerprint: str, abonent_id: int, parts: list[str]
+) -> OperatorReplyResult:
+    """Send the reply, or each of its parts once and in order; an interrupted send is looked for first.
+
+    Part ``i`` of a split reply has its own marker ``send-part:<i>``, so a redelivered task resumes at
+    the first part not recorded as sent instead of sending the reply's beginning again. A reply that
+    fits is sent under the reply's own ``send`` marker, as it always was.
+    """
+    ttl = settings.effect_marker_ttl
+    record = subscribers.recall(cache, abonent_id)
+    sent: list[OperatorReplyResult] = []
+    for number, part in enumerate(parts, 1):
+        step = SEND_STEP if len(parts) == 1 else f"{PART_STEP}:{number}"
+        marker = effects.recall(cache, key, step, fingerprint)
+        if step != SEND_STEP and marker is not None and marker.done and marker.result is not None:
+            sent.append(OperatorReplyResult.model_validate(marker.result))
+            continue
+        previous = effects.mark_started(cache, key, step, ttl=ttl, fingerprint=fingerprint)
+        one = (_already_sent(settings, abonent_id, record, part) if previous else None) or _send(
+            settings, abonent_id, record, part
+        )
+        if step != SEND_STEP:
+            effects.mark_done(cache, key, step, one.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint)
+        sent.append(one)
+    if len(sent) == 1:
+        return sent[0]
+    return sent[-1].model_copy(
+        update={"text": "\n".join(r.text for r in sent), "parts": [r.rosdomofon_message_id for r in sent]}
+    )
+
+
 def _report_delivery(payload: OperatorReplyPayload) -> None:
     status = DeliveryStatus.model_validate(
         {
@@ -136,18 +183,20 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
             if marker is not None and marker.done and marker.result is not None:
                 result = OperatorReplyResult.model_validate(marker.result)
             else:
-                text = strip_bbcodes(payload.text)
+                text = reply_text(payload)
                 if not text:
-                    raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
-                previous = effects.mark_started(cache, key, SEND_STEP, ttl=ttl, fingerprint=fingerprint)
-                record = subscribers.recall(cache, abonent_id)
-                result = (_already_sent(settings, abonent_id, record, text) if previous else None) or _send(
-                    settings, abonent_id, record, text
-                )
+                    raise ReplyTargetError(
+                        f"operator message {payload.im_message_id} has no text and no file to deliver"
+                    )
+                parts = split_reply(text, settings.reply_max_length)
+                result = _send_parts(settings, cache, key, fingerprint, abonent_id, parts)
                 effects.mark_done(
                     cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
                 )
-                logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
+                logger.info(
+                    "operator reply sent to abonent {} via {} in {} part(s)",
+                    abonent_id, result.transport.value, len(parts),
+                )  # fmt: skip
         status = effects.recall(cache, key, STATUS_STEP, fingerprint)
         if status is None or not status.done:
             _report_delivery(payload)
@@ -181,4 +230,5 @@ __all__ = [
     "reply_fingerprint",
     "reply_key",
     "reply_task_id",
+    "reply_text",
 ]

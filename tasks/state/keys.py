@@ -14,7 +14,7 @@ The Bitrix24 client keeps its own keys (rate-limit bucket, operating time, OAuth
 ``clients/`` spells no namespace of ours.
 
 Not Redis keys, so not here: the ``rdb24:<message id>`` tag hidden in CRM chat text
-(``tasks.flows.chat.TAG_PREFIX``) and the test fixtures' database claim (``sandbox.stack.redis_db``).
+(``tasks.flows.texts.OUR_TAG``) and the test fixtures' database claim (``sandbox.stack.redis_db``).
 """
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ OPENLINES_READY_PREFIX = "rdb24:openlines:ready"
 # string: the line id picked when OPENLINES_LINE_ID is empty, expiring
 OPENLINES_LINE = "rdb24:openlines:line"
 
+# --- tasks.state.app_install: the Bitrix24 local app's install handshake
+# hash: state (installed|uninstalled), application_token, domain, member_id, at (unix seconds)
+APP_INSTALL = "rdb24:app:install"
+
+# --- tasks.state.held: subscriber messages held while the app is uninstalled
+# hash: message id -> the flows.post_to_chat payload JSON, until a reinstall posts them
+OPENLINES_HELD = "rdb24:openlines:held"
+
 # --- tasks.webhook.receiver: operator replies already enqueued
 # string <prefix>:<task id>: "1" while the reply is enqueued (duplicate events are dropped), expiring
 REPLY_ENQUEUED_PREFIX = "rdb24:reply:enqueued"
@@ -116,6 +124,7 @@ BITRIX24_BUCKET_PATTERN = BITRIX24_BUCKET_PREFIX + "*"
 __all__ = [
     "ACCOUNTS_BY_PHONE",
     "ACCOUNTS_REFRESHED_AT",
+    "APP_INSTALL",
     "BITRIX24_BUCKET_PATTERN",
     "BITRIX24_BUCKET_PREFIX",
     "BITRIX24_NAMESPACE",
@@ -132,6 +141,7 @@ __all__ = [
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",
     "METRICS_PREFIX",
+    "OPENLINES_HELD",
     "OPENLINES_LINE",
     "OPENLINES_READY_PREFIX",
     "ORDER_PREFIX",

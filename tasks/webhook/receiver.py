@@ -1,4 +1,5 @@
-"""The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``).
+"""The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``), and the
+app's install handshake (``ONAPPINSTALL``/``ONAPPUNINSTALL``, handed to :mod:`tasks.webhook.app_lifecycle`).
 
 Bitrix24 does not retry a failed event delivery and expects a quick answer, so the handler only
 checks the request (size, shape, ``auth[application_token]`` in constant time) and enqueues one
@@ -11,6 +12,7 @@ Nothing here logs the event's ``auth`` block (it carries an access token) or the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +27,12 @@ from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
 from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
+from tasks.flows.attachments import reply_files
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_fingerprint, reply_task_id
 from tasks.runtime import metrics
 from tasks.settings import Settings
-from tasks.state import keys
+from tasks.state import app_install, keys
+from tasks.webhook.app_lifecycle import AppLifecycle, is_app_event
 
 EVENTS_PATH = "/bitrix24/events"
 ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
@@ -69,8 +73,14 @@ def create_app(
     enqueue: Enqueue = enqueue_operator_reply,
     max_body: int = DEFAULT_MAX_BODY,
     dedupe_ttl: int = 14 * 24 * 3600,
+    lifecycle: AppLifecycle | None = None,
 ) -> FastAPI:
-    """The ASGI app; arguments instead of globals so tests and ``rdb24 webhook`` build their own."""
+    """The ASGI app; arguments instead of globals so tests and ``rdb24 webhook`` build their own.
+
+    ``lifecycle`` handles the app's ``ONAPPINSTALL``/``ONAPPUNINSTALL`` (``tasks/webhook/app_lifecycle.py``);
+    without it those events are ignored. Once an install was seen, events are checked against the
+    application token it brought instead of ``application_token``.
+    """
     app = FastAPI(title="rosdomofon-bitrix24 webhook", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/health")
@@ -94,9 +104,13 @@ def create_app(
         except (ValueError, UnicodeDecodeError) as exc:
             logger.warning("webhook: unreadable body from {}: {}", client, str(exc)[:200])
             return _problem(400, "body is not a form-encoded Bitrix24 event")
+        if lifecycle is not None and is_app_event(form):
+            outcome = await asyncio.to_thread(lifecycle.handle, form)
+            return JSONResponse(outcome.body, status_code=outcome.status)
         auth = form.get("auth")
         given = auth.get("application_token", "") if isinstance(auth, dict) else ""
-        if not token_matches(given if isinstance(given, str) else "", application_token):
+        expected = app_install.application_token(redis_client, application_token)
+        if not token_matches(given if isinstance(given, str) else "", expected):
             logger.warning(
                 "webhook: event {!r} from {} has a wrong application_token", form.get("event"), client
             )
@@ -128,6 +142,7 @@ def _enqueue_messages(
             im_chat_id=item.im.chat_id,
             im_message_id=item.im.message_id,
             text=item.message.text,
+            files=reply_files(item.message.files),
             operator_user_id=item.message.user_id,
         )
         task_id = reply_task_id(payload.im_chat_id, payload.im_message_id)
@@ -175,6 +190,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
         application_token=settings.bitrix24_application_token.get_secret_value(),
         redis_client=redis_client(),
         max_body=settings.webhook_max_body,
+        lifecycle=AppLifecycle(settings, redis_client()),
         dedupe_ttl=settings.effect_marker_ttl,
     )
 

@@ -38,7 +38,7 @@ INFLIGHT_SETTLED_PREFIX = "rdb24:inflight:settled"
 
 # --- tasks.state.order: each subscriber's messages not yet posted, in the order written
 # zset <prefix>:<abonent id>: member = message id, score = record timestamp (unix s), expiring;
-# hash <prefix>:<abonent id>:waiting: message id -> when it first waited for an earlier one, expiring
+# hash <prefix>:<abonent id>:waiting: message id -> {"since", "payload"} JSON of a parked post, expiring
 ORDER_PREFIX = "rdb24:order"
 
 # --- tasks.state.dead_letters: the dead-letter store

@@ -24,6 +24,13 @@ class FlowModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _seconds(sent_at: float | None) -> str:
+    """``sent_at`` as the fingerprint has always spelled it: whole seconds without a decimal point."""
+    if sent_at is None or not float(sent_at).is_integer():
+        return str(sent_at)
+    return str(int(sent_at))
+
+
 class SubscriberMessage(FlowModel):
     """One subscriber message from ``MESSAGES_IN_<company>``, reduced to what the flow needs."""
 
@@ -35,7 +42,10 @@ class SubscriberMessage(FlowModel):
     company_id: int | None = None
     text: str = Field(default="", description="The message text (localizedPush.message on the wire)")
     image_url: str | None = Field(default=None, description="A picture the subscriber sent (imageUrl)")
-    sent_at: int | None = Field(default=None, description="Kafka record timestamp, unix seconds")
+    sent_at: float | None = Field(
+        default=None,
+        description="Kafka record timestamp, unix seconds (to the ms); orders the subscriber's messages",
+    )
     fingerprint: str | None = Field(
         default=None, description="sha256 hex of the Kafka record value; None: derived from the content"
     )
@@ -48,7 +58,7 @@ class SubscriberMessage(FlowModel):
         hash of what the chain posts, so a marker left by other content under this id is still told apart."""
         if self.fingerprint:
             return self.fingerprint
-        content = f"{self.abonent_id}\x1f{self.phone}\x1f{self.sent_at}\x1f{self.text}"
+        content = f"{self.abonent_id}\x1f{self.phone}\x1f{_seconds(self.sent_at)}\x1f{self.text}"
         return hashlib.sha256(content.encode()).hexdigest()
 
 

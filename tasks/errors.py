@@ -5,6 +5,8 @@ so each class raised inside a task sits under the category that says what should
 
     clients.errors category       task-layer class             raised when
     RetryLaterError               (retried with backoff, MAX_RETRIES)
+    ├── WaitingError              (a wait, not a failure: retried after retry_after, no budget)
+    │   └── PredecessorPendingError flows.chat                 the subscriber's earlier message is pending
     ├── LockBusyError             state.effects.locked         another worker holds the lock too long
     └── PortalReadError           reconcile.portal             a read command inside a batch failed
     FixInputError                 (never retried: dead letter)
@@ -45,6 +47,22 @@ class LockBusyError(RetryLaterError):
     """Another worker holds the lock for longer than we may wait: retry the task later."""
 
     service = "redis"
+
+
+class WaitingError(RetryLaterError):
+    """The task must wait (its turn), not fail: retried after ``retry_after``, outside every budget.
+
+    The raiser bounds how long it waits (it gives up waiting and goes on); the policy never counts
+    these retries, so a message that waited for its predecessor keeps its whole retry budget.
+    """
+
+    service = "tasks"
+
+
+class PredecessorPendingError(WaitingError):
+    """The subscriber's earlier message is not posted yet: wait, then look again (ORDER_WAIT_MAX)."""
+
+    service = "flows"
 
 
 class PortalReadError(RetryLaterError):
@@ -166,6 +184,7 @@ __all__ = [
     "OpenLinesRejectedError",
     "OpenLinesSetupError",
     "PortalReadError",
+    "PredecessorPendingError",
     "RedisUrlError",
     "ReplyTargetError",
     "ScheduleError",
@@ -173,4 +192,5 @@ __all__ = [
     "UnknownDialogError",
     "UnknownTaskError",
     "UserFieldError",
+    "WaitingError",
 ]

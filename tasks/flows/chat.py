@@ -26,6 +26,17 @@ posts only the parts still missing. The subscriber's picture goes with the first
 While the Bitrix24 app is uninstalled (``ONAPPUNINSTALL``, :mod:`tasks.state.app_install`) an Open
 Lines post is held (:mod:`tasks.state.held`, the result says ``held``) rather than failed; the next
 install publishes it again.
+
+Order per subscriber: before posting, the step looks in the subscriber's order queue
+(:mod:`tasks.state.order`) for messages written earlier (record timestamp) and not yet posted or
+dead-lettered. While there is one, it parks itself with its payload and raises
+:class:`PredecessorPendingError` (a wait, not a failure: retried after a countdown, outside every
+retry budget); the post before it posts parked successors in turn as soon as it is done
+(:func:`_post_parked_successors`). It waits at most ``ORDER_WAIT_MAX`` seconds from its first
+wait; then it posts anyway, out of order, and the
+messages it gave up on leave the queue (they hold up no later message any more). An earlier
+message whose post marker says done (the worker died between the post and leaving the queue) is
+taken out of the queue here instead of being waited for.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError, IntegrationError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult, SubscriberMessage
+from tasks.errors import PredecessorPendingError
 from tasks.flows import crm_chat, openlines
 from tasks.flows.attachments import crm_attach, web_url
 from tasks.flows.texts import OUR_TAG, chat_parts
@@ -47,7 +59,7 @@ from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import ChatMode, Settings, get_settings
-from tasks.state import app_install, effects, held, inflight, subscribers
+from tasks.state import app_install, effects, held, inflight, order, subscribers
 
 STEP = "post"
 TAG_PREFIX = OUR_TAG  # hidden in the CRM chat message so a retry can recognise its own post
@@ -56,6 +68,64 @@ POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
 UNREADABLE = (FixInputError, DoNotRetryError)
+# A waiting post is parked: the post before it posts it in turn (_post_parked_successors). It also
+# looks again on its own after this many seconds per message ahead of it, within these bounds, for
+# a predecessor that was dead-lettered or overtaken, or a hand-over missed in a race. Each look is
+# one retry message, so the tenth in line looks rarely.
+ORDER_POLL_PER_AHEAD = 0.5
+ORDER_POLL_MIN = 0.5
+ORDER_POLL_MAX = 5.0
+DRAIN_MAX = 20  # parked successors one post posts in turn before handing over to the next one's task
+
+
+def _order_poll(ahead: int, remaining: float) -> float:
+    return max(0.05, min(max(ORDER_POLL_PER_AHEAD * ahead, ORDER_POLL_MIN), ORDER_POLL_MAX, remaining))
+
+
+def _posted(cache: Any, message_id: str) -> bool:
+    marker = effects.recall(cache, message_id, STEP)
+    return marker is not None and marker.done
+
+
+def wait_for_turn(cache: Any, payload: PostToChatPayload, settings: Settings) -> None:
+    """Return when the message may be posted; raise :class:`PredecessorPendingError` to wait more.
+
+    While it waits the post is parked with ``payload``, so the post before it can post it in turn.
+    """
+    message = payload.message
+    if message.sent_at is None or settings.order_wait_max <= 0:
+        return
+    ahead = []
+    for earlier in order.earlier(cache, message.abonent_id, message.message_id, message.sent_at):
+        if _posted(cache, earlier):
+            order.leave(cache, message.abonent_id, earlier)  # posted, but died before leaving
+        else:
+            ahead.append(earlier)
+    if not ahead:
+        order.unpark(cache, message.abonent_id, message.message_id)
+        return
+    ttl = settings.effect_marker_ttl
+    since = order.park(
+        cache, message.abonent_id, message.message_id, payload.model_dump(mode="json"), ttl=ttl
+    )
+    waited = time.time() - since
+    remaining = settings.order_wait_max - waited
+    if remaining <= 0:
+        # Overtaken: they no longer hold up this subscriber's later messages either, or a stuck
+        # one would delay every new message by the whole bound until the sweep resends it.
+        for earlier in ahead:
+            order.leave(cache, message.abonent_id, earlier)
+        order.unpark(cache, message.abonent_id, message.message_id)
+        metrics.ORDER_WAITS_EXPIRED.inc()
+        logger.warning(
+            "waited {:.0f}s for {} earlier message(s) of the subscriber ({}); posting out of order",
+            waited, len(ahead), ", ".join(ahead[:3]),
+        )  # fmt: skip
+        return
+    raise PredecessorPendingError(
+        f"subscriber's earlier message {ahead[0]} not posted yet ({len(ahead)} ahead, waited {waited:.1f}s)",
+        retry_after=_order_poll(len(ahead), remaining),
+    )
 
 
 def chat_mode(settings: Settings) -> ChatModeUsed:
@@ -373,53 +443,97 @@ def _remember_chat(record: subscribers.SubscriberRecord, result: PostToChatResul
         record.crm_chat_id = result.chat_id
 
 
-@operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
-def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
-    """Post the subscriber's message to the contact's chat, exactly once per message id."""
-    settings, cache = get_settings(), redis_client()
+def _settle(cache: Any, payload: PostToChatPayload) -> None:
+    """Posted: out of the in-flight ledger and out of the way of the subscriber's next message."""
+    inflight.settle(cache, payload.message.message_id)
+    order.leave(cache, payload.message.abonent_id, payload.message.message_id)
+
+
+def _post_once(
+    cache: Any, settings: Settings, payload: PostToChatPayload, *, lock_wait: float = POST_LOCK_WAIT
+) -> PostToChatResult:
+    """Post the message unless a run before did; the lock and the markers make it once per message id."""
     message_id, fingerprint = payload.message.message_id, payload.message.content_fingerprint()
     ttl = settings.effect_marker_ttl
-    with logger.contextualize(message_id=message_id, kafka_position=payload.message.kafka_position):
-        # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
-        # second waits, then returns the first one's stored result.
-        with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
-            mode = chat_mode(settings)
-            if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
-                return _held(payload, mode)
-            previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
-            if previous is not None and previous.done and previous.result is not None:
-                inflight.settle(cache, message_id)
-                return PostToChatResult.model_validate(previous.result)
-            late = previous is None and older_than_markers(payload.message, settings)
-            if late:
-                logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
-            # Remember the subscriber before posting: an operator may answer before this step returns.
-            record = _subscriber_record(payload)
-            subscribers.remember(cache, record)
-            parts = message_parts(payload)
+    # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
+    # second waits, then returns the first one's stored result.
+    with effects.locked(cache, f"post:{message_id}", wait=lock_wait):
+        mode = chat_mode(settings)
+        if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
+            return _held(payload, mode)
+        previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
+        if previous is not None and previous.done and previous.result is not None:
+            _settle(cache, payload)
+            return PostToChatResult.model_validate(previous.result)
+        late = previous is None and older_than_markers(payload.message, settings)
+        if late:
+            logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
+        # Remember the subscriber before posting: an operator may answer before this step returns.
+        record = _subscriber_record(payload)
+        subscribers.remember(cache, record)
+        parts = message_parts(payload)
+        try:
+            if len(parts) == 1:
+                result = _post_part(payload, settings, mode, parts[0], ambiguous=previous is not None or late)
+            else:
+                posted = _post_parts(payload, settings, mode, parts, record, late=late)
+                result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
+                metrics.TEXTS_SPLIT.inc(mode=mode.value)
+        except IntegrationError:
+            # Uninstalled while posting (tokens revoked): hold it rather than fail it.
+            if mode != ChatModeUsed.OPENLINES or not _held_while_uninstalled(cache, payload):
+                raise
+            return _held(payload, mode)
+        _remember_chat(record, result)
+        effects.mark_done(
+            cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
+        )
+        _settle(cache, payload)
+        subscribers.remember(cache, record)
+    metrics.CHAT_POSTS.inc(mode=mode.value)
+    logger.info("message posted to {} chat {} in {} part(s)", mode.value, result.dialog_id, len(parts))
+    return result
+
+
+def _post_parked_successors(cache: Any, settings: Settings, abonent_id: int) -> None:
+    """Post, in order, the subscriber's next messages that are parked waiting for this one.
+
+    Done here, at once, rather than left to their next look: each look waits for a free worker
+    behind the backlog, so a burst of one subscriber's messages would otherwise go at one message
+    per look. At most ``DRAIN_MAX``. Never blocks and never fails the post already made: a message
+    whose post lock is taken (its own run is posting it) or whose post fails ends the hand-over,
+    and that message's own parked retry carries on (the lock and marker keep every post single).
+    """
+    for _ in range(DRAIN_MAX):
+        parked = order.next_parked(cache, abonent_id)
+        if parked is None:
+            return
+        message_id, raw = parked
+        with logger.contextualize(message_id=message_id):
             try:
-                if len(parts) == 1:
-                    result = _post_part(
-                        payload, settings, mode, parts[0], ambiguous=previous is not None or late
-                    )
-                else:
-                    posted = _post_parts(payload, settings, mode, parts, record, late=late)
-                    result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
-                    metrics.TEXTS_SPLIT.inc(mode=mode.value)
-            except IntegrationError:
-                # Uninstalled while posting (tokens revoked): hold it rather than fail it.
-                if mode != ChatModeUsed.OPENLINES or not _held_while_uninstalled(cache, payload):
-                    raise
-                return _held(payload, mode)
-            _remember_chat(record, result)
-            effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
-            )
-            inflight.settle(cache, message_id)
-            subscribers.remember(cache, record)
-        metrics.CHAT_POSTS.inc(mode=mode.value)
-        logger.info("message posted to {} chat {} in {} part(s)", mode.value, result.dialog_id, len(parts))
-        return result
+                successor = PostToChatPayload.model_validate(raw)
+                order.unpark(cache, abonent_id, message_id)
+                _post_once(cache, settings, successor, lock_wait=0.0)
+            except Exception as exc:
+                logger.info("next message not posted in turn here ({}); its own retry goes on", exc)
+                return
 
 
-__all__ = ["Part", "chat_mode", "message_parts", "older_than_markers", "post_to_chat"]
+@operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
+def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
+    """Post the subscriber's message to the contact's chat, exactly once per message id, in order."""
+    settings, cache = get_settings(), redis_client()
+    message = payload.message
+    with logger.contextualize(message_id=message.message_id, kafka_position=message.kafka_position):
+        done = effects.recall(cache, message.message_id, STEP, message.content_fingerprint())
+        if done is not None and done.done and done.result is not None:
+            _settle(cache, payload)
+            result = PostToChatResult.model_validate(done.result)
+        else:
+            wait_for_turn(cache, payload, settings)
+            result = _post_once(cache, settings, payload)
+    _post_parked_successors(cache, settings, message.abonent_id)  # also after a crash before the hand-over
+    return result
+
+
+__all__ = ["Part", "chat_mode", "message_parts", "older_than_markers", "post_to_chat", "wait_for_turn"]

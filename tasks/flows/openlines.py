@@ -114,6 +114,11 @@ def ensure_connector(
         logger.info("open lines: connector {} ready on line {}", connector, line)
 
 
+def _whole_seconds(sent_at: float | None) -> int | None:
+    """``message.date`` is unix seconds (the portal ignores it anyway: the dialog shows arrival time)."""
+    return int(sent_at) if sent_at is not None else None
+
+
 def set_up_after_install(
     portal: OpenLinesPortal, cache: redis.Redis, connector: str, configured_line: str, public_url: str
 ) -> str:
@@ -157,7 +162,7 @@ def connector_message(
         ),
         message=ConnectorMessageBody(
             id=message_id or message.message_id,
-            date=message.sent_at,
+            date=_whole_seconds(message.sent_at),
             text=text,
             files=openlines_files(picture) if picture and with_picture else None,
         ),

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 from loguru import logger
 
+from tasks.flows.contact import PhoneGate
 from tasks.reconcile.apply import Applier
 from tasks.reconcile.fields import ensure_fields
 from tasks.reconcile.fingerprint import FingerprintStore, Stored, fingerprint
@@ -128,8 +129,16 @@ def reconcile(
             report.status = RunStatus.DRY_RUN
         else:
             fingerprints.save({a: Stored(cid, digests[a]) for a, cid in plan.unchanged.items()})
+            gate = PhoneGate(store)  # the message flow's per-phone locks and contact cache
             applier = Applier(
-                bitrix24, PortalReader(bitrix24), fingerprints, report, desired, digests, sleep=sleep
+                bitrix24,
+                PortalReader(bitrix24),
+                fingerprints,
+                report,
+                desired,
+                digests,
+                sleep=sleep,
+                gate=gate,
             )
             applier.apply(plan.writes)
             fingerprints.forget(set(stored) - set(desired))

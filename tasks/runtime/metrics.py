@@ -186,6 +186,11 @@ MESSAGES_RESENT = RedisCounter(
     "rdb24_messages_resent_total", "Chains enqueued again by the in-flight ledger (task message lost)", ()
 )
 TASKS = RedisCounter("rdb24_task_outcomes_total", "Task attempts by outcome", ("task", "outcome"))
+ORDER_WAITS_EXPIRED = RedisCounter(
+    "rdb24_order_waits_expired_total",
+    "Messages posted out of order: their predecessor was still pending after ORDER_WAIT_MAX",
+    (),
+)
 DEAD_LETTER_STORE_FULL = RedisGauge(
     "rdb24_dead_letter_store_full",
     "1 while the dead-letter store is above DEAD_LETTER_MAX (letters that carry a message are never dropped)",

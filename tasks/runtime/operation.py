@@ -292,7 +292,8 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
         metrics.TASKS.inc(task=spec.name, outcome="retry")
         if decision.cause is Cause.RATE_LIMITED:
             metrics.RATE_LIMIT_WAIT.inc(decision.countdown, task=spec.name)
-        logger.warning(
+        log = logger.info if decision.cause is Cause.WAITING else logger.warning
+        log(
             "{} attempt {} failed ({}: {}); retry in {:.2f}s",
             spec.name, attempt.number, decision.cause.value, exc, decision.countdown,
         )  # fmt: skip
@@ -363,19 +364,23 @@ def _dead_letter(
             raise _requeue(spec, attempt, "storing the dead letter", store_exc) from exc
         return
     if attempt.message_id:
-        _settle_in_flight(attempt.message_id)
+        _settle_in_flight(attempt.message_id, raw)
 
 
-def _settle_in_flight(message_id: str) -> None:
-    """The message is accounted for in the dead-letter store: the in-flight ledger must not resend it.
+def _settle_in_flight(message_id: str, raw: dict) -> None:
+    """The message is accounted for in the dead-letter store: the in-flight ledger must not resend it,
+    and its subscriber's later messages must not wait for it (:mod:`tasks.state.order`).
 
     If Redis refuses just now the entry stays, and a later resend runs the chain once more (its
-    markers keep any effect single); that is logged, never raised over the dead letter.
+    markers keep any effect single), and later messages wait at most ``ORDER_WAIT_MAX``; that is
+    logged, never raised over the dead letter.
     """
     from tasks.runtime.resources import redis_client
-    from tasks.state import inflight
+    from tasks.state import inflight, order
 
     try:
-        inflight.settle(redis_client(), message_id)
+        client = redis_client()
+        inflight.settle(client, message_id)
+        order.release(client, message_id, raw)
     except redis.RedisError as exc:
         logger.warning("dead-lettered message {} left in the in-flight ledger: {}", message_id, exc)

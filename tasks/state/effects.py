@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -184,6 +184,49 @@ def _keep_alive(lock: Lock, name: str, lease: float, stop: threading.Event) -> N
             logger.warning("could not renew lock {!r}: {}; trying again", name, exc)
 
 
+@contextmanager
+def locked_free(client: redis.Redis, names: Iterable[str], *, timeout: float = LEASE) -> Iterator[set[str]]:
+    """Hold those of the locks ``names`` that are free right now; yields the names held.
+
+    For a batch writer that must not queue behind each holder in turn (reconciliation creating 50
+    contacts in one request): what is busy now is left to its holder and tried again later. One
+    keep-alive thread renews every lease held; the same lock names as :func:`locked`.
+    """
+    held: dict[str, Lock] = {}
+    for name in dict.fromkeys(names):
+        lock = client.lock(f"{LOCK_PREFIX}:{name}", timeout=timeout, blocking=False, thread_local=False)
+        if lock.acquire():
+            held[name] = lock
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep_all_alive, args=(held, timeout, stop), daemon=True)
+    if held:
+        keeper.start()
+    try:
+        yield set(held)
+    finally:
+        stop.set()
+        if held:
+            keeper.join()
+        for lock in held.values():
+            with suppress(LockError):
+                lock.release()
+
+
+def _keep_all_alive(held: dict[str, Lock], lease: float, stop: threading.Event) -> None:
+    lost: set[str] = set()
+    while not stop.wait(lease / 3):
+        for name, lock in held.items():
+            if name in lost:
+                continue
+            try:
+                lock.reacquire()
+            except LockNotOwnedError:
+                logger.error("lock {!r} expired while held (Redis unreachable longer than its lease?)", name)
+                lost.add(name)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("could not renew lock {!r}: {}; trying again", name, exc)
+
+
 def is_locked(client: redis.Redis, name: str) -> bool:
     """Whether someone holds ``name`` right now (a hint only: it may change the next moment)."""
     return bool(client.exists(f"{LOCK_PREFIX}:{name}"))
@@ -207,6 +250,7 @@ __all__ = [
     "Marker",
     "is_locked",
     "locked",
+    "locked_free",
     "mark_done",
     "mark_started",
     "marker_key",

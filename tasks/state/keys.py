@@ -36,6 +36,11 @@ INFLIGHT_UNREADABLE = "rdb24:inflight:unreadable"
 # Kafka offset only after it saw this (absence from the ledger alone may be Redis having lost it)
 INFLIGHT_SETTLED_PREFIX = "rdb24:inflight:settled"
 
+# --- tasks.state.order: each subscriber's messages not yet posted, in the order written
+# zset <prefix>:<abonent id>: member = message id, score = record timestamp (unix s), expiring;
+# hash <prefix>:<abonent id>:waiting: message id -> {"since", "payload"} JSON of a parked post, expiring
+ORDER_PREFIX = "rdb24:order"
+
 # --- tasks.state.dead_letters: the dead-letter store
 # hash: dead-letter id -> DeadLetter JSON
 DLQ_ITEMS = "rdb24:dlq:items"
@@ -139,6 +144,7 @@ __all__ = [
     "OPENLINES_HELD",
     "OPENLINES_LINE",
     "OPENLINES_READY_PREFIX",
+    "ORDER_PREFIX",
     "RECONCILE_FINGERPRINTS",
     "RECONCILE_LAST_REPORT",
     "RECONCILE_REPORTS",

@@ -41,6 +41,7 @@ PINNED = {
     "CONTACT_BY_PHONE_PREFIX": "rdb24:contact:phone",
     "CRM_CHAT_PREFIX": "rdb24:crmchat:contact",
     "OPENLINES_READY_PREFIX": "rdb24:openlines:ready",
+    "ORDER_PREFIX": "rdb24:order",
     "OPENLINES_LINE": "rdb24:openlines:line",
     "APP_INSTALL": "rdb24:app:install",
     "OPENLINES_HELD": "rdb24:openlines:held",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
@@ -131,6 +132,27 @@ def test_subscriber_without_account_is_marked(
     assert len(contacts) == 1 and NO_ACCOUNT in contacts[0]["COMMENTS"]
     posted = posts_of(b24_sim, unique)
     assert len(posted) == 1 and NO_ACCOUNT in posted[0]["text"]
+
+
+@pytest.mark.parametrize("style", ["8 ({}) {}-{}-{}", "+7 {} {} {}{}"])
+def test_contact_an_operator_typed_in_another_spelling_is_found_not_doubled(
+    style: str, worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone = subscriber_without_account(rd_sim, 79130000000 + int(unique[:6], 16) % 1_000_000)
+    digits = str(phone)[1:]
+    typed = style.format(digits[:3], digits[3:6], digits[6:8], digits[8:])
+    answer = requests.post(
+        f"{b24_sim.webhook_url}crm.contact.add",
+        json={"fields": {"NAME": "Введён оператором", "PHONE": [{"VALUE": typed}]}},
+        timeout=10,
+    )
+    existing = int(answer.json()["result"])
+    result = wait_result(
+        enqueue_incoming_message(incoming(abonent_id, phone, f"написание {unique}"), f"SPELLING:0:{unique}")
+    )
+    assert result["contact_id"] == existing
+    assert contacts_with_phone(b24_sim, str(phone)) == []  # no contact added with the canonical spelling
+    assert len(posts_of(b24_sim, unique)) == 1
 
 
 def test_ambiguous_contact_create_is_looked_up_not_repeated(

@@ -6,6 +6,8 @@ so each class raised inside a task sits under the category that says what should
     clients.errors category       task-layer class             raised when
     RetryLaterError               (retried with backoff, MAX_RETRIES)
     ├── LockBusyError             state.effects.locked         another worker holds the lock too long
+    ├── LeaseLostError            state.effects, reconcile.lock our lease expired (we were stopped)
+    ├── TaskTimeLimitError        runtime.operation            the task ran past TASK_SOFT_TIME_LIMIT
     └── PortalReadError           reconcile.portal             a read command inside a batch failed
     FixInputError                 (never retried: dead letter)
     ├── InvalidPayloadError       runtime.operation, enqueue   the payload failed validation
@@ -43,6 +45,23 @@ class LockBusyError(RetryLaterError):
     """Another worker holds the lock for longer than we may wait: retry the task later."""
 
     service = "redis"
+
+
+class LeaseLostError(RetryLaterError):
+    """Our lock's lease expired while we held it (process stopped, GC pause, Redis away for longer
+    than the lease), so another worker may hold it now: stop before the next side effect and retry;
+    the retry finds whatever the new holder did (its marker, its contact) and builds on it."""
+
+    service = "redis"
+
+
+class TaskTimeLimitError(RetryLaterError):
+    """The task ran past its soft time limit (a wait that did not end): retry it from the start.
+
+    The hard limit, just above, kills the process instead; its message is then requeued and counted
+    as a worker crash (``tasks.runtime.operation``)."""
+
+    service = "celery"
 
 
 class PortalReadError(RetryLaterError):
@@ -151,6 +170,7 @@ __all__ = [
     "IncomingMessageError",
     "InvalidPayloadError",
     "KafkaNotConfigured",
+    "LeaseLostError",
     "LockBusyError",
     "OpenLinesRejectedError",
     "OpenLinesSetupError",
@@ -158,6 +178,7 @@ __all__ = [
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",
+    "TaskTimeLimitError",
     "UnknownDialogError",
     "UnknownTaskError",
     "UserFieldError",

@@ -15,6 +15,11 @@ lost. The dialog is then found through the CRM tracker's link to the subscriber'
 (``imopenlines.crm.chat.get``, :func:`_interrupted_first_post`). Only when the line's tracker linked
 the dialog to something else (a lead, say) is the message sent again, and may then appear twice.
 If the portal cannot be read right now, the task retries rather than guess.
+
+The post lock is a fenced lease (``tasks.state.effects``): the send runs only after
+``lease.ensure_held()``, and both markers are written only while the lease holds. A worker stopped
+past the lease therefore neither posts beside the successor that took over its message nor
+overwrites the successor's marker; it retries and finds the successor's result.
 """
 
 from __future__ import annotations
@@ -52,11 +57,13 @@ def chat_mode(settings: Settings) -> ChatModeUsed:
     return ChatModeUsed.OPENLINES if settings.bitrix24_oauth_configured else ChatModeUsed.CRM_CHAT
 
 
-def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: bool) -> PostToChatResult:
+def _post_openlines(
+    payload: PostToChatPayload, settings: Settings, ambiguous: bool, lease: effects.Lease
+) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
-    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url, lease=lease)
     text = chat_text(payload.message, payload.account)
     item = openlines.connector_message(payload.message, payload.account, text)
     known = subscribers.recall(cache, payload.message.abonent_id)
@@ -71,6 +78,7 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
             portal, connector, payload.contact_id, payload.message.message_id
         )
     if posted is None:
+        lease.ensure_held()
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
         except FixInputError as exc:
@@ -79,6 +87,7 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
             logger.warning("open lines: portal lost the connector ({}); setting it up again", exc.code)
             openlines.forget_setup(cache, connector, line)
             openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+            lease.ensure_held()
             chat_id = openlines.send_to_line(portal, connector, line, item)
     else:
         logger.info("message already in open line chat {} from an interrupted run", chat_id)
@@ -203,15 +212,16 @@ def _interrupted_first_post(
     return None, None
 
 
-def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatResult:
+def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool, lease: effects.Lease) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
-    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
+    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title, lease=lease)
     message_id = payload.message.message_id
     posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, message_id)) if ambiguous else None
     if posted is not None:
         logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
     else:
+        lease.ensure_held()
         posted = portal.post_chat_message(chat_id, _crm_chat_text(payload))
     return PostToChatResult(
         message_id=payload.message.message_id,
@@ -242,8 +252,10 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     with logger.contextualize(message_id=message_id):
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
-        with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
-            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+        with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT) as lease:
+            previous = effects.mark_started(
+                cache, message_id, STEP, ttl=settings.effect_marker_ttl, lease=lease
+            )
             if previous is not None and previous.done and previous.result is not None:
                 inflight.settle(cache, message_id)
                 return PostToChatResult.model_validate(previous.result)
@@ -252,13 +264,18 @@ def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
             record = _subscriber_record(payload)
             subscribers.remember(cache, record)
             if mode == ChatModeUsed.OPENLINES:
-                result = _post_openlines(payload, settings, ambiguous=previous is not None)
+                result = _post_openlines(payload, settings, ambiguous=previous is not None, lease=lease)
                 record.openlines_chat_id = result.chat_id
             else:
-                result = _post_crm_chat(payload, ambiguous=previous is not None)
+                result = _post_crm_chat(payload, ambiguous=previous is not None, lease=lease)
                 record.crm_chat_id = result.chat_id
             effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                cache,
+                message_id,
+                STEP,
+                result.model_dump(mode="json"),
+                ttl=settings.effect_marker_ttl,
+                lease=lease,
             )
             inflight.settle(cache, message_id)
             subscribers.remember(cache, record)

@@ -8,7 +8,11 @@ Bitrix24 has no uniqueness constraint and no idempotency key for contacts, so:
 3. if the lock is busy (someone is creating it, or died doing so), the portal is asked at once;
 4. a create that failed ambiguously (timeout, 5xx: it may have committed) is looked up once more at
    once and, if still absent, re-raised as ``LookUpFirstError``; the retry starts again at step 1,
-   so it looks the phone up before creating again.
+   so it looks the phone up before creating again;
+5. the lock is a fenced lease: the create runs only after ``lease.ensure_held()``, and right after
+   it the phone is looked up again on the portal. A create that was on the wire while we were
+   stopped past the lease may have committed after a successor's: if an older contact carries the
+   phone, ours is the newer duplicate and we delete it and use the older one.
 
 Contacts carry the RosDomofon ids as reconciliation writes them (``ORIGINATOR_ID="rosdomofon"``,
 ``ORIGIN_ID=<account id>``, the same name), so reconciliation later adopts rather than duplicates
@@ -45,6 +49,8 @@ class ContactDirectory(Protocol):
     def find_contacts_by_phone(self, phones: Any) -> dict[str, list[int]]: ...
 
     def create_contact(self, fields: Any) -> int: ...
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
 
 
 def cache_key(phone: str) -> str:
@@ -111,10 +117,11 @@ def ensure_contact(
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
-    with effects.phone_lock(cache, phone, wait=LOCK_WAIT):
+    with effects.phone_lock(cache, phone, wait=LOCK_WAIT) as lease:
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
+        lease.ensure_held()  # stopped past the lease: a successor may have created it already
         try:
             contact_id = directory.create_contact(fields)
         except LookUpFirstError:
@@ -123,9 +130,34 @@ def ensure_contact(
                 logger.info("contact {} committed despite an ambiguous answer", found)
                 return found, True
             raise
-        cache.set(cache_key(phone), contact_id, ex=CACHE_TTL)
+        kept = _keep_oldest(directory, phone, contact_id)
+        cache.set(cache_key(phone), kept, ex=CACHE_TTL)
+        if kept != contact_id:
+            return kept, False
         logger.info("bitrix24 contact {} created for a subscriber", contact_id)
         return contact_id, True
+
+
+def _keep_oldest(directory: ContactDirectory, phone: str, created: int) -> int:
+    """After our create: the phone's oldest contact, deleting ours if an older one exists.
+
+    A lease check before the create cannot stop a request already sent when the holder was stopped:
+    the portal may commit it after the successor's own create. Only the newer one of two is removed,
+    and only by its creator, so two creators never delete each other's contacts.
+    """
+    ids = directory.find_contacts_by_phone([phone]).get(phone) or []
+    older = [i for i in ids if i < created]
+    if not older:
+        return created
+    oldest = min(older)
+    logger.warning(
+        "contact {} duplicates the older contact {} of the same phone (created beside a successor "
+        "while we were stopped); deleting ours",
+        created, oldest,
+    )  # fmt: skip
+    directory.call("crm.contact.delete", {"id": created})
+    metrics.CONTACTS.inc(outcome="duplicate_removed")
+    return oldest
 
 
 @operation(

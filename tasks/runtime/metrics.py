@@ -35,7 +35,10 @@ def _redis() -> redis.Redis:
     if _client is None:
         from tasks.settings import get_settings
 
-        _client = redis.Redis.from_url(get_settings().redis_url, decode_responses=True)
+        settings = get_settings()
+        _client = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True, **settings.redis_client_options()
+        )
     return _client
 
 

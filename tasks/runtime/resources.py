@@ -41,8 +41,19 @@ def _cached(name: str, build: Callable[[], T]) -> T:
 
 
 def redis_client() -> redis.Redis:
-    """Redis (decoded strings) for locks, indexes, markers, dead letters and the rate limiter."""
-    return _cached("redis", lambda: redis.Redis.from_url(get_settings().redis_url, decode_responses=True))
+    """Redis (decoded strings) for locks, indexes, markers, dead letters and the rate limiter.
+
+    With read and connect timeouts and TCP keepalive: a half-open connection fails the command
+    (the task retries) instead of blocking the task, or a lock's keep-alive thread, forever.
+    """
+    return _cached("redis", lambda: state_redis(get_settings()))
+
+
+def state_redis(settings: Settings, *, decode_responses: bool = True) -> redis.Redis:
+    """A redis-py client on ``REDIS_URL`` with the timeouts every client of ours uses."""
+    return redis.Redis.from_url(
+        settings.redis_url, decode_responses=decode_responses, **settings.redis_client_options()
+    )
 
 
 def rosdomofon_api() -> RosDomofonAPI:
@@ -94,7 +105,9 @@ def build_bitrix24_client(settings: Settings) -> Bitrix24Client:
     # rate_limit_retries=0: a refused call becomes a task retry with a countdown instead of a sleep
     # that holds a worker slot; the task layer owns retries (tasks.runtime.retry_policy).
     return Bitrix24Client(
-        bitrix24_config(settings), redis=redis.Redis.from_url(settings.redis_url), rate_limit_retries=0
+        bitrix24_config(settings),
+        redis=state_redis(settings, decode_responses=False),
+        rate_limit_retries=0,
     )
 
 

@@ -8,6 +8,7 @@ call records what ``current_attempt()`` said, so tests can check the body saw re
 from __future__ import annotations
 
 import json
+import os
 
 from pydantic import BaseModel, Field
 
@@ -102,3 +103,17 @@ class SumResult(BaseModel):
 def add(payload: AddPayload) -> SumResult:
     """x + y, returned as the next step's ``x`` (chains pass results on as payloads)."""
     return SumResult(x=payload.x + payload.y)
+
+
+class CrashPayload(BaseModel):
+    key: str
+    crashes: int = 1_000_000  # how many runs kill their process before one succeeds
+
+
+@operation("probe.crash", queue=Queue.FLOWS, payload=CrashPayload, result=FlakyResult)
+def crash(payload: CrashPayload) -> FlakyResult:
+    """Kill the worker process (as an OOM kill or a segfault would) on the first ``crashes`` runs."""
+    calls = int(redis_client().incr(calls_key(payload.key)))
+    if calls <= payload.crashes:
+        os._exit(70)  # no finally, no ack: the worker loses its child mid-task
+    return FlakyResult(key=payload.key, calls=calls)

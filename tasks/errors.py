@@ -18,6 +18,7 @@ so each class raised inside a task sits under the category that says what should
     └── UserFieldError            reconcile.fields             the portal refused to create a userfield
     DoNotRetryError               (never retried: a human must act)
     ├── OpenLinesSetupError       flows.openlines              the portal has no Open Line
+    ├── WorkerCrashLoopError      runtime.operation            the task killed its worker N times
     └── KafkaNotConfigured        runtime.kafka_setup          Kafka settings are empty
 
     raised outside tasks (configuration, command line, HTTP receiver): no category needed
@@ -127,6 +128,13 @@ class OpenLinesSetupError(DoNotRetryError):
     service = "bitrix24"
 
 
+class WorkerCrashLoopError(DoNotRetryError):
+    """The message's task killed its worker process ``MAX_WORKER_CRASHES`` times (OOM, segfault,
+    ``os._exit``, the hard time limit): dead-lettered as ``worker_crashed``, not run again."""
+
+    service = "celery"
+
+
 class KafkaNotConfigured(DoNotRetryError, RuntimeError):
     """KAFKA_BOOTSTRAP_SERVERS or COMPANY_SHORT_NAME is empty."""
 
@@ -182,4 +190,5 @@ __all__ = [
     "UnknownDialogError",
     "UnknownTaskError",
     "UserFieldError",
+    "WorkerCrashLoopError",
 ]

@@ -57,7 +57,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letters import DeadLetter, DeadLetterReason
 from schemas.validation import format_validation_errors
-from tasks.errors import InvalidPayloadError, TaskTimeLimitError
+from tasks.errors import InvalidPayloadError, TaskTimeLimitError, WorkerCrashLoopError
 from tasks.runtime import metrics, retry_policy
 from tasks.runtime.app import app
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER, RETRIES_HEADER
@@ -119,10 +119,6 @@ _attempt: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("rdb24
 def current_attempt() -> Attempt | None:
     """The attempt being run in this context (None outside an operation task)."""
     return _attempt.get()
-
-
-class WorkerCrashLoopError(RuntimeError):
-    """The message's task killed its worker process ``MAX_WORKER_CRASHES`` times; not run again."""
 
 
 class OperationRequest(Request):

@@ -228,7 +228,12 @@ def locked(
             logger.warning("lock {!r}: keep-alive thread still busy at release; leaving it", name)
         # If it expired it may belong to someone else now: the Lua release leaves their token alone.
         with suppress(LockError):
-            lock.release()
+            try:
+                lock.release()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # The block's work is done; the lease lapses by itself within ``timeout``. Raising
+                # here would turn a finished step into a retry, or hide the block's own error.
+                logger.warning("lock {!r} not released ({}); it expires within {:g}s", name, exc, timeout)
 
 
 def _keep_alive(lock: Lock, lease: Lease, period: float, stop: threading.Event) -> None:

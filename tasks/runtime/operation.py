@@ -27,7 +27,7 @@ Contract::
   effect markers (``tasks.state.effects``).
 - Every wait has an end: past ``TASK_SOFT_TIME_LIMIT`` the body's ``SoftTimeLimitExceeded`` becomes
   a ``TaskTimeLimitError`` (retried like any transient error); past ``TASK_TIME_LIMIT`` the process is
-  killed and :class:`OperationRequest` requeues the message rather than ack it (Celery's default
+  killed and the message requeued rather than acked (``acks_on_timeout = False``; Celery's default
   acks a timed-out late-ack message: it would be lost).
 - Crash loops end: each run counts its start per task id (``tasks.state.deliveries``) and clears the
   count when it finishes; a run that finds ``MAX_WORKER_CRASHES`` unfinished starts before it (the
@@ -50,7 +50,6 @@ from typing import Any, TypeVar
 import redis
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
-from celery.worker.request import Request
 from kombu.exceptions import OperationalError
 from loguru import logger
 from pydantic import BaseModel, ValidationError
@@ -121,32 +120,15 @@ def current_attempt() -> Attempt | None:
     return _attempt.get()
 
 
-class OperationRequest(Request):
-    """A request whose hard time limit requeues its message instead of acking it.
-
-    Celery acks a late-ack message whose task hit the hard limit (``acks_on_failure_or_timeout``),
-    so the message would vanish. Requeued, it comes back; its start count (never cleared, the
-    process was killed) makes a task that always hangs end as a ``worker_crashed`` dead letter.
-    """
-
-    def on_timeout(self, soft: bool, timeout: float) -> None:
-        if soft:
-            super().on_timeout(soft, timeout)
-            return
-        logger.error(
-            "{}[{}]: hard time limit ({:g}s) exceeded; process killed, message requeued",
-            self.task_name, self.id, timeout,
-        )  # fmt: skip
-        metrics.TASKS.inc(task=self.task_name, outcome="time_limit")
-        self.reject(requeue=True)
-
-
 class OperationTask(Task):
     """Base class: nothing lost (late ack, requeue on worker loss), readable and secret-free in Flower."""
 
-    Request = OperationRequest
     acks_late = True
     reject_on_worker_lost = True
+    # Celery acks a late-ack message whose task hit the hard time limit: it would vanish. Requeued
+    # instead; its start count (never cleared, the process was killed) makes a task that always
+    # hangs end as a ``worker_crashed`` dead letter.
+    acks_on_timeout = False
     max_retries = None  # our policy counts retries by cause; Celery's single counter must not interfere
     typing = False
 
@@ -249,9 +231,14 @@ def _execute(task: Task, spec: OperationSpec, fn: Callable[[Any], Any], args: tu
     with _bound(attempt):
         crashes = _count_start(attempt)
         try:
-            return _run(task, spec, fn, attempt, raw, merge_error, crashes)
-        finally:
+            result = _run(task, spec, fn, attempt, raw, merge_error, crashes)
+        except Exception:  # Retry, Reject and every failure: this run ended, its process lives
             _count_finish(attempt)
+            raise
+        # SystemExit and the like (the pool terminating the process at the hard time limit, a
+        # shutdown) leave the count: the next start sees a run that never finished.
+        _count_finish(attempt)
+        return result
 
 
 def _run(

@@ -52,3 +52,25 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_n_crashes(stack_fac
     assert "MAX_WORKER_CRASHES=3" in letters[0].error
     # Run exactly N times (each one killed its process), never again after the dead letter.
     assert int(client.get(calls_key(always)) or 0) == MAX_WORKER_CRASHES
+
+
+def test_a_task_past_its_hard_time_limit_is_requeued_then_dead_lettered(stack_factory: StackFactory) -> None:
+    """Celery acks a late-ack message whose task hit the hard limit; ours is requeued, never lost."""
+    stack = stack_factory()
+    stack.worker(
+        "worker1",
+        concurrency=1,
+        include=("tests.tasks.probe_tasks",),
+        MAX_WORKER_CRASHES="2",
+        TASK_SOFT_TIME_LIMIT="1",
+        TASK_TIME_LIMIT="2",
+    )
+    key = f"hang-{uuid.uuid4().hex[:8]}"
+    stuck = stack.probe.send_task("probe.hang", kwargs={"key": key}, queue="flows")
+    stack.wait_until(lambda: len(stack.dead_letters()) >= 1, 90, "the hanging task's dead letter")
+    stack.wait_settled(timeout=30)
+    letters = stack.dead_letters()
+    assert [(d.name, d.reason, d.source["task_id"]) for d in letters] == [
+        ("probe.hang", DeadLetterReason.WORKER_CRASHED.value, stuck.id)
+    ]
+    assert int(stack.redis().get(calls_key(key)) or 0) == 2  # killed twice by the hard limit, then stopped

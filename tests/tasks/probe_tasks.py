@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from pydantic import BaseModel, Field
 
@@ -116,4 +117,19 @@ def crash(payload: CrashPayload) -> FlakyResult:
     calls = int(redis_client().incr(calls_key(payload.key)))
     if calls <= payload.crashes:
         os._exit(70)  # no finally, no ack: the worker loses its child mid-task
+    return FlakyResult(key=payload.key, calls=calls)
+
+
+@operation("probe.hang", queue=Queue.FLOWS, payload=CrashPayload, result=FlakyResult)
+def hang(payload: CrashPayload) -> FlakyResult:
+    """A wait that ignores the soft time limit (as a stuck C call would): only the hard limit ends it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    calls = int(redis_client().incr(calls_key(payload.key)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except SoftTimeLimitExceeded:
+            continue
     return FlakyResult(key=payload.key, calls=calls)

@@ -8,6 +8,8 @@ so each class raised inside a task sits under the category that says what should
     ├── WaitingError              (a wait, not a failure: retried after retry_after, no budget)
     │   └── PredecessorPendingError flows.chat                 the subscriber's earlier message is pending
     ├── LockBusyError             state.effects.locked         another worker holds the lock too long
+    ├── LeaseLostError            state.effects, reconcile.lock our lease expired (we were stopped)
+    ├── TaskTimeLimitError        runtime.operation            the task ran past TASK_SOFT_TIME_LIMIT
     └── PortalReadError           reconcile.portal             a read command inside a batch failed
     FixInputError                 (never retried: dead letter)
     ├── InvalidPayloadError       runtime.operation, enqueue   the payload failed validation
@@ -18,6 +20,7 @@ so each class raised inside a task sits under the category that says what should
     └── UserFieldError            reconcile.fields             the portal refused to create a userfield
     DoNotRetryError               (never retried: a human must act)
     ├── OpenLinesSetupError       flows.openlines              the portal has no Open Line
+    ├── WorkerCrashLoopError      runtime.operation            the task killed its worker N times
     └── KafkaNotConfigured        runtime.kafka_setup          Kafka settings are empty
 
     raised outside tasks (configuration, command line, HTTP receiver): no category needed
@@ -63,6 +66,23 @@ class PredecessorPendingError(WaitingError):
     """The subscriber's earlier message is not posted yet: wait, then look again (ORDER_WAIT_MAX)."""
 
     service = "flows"
+
+
+class LeaseLostError(RetryLaterError):
+    """Our lock's lease expired while we held it (process stopped, GC pause, Redis away for longer
+    than the lease), so another worker may hold it now: stop before the next side effect and retry;
+    the retry finds whatever the new holder did (its marker, its contact) and builds on it."""
+
+    service = "redis"
+
+
+class TaskTimeLimitError(RetryLaterError):
+    """The task ran past its soft time limit (a wait that did not end): retry it from the start.
+
+    The hard limit, just above, kills the process instead; its message is then requeued and counted
+    as a worker crash (``tasks.runtime.operation``)."""
+
+    service = "celery"
 
 
 class PortalReadError(RetryLaterError):
@@ -128,6 +148,13 @@ class OpenLinesSetupError(DoNotRetryError):
     service = "bitrix24"
 
 
+class WorkerCrashLoopError(DoNotRetryError):
+    """The message's task killed its worker process ``MAX_WORKER_CRASHES`` times (OOM, segfault,
+    ``os._exit``, the hard time limit): dead-lettered as ``worker_crashed``, not run again."""
+
+    service = "celery"
+
+
 class KafkaNotConfigured(DoNotRetryError, RuntimeError):
     """KAFKA_BOOTSTRAP_SERVERS or COMPANY_SHORT_NAME is empty."""
 
@@ -180,6 +207,7 @@ __all__ = [
     "InvalidPayloadError",
     "KafkaNotConfigured",
     "LateReplayError",
+    "LeaseLostError",
     "LockBusyError",
     "OpenLinesRejectedError",
     "OpenLinesSetupError",
@@ -189,8 +217,10 @@ __all__ = [
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",
+    "TaskTimeLimitError",
     "UnknownDialogError",
     "UnknownTaskError",
     "UserFieldError",
     "WaitingError",
+    "WorkerCrashLoopError",
 ]

@@ -37,6 +37,11 @@ wait; then it posts anyway, out of order, and the
 messages it gave up on leave the queue (they hold up no later message any more). An earlier
 message whose post marker says done (the worker died between the post and leaving the queue) is
 taken out of the queue here instead of being waited for.
+
+The post lock is a fenced lease (``tasks.state.effects``): the send runs only after
+``lease.ensure_held()``, and both markers are written only while the lease holds. A worker stopped
+past the lease therefore neither posts beside the successor that took over its message nor
+overwrites the successor's marker; it retries and finds the successor's result.
 """
 
 from __future__ import annotations
@@ -160,12 +165,12 @@ def message_parts(payload: PostToChatPayload) -> list[Part]:
 
 
 def _post_openlines(
-    payload: PostToChatPayload, settings: Settings, part: Part, ambiguous: bool
+    payload: PostToChatPayload, settings: Settings, part: Part, ambiguous: bool, lease: effects.Lease
 ) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
-    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url, lease=lease)
     item = openlines.connector_message(
         payload.message, payload.account, part.text, message_id=part.post_id, with_picture=part.first
     )
@@ -179,6 +184,7 @@ def _post_openlines(
     elif ambiguous:
         chat_id, posted = _interrupted_first_post(portal, connector, payload.contact_id, part.post_id)
     if posted is None:
+        lease.ensure_held()
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
         except FixInputError as exc:
@@ -187,6 +193,7 @@ def _post_openlines(
             logger.warning("open lines: portal lost the connector ({}); setting it up again", exc.code)
             openlines.forget_setup(cache, connector, line)
             openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+            lease.ensure_held()
             chat_id = openlines.send_to_line(portal, connector, line, item)
     else:
         logger.info("message {} already in open line chat {} from an interrupted run", part.post_id, chat_id)
@@ -321,10 +328,12 @@ def _interrupted_first_post(
     return None, None
 
 
-def _post_crm_chat(payload: PostToChatPayload, part: Part, ambiguous: bool) -> PostToChatResult:
+def _post_crm_chat(
+    payload: PostToChatPayload, part: Part, ambiguous: bool, lease: effects.Lease
+) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
-    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
+    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title, lease=lease)
     posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, part.post_id)) if ambiguous else None
     if posted is not None:
         logger.info(
@@ -333,6 +342,7 @@ def _post_crm_chat(payload: PostToChatPayload, part: Part, ambiguous: bool) -> P
     else:
         picture = web_url(payload.message.image_url) if part.first else None
         attach = crm_attach(picture) if picture else None
+        lease.ensure_held()
         posted = portal.post_chat_message(chat_id, _crm_chat_text(part, picture), attach)
     return PostToChatResult(
         message_id=payload.message.message_id,
@@ -369,11 +379,16 @@ def older_than_markers(message: SubscriberMessage, settings: Settings) -> bool:
 
 
 def _post_part(
-    payload: PostToChatPayload, settings: Settings, mode: ChatModeUsed, part: Part, ambiguous: bool
+    payload: PostToChatPayload,
+    settings: Settings,
+    mode: ChatModeUsed,
+    part: Part,
+    ambiguous: bool,
+    lease: effects.Lease,
 ) -> PostToChatResult:
     if mode == ChatModeUsed.OPENLINES:
-        return _post_openlines(payload, settings, part, ambiguous)
-    return _post_crm_chat(payload, part, ambiguous)
+        return _post_openlines(payload, settings, part, ambiguous, lease)
+    return _post_crm_chat(payload, part, ambiguous, lease)
 
 
 def _post_parts(
@@ -384,17 +399,20 @@ def _post_parts(
     record: subscribers.SubscriberRecord,
     *,
     late: bool,
+    lease: effects.Lease,
 ) -> list[PostToChatResult]:
     """Post parts 1..n in order, each under its own marker, so a rerun posts only what is missing."""
     cache, message = redis_client(), payload.message
     fingerprint, ttl = message.content_fingerprint(), settings.effect_marker_ttl
     results = []
     for part in parts:
-        marker = effects.mark_started(cache, message.message_id, part.step, ttl=ttl, fingerprint=fingerprint)
+        marker = effects.mark_started(
+            cache, message.message_id, part.step, ttl=ttl, fingerprint=fingerprint, lease=lease
+        )
         if marker is not None and marker.done and marker.result is not None:
             results.append(PostToChatResult.model_validate(marker.result))
             continue
-        result = _post_part(payload, settings, mode, part, ambiguous=marker is not None or late)
+        result = _post_part(payload, settings, mode, part, ambiguous=marker is not None or late, lease=lease)
         effects.mark_done(
             cache,
             message.message_id,
@@ -402,6 +420,7 @@ def _post_parts(
             result.model_dump(mode="json"),
             ttl=ttl,
             fingerprint=fingerprint,
+            lease=lease,
         )
         _remember_chat(record, result)
         subscribers.remember(cache, record)  # the next part (and an operator's answer) finds the dialog
@@ -457,11 +476,13 @@ def _post_once(
     ttl = settings.effect_marker_ttl
     # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
     # second waits, then returns the first one's stored result.
-    with effects.locked(cache, f"post:{message_id}", wait=lock_wait):
+    with effects.locked(cache, f"post:{message_id}", wait=lock_wait) as lease:
         mode = chat_mode(settings)
         if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
             return _held(payload, mode)
-        previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
+        previous = effects.mark_started(
+            cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint, lease=lease
+        )
         if previous is not None and previous.done and previous.result is not None:
             _settle(cache, payload)
             return PostToChatResult.model_validate(previous.result)
@@ -474,9 +495,10 @@ def _post_once(
         parts = message_parts(payload)
         try:
             if len(parts) == 1:
-                result = _post_part(payload, settings, mode, parts[0], ambiguous=previous is not None or late)
+                ambiguous = previous is not None or late
+                result = _post_part(payload, settings, mode, parts[0], ambiguous, lease)
             else:
-                posted = _post_parts(payload, settings, mode, parts, record, late=late)
+                posted = _post_parts(payload, settings, mode, parts, record, late=late, lease=lease)
                 result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
                 metrics.TEXTS_SPLIT.inc(mode=mode.value)
         except IntegrationError:
@@ -486,7 +508,13 @@ def _post_once(
             return _held(payload, mode)
         _remember_chat(record, result)
         effects.mark_done(
-            cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
+            cache,
+            message_id,
+            STEP,
+            result.model_dump(mode="json"),
+            ttl=ttl,
+            fingerprint=fingerprint,
+            lease=lease,
         )
         _settle(cache, payload)
         subscribers.remember(cache, record)

@@ -10,7 +10,11 @@ Bitrix24 has no uniqueness constraint and no idempotency key for contacts, so:
 3. if the lock is busy (someone is creating it, or died doing so), the portal is asked at once;
 4. a create that failed ambiguously (timeout, 5xx: it may have committed) is looked up once more at
    once and, if still absent, re-raised as ``LookUpFirstError``; the retry starts again at step 1,
-   so it looks the phone up before creating again.
+   so it looks the phone up before creating again;
+5. the lock is a fenced lease: the create runs only after ``lease.ensure_held()``, and right after
+   it the phone is looked up again on the portal. A create that was on the wire while we were
+   stopped past the lease may have committed after a successor's: if an older contact carries the
+   phone, ours is the newer duplicate and we delete it and use the older one.
 
 Contacts carry the RosDomofon ids as reconciliation writes them (``ORIGINATOR_ID="rosdomofon"``,
 ``ORIGIN_ID=<account id>``, the same name), so reconciliation later adopts rather than duplicates
@@ -139,10 +143,11 @@ def ensure_contact(
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
-    with effects.phone_lock(cache, phone, wait=LOCK_WAIT):
+    with effects.phone_lock(cache, phone, wait=LOCK_WAIT) as lease:
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
+        lease.ensure_held()  # stopped past the lease: a successor may have created it already
         try:
             contact_id = directory.create_contact(fields)
         except LookUpFirstError:
@@ -151,7 +156,10 @@ def ensure_contact(
                 logger.info("contact {} committed despite an ambiguous answer", found)
                 return found, True
             raise
-        remember(cache, phone, contact_id)
+        kept = _keep_oldest(directory, phone, contact_id)
+        remember(cache, phone, kept)
+        if kept != contact_id:
+            return kept, False
         logger.info("bitrix24 contact {} created for a subscriber", contact_id)
         return contact_id, True
 
@@ -184,6 +192,28 @@ class PhoneGate:
 
     def remember(self, phone: str, contact_id: int) -> None:
         remember(self.cache, phone, contact_id)
+
+
+def _keep_oldest(directory: ContactDirectory, phone: str, created: int) -> int:
+    """After our create: the phone's oldest contact, deleting ours if an older one exists.
+
+    A lease check before the create cannot stop a request already sent when the holder was stopped:
+    the portal may commit it after the successor's own create. Only the newer one of two is removed,
+    and only by its creator, so two creators never delete each other's contacts.
+    """
+    ids = find_on_portal(directory, phone)  # every spelling, as the flow looks it up
+    older = [i for i in ids if i < created]
+    if not older:
+        return created
+    oldest = min(older)
+    logger.warning(
+        "contact {} duplicates the older contact {} of the same phone (created beside a successor "
+        "while we were stopped); deleting ours",
+        created, oldest,
+    )  # fmt: skip
+    directory.call("crm.contact.delete", {"id": created})
+    metrics.CONTACTS.inc(outcome="duplicate_removed")
+    return oldest
 
 
 @operation(

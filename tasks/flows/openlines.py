@@ -90,15 +90,28 @@ def setup_lost(exc: FixInputError) -> bool:
 
 
 def ensure_connector(
-    portal: OpenLinesPortal, cache: redis.Redis, connector: str, line: str, public_url: str
+    portal: OpenLinesPortal,
+    cache: redis.Redis,
+    connector: str,
+    line: str,
+    public_url: str,
+    *,
+    lease: effects.Lease | None = None,
 ) -> None:
-    """Register, bind and activate the connector for ``line`` once (cached; idempotent if repeated)."""
+    """Register, bind and activate the connector for ``line`` once (cached; idempotent if repeated).
+
+    ``lease`` is the caller's (the post lock's): checked with our own setup lease before the calls,
+    so a worker stopped past either lease stops here rather than going on beside its successor.
+    """
     ready_key = f"{READY_PREFIX}:{connector}:{line}"
     if cache.get(ready_key) is not None:
         return
-    with effects.locked(cache, f"openlines-setup:{connector}:{line}", wait=60):
+    with effects.locked(cache, f"openlines-setup:{connector}:{line}", wait=60) as setup:
         if cache.get(ready_key) is not None:
             return
+        for held in (setup, lease):
+            if held is not None:
+                held.ensure_held()
         handler = events_url(public_url) if public_url else ""
         portal.register_connector(connector, CONNECTOR_NAME, handler or "https://localhost/rosdomofon")
         if handler:

@@ -73,6 +73,7 @@ class Applier:
         sleep: Callable[[float], None] = time.sleep,
         max_rounds: int = MAX_ROUNDS,
         gate: PhoneGate | None = None,
+        fence: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.reader = reader
@@ -83,6 +84,7 @@ class Applier:
         self.sleep = sleep
         self.max_rounds = max_rounds
         self.gate = gate
+        self.fence = fence  # raises when the run lock is lost: no batch is sent after that
         # The kind each account was first planned as: a create found committed on re-check counts
         # as created, not as unchanged.
         self._kind: dict[int, WriteKind] = {}
@@ -157,6 +159,7 @@ class Applier:
         if not chunk:
             return [], []
         commands = {command_id(w): command(w) for w in chunk}
+        self.fence()
         try:
             outcome = self.client.batch(commands)
         except RateLimitedError as exc:
@@ -193,6 +196,7 @@ class Applier:
                 text = f"{error.error} {error.error_description}".strip()
                 logger.error("reconcile: account {} {} failed: {}", write.account_id, write.kind.value, text)
                 self.report.add_failure(write.account_id, write.kind.value, text)
+        self.fence()
         self.store.save(confirmed)
         return retry, unsure
 
@@ -212,6 +216,7 @@ class Applier:
         confirmed = {a: Stored(cid, self.digests[a]) for a, cid in plan.unchanged.items()}
         for account_id in confirmed:
             self._count(account_id)
+        self.fence()
         self.store.save(confirmed)
         logger.info(
             "reconcile: re-check of {}: {} landed, {} to write", len(writes), len(confirmed), len(plan.writes)

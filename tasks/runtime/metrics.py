@@ -41,7 +41,10 @@ def _redis() -> redis.Redis:
         from tasks.runtime import redis_target
         from tasks.settings import get_settings
 
-        _client = redis_target.from_settings(get_settings()).client(decode_responses=True)
+        settings = get_settings()
+        _client = redis_target.from_settings(settings).client(
+            decode_responses=True, **settings.redis_client_options()
+        )
     return _client
 
 

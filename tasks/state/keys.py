@@ -25,6 +25,10 @@ DONE_PREFIX = "rdb24:done"
 # string <prefix>:<name>: a redis-py lock token, a lease renewed while held, expiring
 LOCK_PREFIX = "rdb24:lock"
 
+# --- tasks.state.deliveries: starts of a task id without a finish (worker crash loops)
+# string <prefix>:<task id>: INCR at each start, deleted at the finish, expiring
+STARTS_PREFIX = "rdb24:starts"
+
 # --- tasks.state.inflight: chains enqueued and not yet settled
 # zset: member = ledger key, score = when tracked or last resent
 INFLIGHT_LEDGER = "rdb24:inflight"
@@ -154,5 +158,6 @@ __all__ = [
     "REDBEAT_LOCK_PATTERN",
     "REDBEAT_PREFIX",
     "REPLY_ENQUEUED_PREFIX",
+    "STARTS_PREFIX",
     "SUBSCRIBER_PREFIX",
 ]

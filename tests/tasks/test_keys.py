@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PINNED = {
     "DONE_PREFIX": "rdb24:done",
     "LOCK_PREFIX": "rdb24:lock",
+    "STARTS_PREFIX": "rdb24:starts",
     "INFLIGHT_LEDGER": "rdb24:inflight",
     "INFLIGHT_MESSAGES": "rdb24:inflight:messages",
     "INFLIGHT_UNREADABLE": "rdb24:inflight:unreadable",

@@ -39,7 +39,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_n_crashes(stack_fac
     letters = stack.dead_letters()
     report.record(
         report.ScenarioOutcome(
-            scenario="task kills its worker (os._exit) x N",
+            scenario="14g task kills its worker (os._exit) x N",
             messages=2,
             lost=0 if letters and survivor.successful() else 1,
             duplicated=0,

@@ -60,7 +60,7 @@ def test_redis_frozen_while_messages_flow(stack_factory: StackFactory) -> None:
     finally:
         os.kill(server.pid, signal.SIGCONT)
         thawed_at = time.time()
-    outcome = finish(stack, "redis SIGSTOP 30s", fault_ended_at=now(), deliver_timeout=RECOVERY_BOUND)
+    outcome = finish(stack, "14f redis SIGSTOP 30s", fault_ended_at=now(), deliver_timeout=RECOVERY_BOUND)
     assert outcome.recovery_s is not None and outcome.recovery_s < RECOVERY_BOUND
     for name, worker in stack.workers.items():
         assert worker.running, f"{name} died while Redis was frozen"

@@ -61,7 +61,7 @@ def test_redis_restored_from_an_older_aof_loses_no_message(stack_factory: StackF
     # kombu's pooled control connections to the killed Redis fail once each before being replaced.
     stack.wait_until(lambda: stack.probe.control.ping(timeout=0.2) is not None, 30, "control pings answered")
     stack.worker("worker2", concurrency=4)
-    finish(stack, "13 redis restored from older AOF", fault_ended_at=now(), deliver_timeout=120)
+    finish(stack, "13j redis restored from older AOF", fault_ended_at=now(), deliver_timeout=120)
 
 
 def _posts_once_quiet(stack: Stack) -> int:
@@ -113,7 +113,7 @@ def test_messages_posted_in_the_lost_window_are_posted_at_most_twice(stack_facto
     posts, contacts = stack.posts(), stack.contacts()
     report.record(
         report.ScenarioOutcome(
-            scenario="13b redis older AOF, posts in window",
+            scenario="13k redis older AOF, posts in window",
             messages=posts.expected,
             lost=len(posts.lost),
             duplicated=posts.extra + contacts.extra,

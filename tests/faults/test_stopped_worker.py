@@ -72,7 +72,7 @@ def test_worker_frozen_inside_contact_creation(stack_factory: StackFactory) -> N
         time.sleep(FREEZE)
     finally:
         _thaw(victim)
-    finish(stack, "worker SIGSTOP 15s inside contact create", fault_ended_at=now(), deliver_timeout=120)
+    finish(stack, "14c worker SIGSTOP 15s in contact create", fault_ended_at=now(), deliver_timeout=120)
     assert "duplicates the older contact" in victim.logs()
 
 
@@ -94,7 +94,7 @@ def test_worker_frozen_inside_a_post(stack_factory: StackFactory) -> None:
         time.sleep(FREEZE)  # the lease lapses; the message is redelivered to the other worker
     finally:
         _thaw(victim)
-    finish(stack, "worker SIGSTOP 15s inside a post", fault_ended_at=now(), deliver_timeout=120)
+    finish(stack, "14d worker SIGSTOP 15s inside a post", fault_ended_at=now(), deliver_timeout=120)
 
 
 def test_worker_frozen_just_before_a_post(stack_factory: StackFactory) -> None:
@@ -114,4 +114,4 @@ def test_worker_frozen_just_before_a_post(stack_factory: StackFactory) -> None:
         time.sleep(FREEZE)
     finally:
         _thaw(victim)
-    finish(stack, "worker SIGSTOP 15s just before a post", fault_ended_at=now(), deliver_timeout=120)
+    finish(stack, "14e worker SIGSTOP 15s before a post", fault_ended_at=now(), deliver_timeout=120)

@@ -6,8 +6,8 @@ so each class raised inside a task sits under the category that says what should
     clients.errors category       task-layer class             raised when
     RetryLaterError               (retried with backoff, MAX_RETRIES)
     ├── WaitingError              (a wait, not a failure: retried after retry_after, no budget)
-    │   └── PredecessorPendingError flows.chat                 the subscriber's earlier message is pending
-    ├── LockBusyError             state.effects.locked         another worker holds the lock too long
+    │   ├── PredecessorPendingError flows.chat                 the subscriber's earlier message is pending
+    │   └── LockBusyError         state.effects.locked         another worker holds the lock (a lease)
     ├── LeaseLostError            state.effects, reconcile.lock our lease expired (we were stopped)
     ├── TaskTimeLimitError        runtime.operation            the task ran past TASK_SOFT_TIME_LIMIT
     └── PortalReadError           reconcile.portal             a read command inside a batch failed
@@ -46,12 +46,6 @@ from clients.errors import DoNotRetryError, FixInputError, RetryLaterError
 # --- retry later ------------------------------------------------------------------------------------
 
 
-class LockBusyError(RetryLaterError):
-    """Another worker holds the lock for longer than we may wait: retry the task later."""
-
-    service = "redis"
-
-
 class WaitingError(RetryLaterError):
     """The task must wait (its turn), not fail: retried after ``retry_after``, outside every budget.
 
@@ -60,6 +54,16 @@ class WaitingError(RetryLaterError):
     """
 
     service = "tasks"
+
+
+class LockBusyError(WaitingError):
+    """Another worker holds the lock for longer than we may wait in one run: retry the task later.
+
+    A wait, not a failure: every lock is a lease that a live holder releases when done and a dead one
+    loses within seconds, so the wait ends; counting it would let a Redis outage (copies of one task
+    queueing on its lock) spend a message's whole retry budget and dead-letter it."""
+
+    service = "redis"
 
 
 class PredecessorPendingError(WaitingError):

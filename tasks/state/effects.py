@@ -230,6 +230,17 @@ def mark_done(
     _write_marker(client, message_id, step, body, ttl, lease)
 
 
+def _wait_cap() -> float:
+    """Half the task's soft time limit: a lock wait must end (as a retry) well before the time limit
+    cuts the run short, which would count as a failure."""
+    try:
+        from tasks.settings import get_settings
+
+        return get_settings().time_limits[0] / 2
+    except Exception:  # settings unreadable (a tool outside a task): no cap beyond the caller's
+        return float("inf")
+
+
 @contextmanager
 def locked(
     client: redis.Redis,
@@ -245,6 +256,7 @@ def locked(
     giving the task back to Celery with a retry. The block gets the :class:`Lease` and calls
     ``lease.ensure_held()`` before each side effect.
     """
+    wait = min(wait, _wait_cap())
     # thread_local=False: the keep-alive thread must see the token the acquiring thread got.
     lock = client.lock(
         f"{LOCK_PREFIX}:{name}", timeout=timeout, blocking=True, blocking_timeout=wait, thread_local=False

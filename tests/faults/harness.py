@@ -236,7 +236,7 @@ class Stack:
     ) -> CeleryWorker:
         """A prefork ``celery -A tasks worker`` (all queues by default), started and answering ping.
 
-        ``include``: extra task modules (``tests.tasks.probe_tasks`` for scripted probe tasks).
+        ``include``: extra task modules (``tests.support.probe_tasks`` for scripted probe tasks).
         """
         worker = CeleryWorker(
             self.probe,

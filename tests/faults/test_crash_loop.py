@@ -15,7 +15,7 @@ from schemas.dead_letters import DeadLetterReason
 from tests.faults import report
 from tests.faults.conftest import StackFactory
 from tests.faults.scenario import now
-from tests.tasks.probe_tasks import calls_key
+from tests.support.probe_tasks import calls_key
 
 MAX_WORKER_CRASHES = 3
 
@@ -25,7 +25,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_n_crashes(stack_fac
     stack.worker(
         "worker1",
         concurrency=1,
-        include=("tests.tasks.probe_tasks",),
+        include=("tests.support.probe_tasks",),
         MAX_WORKER_CRASHES=str(MAX_WORKER_CRASHES),
     )
     client = stack.redis()
@@ -60,7 +60,7 @@ def test_a_task_past_its_hard_time_limit_is_requeued_then_dead_lettered(stack_fa
     stack.worker(
         "worker1",
         concurrency=1,
-        include=("tests.tasks.probe_tasks",),
+        include=("tests.support.probe_tasks",),
         MAX_WORKER_CRASHES="2",
         TASK_SOFT_TIME_LIMIT="1",
         TASK_TIME_LIMIT="2",

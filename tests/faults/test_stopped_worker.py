@@ -23,7 +23,7 @@ import time
 from tests.faults.conftest import StackFactory
 from tests.faults.harness import StackOptions
 from tests.faults.scenario import finish, now
-from tests.fixtures.worker import CeleryWorker
+from tests.support.celery_worker import CeleryWorker
 
 FREEZE = 15.0  # seconds; the lease is 10 s
 

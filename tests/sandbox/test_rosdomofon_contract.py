@@ -36,6 +36,8 @@ from sandbox.rosdomofon.state import World
 from sandbox.stack.embedded import free_port
 from tests.conftest import service_missing
 
+pytestmark = pytest.mark.process  # starts servers or processes of its own
+
 UPSTREAM = "rosdomofon==0.1.16.1"
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".venv-contract"

@@ -53,7 +53,7 @@ def test_the_allow_list_names_only_classes_of_the_module() -> None:
     ("cls", "category", "cause"),
     [
         (errors.PortalReadError, RetryLaterError, Cause.TRANSIENT),  # a read is harmless to repeat
-        (errors.LockBusyError, RetryLaterError, Cause.TRANSIENT),
+        (errors.LockBusyError, RetryLaterError, Cause.WAITING),
         (errors.UserFieldError, FixInputError, Cause.INVALID_INPUT),  # the same spec is refused again
         (errors.InvalidPayloadError, FixInputError, Cause.INVALID_INPUT),
         (errors.OpenLinesSetupError, DoNotRetryError, Cause.REFUSED),

@@ -27,7 +27,7 @@ from tests.conftest import service_missing
 from tests.support.celery_worker import CeleryWorker
 from tests.support.probe_tasks import calls_key
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 MASTER = "rdb24-test-master"
 
 

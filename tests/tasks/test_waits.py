@@ -19,6 +19,8 @@ from tasks.runtime import resources
 from tasks.settings import BRPOP_TIMEOUT, Settings
 from tasks.state import effects
 
+pytestmark = pytest.mark.process  # starts servers or processes of its own
+
 FAST = {"RETRY_BACKOFF_MAX": "1", "RATE_LIMIT_WAIT_MAX": "1"}
 
 

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from clients.errors import RetryLaterError
 from schemas.flows import PostToChatPayload, SubscriberMessage
-from tasks.errors import LockBusyError, PredecessorPendingError
+from tasks.errors import PredecessorPendingError
 from tasks.flows.chat import wait_for_turn
 from tasks.runtime import retry_policy
 from tasks.runtime.retry_policy import Cause
@@ -143,9 +144,9 @@ def test_waiting_is_retried_outside_every_retry_budget(settings: Settings) -> No
     decision = retry_policy.decide(wait, spent, settings)
     assert decision.retry and decision.cause is Cause.WAITING and decision.countdown == 0.5
     # 500 waits did not use up the transient budget (MAX_RETRIES=2): one transient retry is left.
-    transient = retry_policy.decide(LockBusyError("busy"), spent, settings)
+    transient = retry_policy.decide(RetryLaterError("503"), spent, settings)
     assert transient.retry and transient.cause is Cause.TRANSIENT
-    assert not retry_policy.decide(LockBusyError("busy"), {**spent, "transient": 2}, settings).retry
+    assert not retry_policy.decide(RetryLaterError("503"), {**spent, "transient": 2}, settings).retry
 
 
 def test_a_waiting_post_is_parked_with_its_payload_for_the_post_before_it_to_post_in_turn(

@@ -6,7 +6,9 @@ so each class raised inside a task sits under the category that says what should
     clients.errors category       task-layer class             raised when
     RetryLaterError               (retried with backoff, MAX_RETRIES)
     ├── LockBusyError             state.effects.locked         another worker holds the lock too long
-    └── PortalReadError           reconcile.portal             a read command inside a batch failed
+    ├── PortalReadError           reconcile.portal             a read command inside a batch failed
+    └── ReplyNotYetError          flows.operator_reply         an earlier reply of the dialog is unsent
+        (a RateLimitedError: a known wait, nothing was attempted)
     FixInputError                 (never retried: dead letter)
     ├── InvalidPayloadError       runtime.operation, enqueue   the payload failed validation
     ├── IncomingMessageError      flows.incoming_message       a Kafka record cannot become a chain
@@ -34,7 +36,7 @@ by the retry policy as something other than "unexpected".
 
 from __future__ import annotations
 
-from clients.errors import DoNotRetryError, FixInputError, RetryLaterError
+from clients.errors import DoNotRetryError, FixInputError, RateLimitedError, RetryLaterError
 
 # --- retry later ------------------------------------------------------------------------------------
 
@@ -54,6 +56,16 @@ class PortalReadError(RetryLaterError):
     """
 
     service = "bitrix24"
+
+
+class ReplyNotYetError(RateLimitedError):
+    """An earlier operator reply of the same dialog is not sent yet: wait ``retry_after`` and ask again.
+
+    Nothing was attempted, so it is retried like a rate limit (a fixed wait, its own larger budget),
+    not with the backoff that transient failures share.
+    """
+
+    service = "flows"
 
 
 # --- fix the input ----------------------------------------------------------------------------------
@@ -155,6 +167,7 @@ __all__ = [
     "OpenLinesRejectedError",
     "OpenLinesSetupError",
     "PortalReadError",
+    "ReplyNotYetError",
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",

@@ -6,30 +6,36 @@ from the record the message flow keeps. The text loses its BB codes, goes out ov
 and the delivery is reported back with ``imconnector.send.status.delivery``.
 
 Sending is bracketed by the effect marker ``done:reply:<chat>:<message>:send``, so a redelivered task
-never sends twice once the send is recorded; the delivery report has its own marker.
+never sends twice once the send is recorded; the delivery report has its own marker. A retry that
+finds only "started" (a timeout, a 5xx, a kill mid-send) recognises its own send by a history id that
+was not there before the first attempt (``tasks/state/reply_sends.py``), never by the text: operators
+repeat "Спасибо". Replies of one dialog go out in the operator's order (``tasks/state/reply_order.py``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from loguru import logger
 
 from schemas.bitrix24 import DeliveryStatus
 from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
-from tasks.errors import ReplyTargetError, UnknownDialogError
+from tasks.errors import ReplyNotYetError, ReplyTargetError, UnknownDialogError
+from tasks.flows import reply_history
 from tasks.flows.texts import strip_bbcodes
+from tasks.runtime import metrics
 from tasks.runtime.headers import MESSAGE_HEADER
 from tasks.runtime.kafka_setup import kafka_client
 from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client, rosdomofon_api
 from tasks.settings import ReplyTransport, Settings, get_settings
-from tasks.state import effects, inflight, subscribers
+from tasks.state import effects, inflight, reply_order, reply_sends, subscribers
 
 SEND_STEP = "send"
 STATUS_STEP = "delivery-status"
-CHANNEL = "support"
+CHANNEL = reply_history.CHANNEL
 SEND_LOCK_WAIT = 20.0
 
 
@@ -70,24 +76,58 @@ def _send(
     )
 
 
-def _already_sent(
-    settings: Settings, abonent_id: int, record: subscribers.SubscriberRecord | None, text: str
+def _recognised(
+    settings: Settings, abonent_id: int, record: subscribers.SubscriberRecord | None, text: str, key: str
 ) -> OperatorReplyResult | None:
-    """After an interrupted send, the subscriber's support history tells whether it went out."""
-    if settings.reply_transport != ReplyTransport.REST:
+    """After an interrupted send: our own send, recognised by a history id that was not there before.
+
+    None when it did not go out, and also when that cannot be known (the record of what was there
+    before is gone): then the reply is sent again and counted, never skipped.
+    """
+    seen = reply_sends.recall_seen(redis_client(), key)
+    if seen is None:
+        logger.warning("no record of the history before the first send; sending again (may repeat)")
+        metrics.REPLIES_RESENT_UNKNOWN.inc(transport=settings.reply_transport.value)
         return None
-    history = rosdomofon_api().get_abonent_messages(abonent_id, channel=CHANNEL, page=0, size=20)
-    for item in history.content:
-        if not item.incoming and item.message == text:
-            logger.info("reply already in the subscriber's history (message {}); not sending again", item.id)
-            return OperatorReplyResult(
-                abonent_id=abonent_id,
-                phone=record.phone if record else None,
-                transport=ReplyTransportUsed.REST,
-                text=text,
-                rosdomofon_message_id=item.id,
-            )
-    return None
+    found = reply_history.own_send(abonent_id, text, seen)
+    if found is None:
+        return None
+    logger.info("reply already in the subscriber's history as message {}; not sending again", found.id)
+    transport = (
+        ReplyTransportUsed.KAFKA
+        if settings.reply_transport == ReplyTransport.KAFKA
+        else ReplyTransportUsed.REST
+    )
+    return OperatorReplyResult(
+        abonent_id=abonent_id,
+        phone=record.phone if record else None,
+        transport=transport,
+        text=text,
+        rosdomofon_message_id=found.id,
+    )
+
+
+def _wait_for_earlier(settings: Settings, cache: Any, payload: OperatorReplyPayload, key: str) -> None:
+    """Hold this reply back while an earlier reply of its dialog is unsent, within REPLY_ORDER_WAIT."""
+    dialog, ttl = payload.chat_id, settings.effect_marker_ttl
+    reply_order.join(cache, dialog, key, payload.im_message_id, ttl=ttl)
+    ahead = reply_order.earlier(cache, dialog, key, payload.im_message_id)
+    settled = [other for other in ahead if cache.zscore(inflight.LEDGER_KEY, other) is None]
+    reply_order.leave(cache, dialog, *settled)  # sent or dead-lettered without leaving (an old version)
+    ahead = [other for other in ahead if other not in settled]
+    if not ahead:
+        return
+    waited = time.time() - reply_order.waiting_since(cache, dialog, key, ttl=ttl)
+    if waited < settings.reply_order_wait:
+        poll = max(1.0, settings.reply_order_wait / 20)
+        raise ReplyNotYetError(
+            f"{len(ahead)} earlier repl(ies) of {dialog} unsent, first {ahead[0]}", retry_after=poll
+        )
+    logger.warning(
+        "gave up waiting {:.0f}s for {} earlier repl(ies) of {}; sending", waited, len(ahead), dialog
+    )
+    metrics.REPLY_ORDER_GIVEN_UP.inc()
+    reply_order.leave(cache, dialog, *ahead)
 
 
 def _report_delivery(payload: OperatorReplyPayload) -> None:
@@ -126,22 +166,31 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
                 text = strip_bbcodes(payload.text)
                 if not text:
                     raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
-                previous = effects.mark_started(cache, key, SEND_STEP, ttl=settings.effect_marker_ttl)
-                record = subscribers.recall(cache, abonent_id)
-                result = (_already_sent(settings, abonent_id, record, text) if previous else None) or _send(
-                    settings, abonent_id, record, text
-                )
-                effects.mark_done(
-                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
-                )
-                logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
+                _wait_for_earlier(settings, cache, payload, key)
+                result = _send_once(settings, cache, key, abonent_id, text)
+        reply_order.leave(cache, payload.chat_id, key)  # sent: the dialog's next reply may go
         status = effects.recall(cache, key, STATUS_STEP)
         if status is None or not status.done:
             _report_delivery(payload)
             effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=settings.effect_marker_ttl)
             logger.info("delivery reported to open line {}", payload.line)
         inflight.settle(cache, key)
+        reply_sends.forget_seen(cache, key)
         return result.model_copy(update={"delivery_reported": True})
+
+
+def _send_once(settings: Settings, cache: Any, key: str, abonent_id: int, text: str) -> OperatorReplyResult:
+    """The send between its markers: a first attempt notes the history, a later one looks there first."""
+    ttl = settings.effect_marker_ttl
+    if effects.recall(cache, key, SEND_STEP) is None:
+        reply_sends.remember_seen(cache, key, reply_history.outgoing_ids(abonent_id), ttl=ttl)
+    previous = effects.mark_started(cache, key, SEND_STEP, ttl=ttl)
+    record = subscribers.recall(cache, abonent_id)
+    found = _recognised(settings, abonent_id, record, text, key) if previous else None
+    result = found or _send(settings, abonent_id, record, text)
+    effects.mark_done(cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl)
+    logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
+    return result
 
 
 def reply_task_id(im_chat_id: int, im_message_id: int) -> str:
@@ -152,11 +201,16 @@ def reply_task_id(im_chat_id: int, im_message_id: int) -> str:
 def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
     """Default enqueue: publish ``flows.deliver_operator_reply``; returns once the broker accepted it.
 
-    The reply enters the in-flight ledger first (``tasks/state/inflight.py``), keyed by the task id, which
-    also rides in the message header the task layer reads as the message id, so a dead letter of
-    the reply strikes it out.
+    The reply enters the in-flight ledger (``tasks/state/inflight.py``) and its dialog's order queue
+    (``tasks/state/reply_order.py``) first, keyed by the task id, which also rides in the message header
+    the task layer reads as the message id, so a dead letter of the reply strikes it out.
     """
-    inflight.track(redis_client(), task_id, inflight.REPLY, payload)
+    cache = redis_client()
+    inflight.track(cache, task_id, inflight.REPLY, payload)
+    # Joined before publishing, so a later reply of the dialog published after this one waits for it.
+    reply_order.join(
+        cache, payload.chat_id, task_id, payload.im_message_id, ttl=get_settings().effect_marker_ttl
+    )
     return deliver_operator_reply.apply_async(
         kwargs=payload.model_dump(mode="json"), task_id=task_id, headers={MESSAGE_HEADER: task_id}
     )

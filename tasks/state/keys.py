@@ -65,6 +65,16 @@ OPENLINES_LINE = "rdb24:openlines:line"
 # string <prefix>:<task id>: "1" while the reply is enqueued (duplicate events are dropped), expiring
 REPLY_ENQUEUED_PREFIX = "rdb24:reply:enqueued"
 
+# --- tasks.state.reply_sends: what a reply's send saw before it went out
+# string <prefix>:<reply key>: JSON list of the outgoing history ids seen before the send, expiring
+REPLY_SEEN_PREFIX = "rdb24:reply:seen"
+
+# --- tasks.state.reply_order: operator replies waiting their turn, per dialog
+# zset <prefix>:<external chat id>: member = reply key, score = Bitrix24 message id (the dialog's order)
+REPLY_PENDING_PREFIX = "rdb24:reply:pending"
+# hash <prefix>:<external chat id>: reply key -> when it first waited for an earlier reply (unix seconds)
+REPLY_WAITING_PREFIX = "rdb24:reply:waiting"
+
 # --- tasks.ingest.metrics: live ingest processes
 # string <prefix><host>-<pid>: the process's status snapshot JSON, expiring
 INGEST_STATUS_PREFIX = "rdb24:ingest:status:"
@@ -128,5 +138,8 @@ __all__ = [
     "REDBEAT_LOCK_PATTERN",
     "REDBEAT_PREFIX",
     "REPLY_ENQUEUED_PREFIX",
+    "REPLY_PENDING_PREFIX",
+    "REPLY_SEEN_PREFIX",
+    "REPLY_WAITING_PREFIX",
     "SUBSCRIBER_PREFIX",
 ]

@@ -52,6 +52,7 @@ def test_the_allow_list_names_only_classes_of_the_module() -> None:
     [
         (errors.PortalReadError, RetryLaterError, Cause.TRANSIENT),  # a read is harmless to repeat
         (errors.LockBusyError, RetryLaterError, Cause.TRANSIENT),
+        (errors.ReplyNotYetError, RetryLaterError, Cause.RATE_LIMITED),  # a fixed wait, its own budget
         (errors.UserFieldError, FixInputError, Cause.INVALID_INPUT),  # the same spec is refused again
         (errors.InvalidPayloadError, FixInputError, Cause.INVALID_INPUT),
         (errors.OpenLinesSetupError, DoNotRetryError, Cause.REFUSED),

@@ -398,3 +398,102 @@ def test_connector_is_set_up_again_when_the_portal_lost_it(
     )
     assert len(posts_of(b24_sim, unique)) == 1
     assert [a["active"] for a in b24_sim.openlines()["active"]] == [True]
+
+
+SEND_PATH = "/abonents-service/api/v1/messages"  # POST /messages only, not the history GET
+
+
+def _open_dialog(rd_sim: RosDomofonSimulator, index: int, unique: str) -> int:
+    """A subscriber who wrote once, so their Open Lines dialog exists; returns the abonent id."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, index)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"Вопрос {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    return abonent_id
+
+
+def _replies(rd_sim: RosDomofonSimulator, abonent_id: int, unique: str) -> list[Any]:
+    """Our replies in the subscriber's history containing ``unique``, oldest first."""
+    found = [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+    return list(reversed(found))
+
+
+def _reply_and_wait_settled(
+    b24_sim: Bitrix24Simulator, abonent_id: int, text: str, cache: redis.Redis
+) -> None:
+    outcome = b24_sim.operator_reply(text, external_chat_id=f"abonent-{abonent_id}", operator_name="Анна")
+    assert outcome["deliveries"] and outcome["deliveries"][0]["status"] == 200, outcome
+    key = f"reply:{outcome['chat_id']}:{outcome['message_id']}"
+    wait_until(
+        lambda: (
+            cache.zscore(inflight.LEDGER_KEY, key) is None
+            and cache.exists(f"rdb24:done:{key}:delivery-status")
+        ),
+        message=f"reply {key} settled",
+    )
+
+
+def test_same_reply_text_twice_with_a_503_on_the_second_send_delivers_both(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.2: the retry of the second "Спасибо" must not take the first one for its own send."""
+    abonent_id = _open_dialog(rd_sim, 6, unique)
+    _reply_and_wait_settled(b24_sim, abonent_id, f"Спасибо {unique}", module_redis)
+    rd_sim.faults.update(path_prefix=SEND_PATH, fail_next=1, fail_status=503)
+    try:
+        _reply_and_wait_settled(b24_sim, abonent_id, f"Спасибо {unique}", module_redis)
+        assert rd_sim.faults.settings.fail_next == 0  # the 503 was served to the second send
+    finally:
+        rd_sim.faults.clear()
+    sent = _replies(rd_sim, abonent_id, unique)
+    assert [m.text for m in sent] == [f"Анна:\nСпасибо {unique}"] * 2
+
+
+def test_reply_committed_but_answered_503_is_recognised_by_its_new_id_and_not_sent_again(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """The send went out but its answer was lost: the retry finds the message that was not in the
+    history before the first attempt, and sends nothing, even though an older identical reply exists."""
+    abonent_id = _open_dialog(rd_sim, 7, unique)
+    _reply_and_wait_settled(b24_sim, abonent_id, f"Здравствуйте {unique}", module_redis)
+    rd_sim.faults.update(path_prefix=SEND_PATH, commit_then_fail_next=1, fail_status=503)
+    try:
+        _reply_and_wait_settled(b24_sim, abonent_id, f"Здравствуйте {unique}", module_redis)
+        assert rd_sim.faults.settings.commit_then_fail_next == 0
+    finally:
+        rd_sim.faults.clear()
+    assert len(_replies(rd_sim, abonent_id, unique)) == 2  # the first reply and the committed second
+
+
+def test_replies_of_one_dialog_arrive_in_order_when_the_first_is_retried(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.3: the first reply's send gets 503s and is retried; the second waits for it."""
+    abonent_id = _open_dialog(rd_sim, 11, unique)
+    rd_sim.faults.update(path_prefix=SEND_PATH, fail_next=2, fail_status=503)
+    try:
+        for text in (f"первый {unique}", f"второй {unique}", f"третий {unique}"):
+            outcome = b24_sim.operator_reply(text, external_chat_id=f"abonent-{abonent_id}")
+            assert outcome["deliveries"][0]["status"] == 200, outcome
+        wait_until(lambda: len(_replies(rd_sim, abonent_id, unique)) == 3, message="three replies sent")
+    finally:
+        rd_sim.faults.clear()
+    order = [m.text.split()[-2] for m in _replies(rd_sim, abonent_id, unique)]
+    assert order == ["первый", "второй", "третий"]

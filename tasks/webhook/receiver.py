@@ -1,10 +1,12 @@
 """The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``).
 
-Bitrix24 does not retry a failed event delivery and expects a quick answer, so the handler only
-checks the request (size, shape, ``auth[application_token]`` in constant time) and enqueues one
-``flows.deliver_operator_reply`` per message; the task does the slow work. Each message is enqueued
-once: a Redis ``SET NX`` on (chat id, message id) drops a duplicate event, and the task id derived
-from the same pair lets Celery and the task's effect marker refuse a second delivery anyway.
+Bitrix24 never retries an event delivery and expects a quick answer, so the handler only checks the
+request (size, shape, ``auth[application_token]`` in constant time), writes the event's replies to
+this process's durable spool (``tasks.webhook.spool``, fsynced SQLite) and answers 200; it answers
+503 only when it could not store them. The drain thread (``tasks.webhook.drain``) then publishes one
+``flows.deliver_operator_reply`` per message, deduplicated by (chat id, message id), and deletes each
+row once the broker took it; Redis being slow or down delays replies, it does not lose them. The
+store runs in the thread pool: the event loop never waits on the disk, Redis or Celery.
 
 Nothing here logs the event's ``auth`` block (it carries an access token) or the application token.
 """
@@ -12,14 +14,17 @@ Nothing here logs the event's ``auth`` block (it carries an access token) or the
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from typing import Any
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
 from schemas.flows import OperatorReplyPayload
@@ -27,13 +32,11 @@ from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
 from tasks.settings import Settings
-from tasks.state import keys
+from tasks.webhook.drain import Drainer, Enqueue
+from tasks.webhook.spool import Spool
 
 EVENTS_PATH = "/bitrix24/events"
-ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
 DEFAULT_MAX_BODY = 256 * 1024
-
-Enqueue = Callable[[OperatorReplyPayload, str], Any]
 
 
 def token_matches(given: str, expected: str) -> bool:
@@ -65,20 +68,49 @@ def create_app(
     *,
     application_token: str,
     redis_client: redis.Redis,
+    spool_dir: Path,
     enqueue: Enqueue = enqueue_operator_reply,
     max_body: int = DEFAULT_MAX_BODY,
     dedupe_ttl: int = 14 * 24 * 3600,
 ) -> FastAPI:
-    """The ASGI app; arguments instead of globals so tests and ``rdb24 webhook`` build their own."""
-    app = FastAPI(title="rosdomofon-bitrix24 webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    """The ASGI app; arguments instead of globals so tests and ``rdb24 webhook`` build their own.
+
+    The spool and its drain thread live with the app (its lifespan): opened at startup, so leftovers
+    of a previous receiver in ``spool_dir`` are drained as soon as the new one is up.
+    """
+    holder: dict[str, Drainer] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        spool = Spool.for_this_process(spool_dir)
+        drainer = Drainer(spool, redis_client, enqueue=enqueue, dedupe_ttl=dedupe_ttl).start()
+        holder["drainer"] = drainer
+        logger.info("webhook: spooling events in {}", spool.path)
+        try:
+            yield
+        finally:
+            drainer.stop()
+            spool.close()
+
+    app = FastAPI(
+        title="rosdomofon-bitrix24 webhook",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
 
     @app.get("/health")
     def health() -> JSONResponse:
+        drainer = holder["drainer"]
+        if not drainer.spool.writable():
+            return _problem(503, "the spool cannot be written")
         try:
             redis_client.ping()
-        except redis.RedisError as exc:
-            return _problem(503, f"redis unavailable: {type(exc).__name__}")
-        return JSONResponse({"status": "ok"})
+            broker = "ok"
+        except redis.RedisError as exc:  # events are still taken: they wait in the spool
+            broker = f"unavailable: {type(exc).__name__}"
+        return JSONResponse({"status": "ok", "redis": broker, "spooled": drainer.depth()})
 
     @app.post(EVENTS_PATH)
     async def bitrix24_event(request: Request) -> JSONResponse:
@@ -109,16 +141,22 @@ def create_app(
         if event.event.upper() != MESSAGE_EVENT:
             logger.info("webhook: event {} ignored", event.event)
             return JSONResponse({"status": "ignored", "event": event.event})
-        task_ids = _enqueue_messages(event, redis_client, enqueue, dedupe_ttl)
-        return JSONResponse({"status": "accepted", "tasks": task_ids})
+        rows = replies_of(event)
+        drainer = holder["drainer"]
+        try:
+            await run_in_threadpool(drainer.spool.store, rows)
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("webhook: could not spool {} repl(ies): {}: {}", len(rows), type(exc).__name__, exc)
+            return _problem(503, "the event could not be stored; nothing was accepted")
+        drainer.wake()
+        return JSONResponse({"status": "accepted", "tasks": [task_id for task_id, _ in rows]})
 
     return app
 
 
-def _enqueue_messages(
-    event: ConnectorEvent, redis_client: redis.Redis, enqueue: Enqueue, dedupe_ttl: int
-) -> list[str]:
-    task_ids = []
+def replies_of(event: ConnectorEvent) -> list[tuple[str, str]]:
+    """``(task id, OperatorReplyPayload JSON)`` for each message of the event, in the event's order."""
+    rows = []
     for item in event.data.MESSAGES:
         payload = OperatorReplyPayload(
             connector=event.data.CONNECTOR,
@@ -129,20 +167,8 @@ def _enqueue_messages(
             text=item.message.text,
             operator_user_id=item.message.user_id,
         )
-        task_id = reply_task_id(payload.im_chat_id, payload.im_message_id)
-        key = f"{ENQUEUED_PREFIX}:{task_id}"
-        if not redis_client.set(key, "1", nx=True, ex=dedupe_ttl):
-            logger.info("webhook: {} already enqueued, duplicate event dropped", task_id)
-            task_ids.append(task_id)
-            continue
-        try:
-            enqueue(payload, task_id)
-        except Exception:
-            redis_client.delete(key)  # let a later delivery of the same event try again
-            raise
-        logger.info("webhook: enqueued {} for dialog {}", task_id, payload.chat_id)
-        task_ids.append(task_id)
-    return task_ids
+        rows.append((reply_task_id(payload.im_chat_id, payload.im_message_id), payload.model_dump_json()))
+    return rows
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
@@ -152,6 +178,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
     return create_app(
         application_token=settings.bitrix24_application_token.get_secret_value(),
         redis_client=redis_client(),
+        spool_dir=Path(settings.webhook_spool_dir),
         max_body=settings.webhook_max_body,
         dedupe_ttl=settings.effect_marker_ttl,
     )
@@ -161,5 +188,6 @@ __all__ = [
     "EVENTS_PATH",
     "app_from_settings",
     "create_app",
+    "replies_of",
     "token_matches",
 ]

@@ -79,6 +79,7 @@ class WebhookServer:
 def start_webhook(env: dict[str, str], log_path: Path, port: int | None = None) -> WebhookServer:
     """``rdb24 webhook`` as its own process, as production runs it."""
     port = port or free_port()
+    env = {"WEBHOOK_SPOOL_DIR": str(log_path.parent / "webhook-spool"), **env}  # never the repo's var/
     log = log_path.open("ab")
     process = subprocess.Popen(
         [

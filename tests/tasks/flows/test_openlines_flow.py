@@ -333,7 +333,8 @@ def test_webhook_refuses_bad_requests_with_4xx(
 ) -> None:
     url = f"{webhook.url}/bitrix24/events"
     token = b24_sim.oauth.application_token
-    assert requests.get(f"{webhook.url}/health", timeout=10).json() == {"status": "ok"}
+    health = requests.get(f"{webhook.url}/health", timeout=10).json()
+    assert health["status"] == "ok" and health["redis"] == "ok", health
     too_big = requests.post(url, data={"auth[application_token]": token, "x": "y" * 300_000}, timeout=10)
     assert too_big.status_code == 413
     unreadable = requests.post(

@@ -1,0 +1,171 @@
+"""The receiver's drain loop: spooled replies into Celery, each deleted only once the broker took it.
+
+A daemon thread of the receiver process, so the event loop never waits on Redis. It forwards its own
+spool and, every ``ADOPT_EVERY`` seconds, adopts the spools of dead receivers in the same directory
+(``tasks.webhook.spool.orphans``) and forwards those too, deleting each file once empty. Rows go in
+arrival order; the first one that cannot be forwarded (Redis down, broker refusing) stops the pass,
+which is tried again with a capped backoff, so the order of one dialog's replies is kept.
+
+Forwarding is the one place that dedupes events (:func:`forward`): ``rdb24:reply:enqueued:<task id>``
+is claimed with ``SET NX`` as ``pending`` (``CLAIM_TTL`` seconds) before the publish and set to ``1``
+(``EFFECT_MARKER_TTL``) after it. A second copy of the event finds ``1`` and is dropped; one that finds
+``pending`` is being published right now, or by a process that died mid-publish: its row stays and is
+tried again once the claim expires. The task id is deterministic (``reply:<chat>:<message>``) and the
+task's effect markers refuse a second send, so a publish repeated after a crash costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import redis
+from loguru import logger
+
+from schemas.flows import OperatorReplyPayload
+from tasks.state import keys
+from tasks.webhook.spool import Spool, orphans
+
+ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
+CLAIM_TTL = 30  # seconds a publish in progress keeps other copies of the event waiting
+ENQUEUED = "1"
+PENDING = "pending"
+ADOPT_EVERY = 10.0  # seconds between looks for dead receivers' spools
+IDLE_WAIT = 1.0
+BACKOFF_MAX = 10.0
+
+Enqueue = Callable[[OperatorReplyPayload, str], Any]
+
+
+class Forwarded(StrEnum):
+    ENQUEUED = "enqueued"
+    DUPLICATE = "duplicate"  # already enqueued by an earlier copy of the event
+    BUSY = "busy"  # another publish of it is in progress (or died): keep the row, try later
+
+
+def forward(
+    client: redis.Redis, enqueue: Enqueue, payload: OperatorReplyPayload, task_id: str, *, dedupe_ttl: int
+) -> Forwarded:
+    """Publish one reply unless an earlier copy of its event was; raises when Redis or the broker fail."""
+    key = f"{ENQUEUED_PREFIX}:{task_id}"
+    if not client.set(key, PENDING, nx=True, ex=CLAIM_TTL):
+        state = client.get(key)
+        if state is None:  # the claim expired between the two calls: take it next pass
+            return Forwarded.BUSY
+        return Forwarded.BUSY if _text(state) == PENDING else Forwarded.DUPLICATE
+    try:
+        enqueue(payload, task_id)
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):  # else the claim expires by itself
+            client.delete(key)  # let the next pass try again at once
+        raise
+    client.set(key, ENQUEUED, ex=dedupe_ttl)
+    return Forwarded.ENQUEUED
+
+
+class Drainer:
+    """Runs the drain loop in a daemon thread; :meth:`wake` after a store, :meth:`stop` at shutdown."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        redis_client: redis.Redis,
+        *,
+        enqueue: Enqueue,
+        dedupe_ttl: int,
+        directory: Path | None = None,
+    ) -> None:
+        self.spool = spool
+        self._redis = redis_client
+        self._enqueue = enqueue
+        self._dedupe_ttl = dedupe_ttl
+        self._directory = directory if directory is not None else spool.path.parent
+        self._adopted: list[Spool] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-drain", daemon=True)
+        self._next_adopt = 0.0
+
+    def start(self) -> Drainer:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                self._adopt_orphans()
+                moved = self.drain_once()
+                failures = 0
+            except Exception as exc:  # Redis or the broker is down: keep every row, try again later
+                failures += 1
+                delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures, 5))
+                logger.warning("webhook drain: forwarding failed ({}: {}); retry in {:.1f}s",
+                               type(exc).__name__, str(exc)[:200], delay)  # fmt: skip
+                self._stopping.wait(delay)
+                continue
+            if not moved:
+                self._wake.wait(IDLE_WAIT)
+                self._wake.clear()
+
+    def drain_once(self) -> int:
+        """One pass over every held spool; returns how many rows left the spools."""
+        moved = 0
+        for spool in [self.spool, *self._adopted]:
+            moved += self._drain(spool)
+        for spool in [s for s in self._adopted if s.depth() == 0]:
+            self._adopted.remove(spool)
+            spool.close(delete=True)
+            logger.info("webhook drain: spool {} of a previous receiver emptied and removed", spool.path.name)
+        return moved
+
+    def _drain(self, spool: Spool) -> int:
+        moved = 0
+        for row in spool.oldest():
+            payload = OperatorReplyPayload.model_validate_json(row.payload)
+            outcome = forward(self._redis, self._enqueue, payload, row.task_id, dedupe_ttl=self._dedupe_ttl)
+            if outcome is Forwarded.BUSY:
+                break  # keep the order: this row first, on a later pass
+            spool.remove(row.row_id)
+            moved += 1
+            if outcome is Forwarded.DUPLICATE:
+                logger.info("webhook: {} already enqueued, duplicate event dropped", row.task_id)
+            else:
+                logger.info("webhook: enqueued {} for dialog {}", row.task_id, payload.chat_id)
+        return moved
+
+    def _adopt_orphans(self) -> None:
+        now = time.monotonic()
+        if now < self._next_adopt:
+            return
+        self._next_adopt = now + ADOPT_EVERY
+        held = {s.path for s in self._adopted}
+        for orphan in orphans(self._directory, self.spool.path):
+            if orphan.path in held:
+                orphan.close()
+                continue
+            logger.info("webhook drain: adopted spool {} ({} rows)", orphan.path.name, orphan.depth())
+            self._adopted.append(orphan)
+
+    def depth(self) -> int:
+        return self.spool.depth() + sum(s.depth() for s in self._adopted)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = ["CLAIM_TTL", "Drainer", "Forwarded", "forward"]

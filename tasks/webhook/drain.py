@@ -38,6 +38,7 @@ PENDING = "pending"
 ADOPT_EVERY = 10.0  # seconds between looks for dead receivers' spools
 IDLE_WAIT = 1.0
 BACKOFF_MAX = 10.0
+FINAL_DRAIN = 10.0  # seconds a stopping receiver keeps forwarding (below the 30 s grace of deploy/)
 
 Enqueue = Callable[[OperatorReplyPayload, str], Any]
 
@@ -98,10 +99,26 @@ class Drainer:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, final_drain: float = FINAL_DRAIN) -> None:
+        """Stop the loop, then forward what is left for up to ``final_drain`` seconds.
+
+        A SIGTERM (redeploy, pod deletion) thus leaves nothing behind while Redis answers; rows that
+        still cannot go stay in the file for the next receiver on the same directory.
+        """
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout)
+        deadline = time.monotonic() + final_drain
+        while self.depth() and time.monotonic() < deadline:
+            try:
+                if not self.drain_once():
+                    time.sleep(0.2)  # a row waits for another publish's claim
+            except Exception as exc:
+                left = self.depth()
+                logger.warning("webhook drain: {} row(s) left in the spool at shutdown ({})", left, exc)
+                return
+        for spool in self._adopted:
+            spool.close()
 
     def _run(self) -> None:
         failures = 0

@@ -27,6 +27,7 @@ so each class raised inside a task sits under the category that says what should
     DeadLetterNotFound (KeyError)      `rdb24 dlq show|replay ID` names no dead letter
     DemoError          (RuntimeError)  `rdb24 demo` cannot run on this stack
     BodyTooLargeError  (Exception)     the webhook body is over its limit (answered 413)
+    SpoolBusyError     (OSError)       a webhook spool file is held by another live receiver
 
 Some classes keep a builtin base beside their category (``ValueError``, ``RuntimeError``) because
 callers outside the task layer catch them by it (the ingest worker dead-letters any ``ValueError``).
@@ -156,6 +157,10 @@ class BodyTooLargeError(Exception):
     """The request body is larger than the receiver accepts (answered 413, never read further)."""
 
 
+class SpoolBusyError(OSError):
+    """The webhook spool file is held (``flock``) by another live receiver: it drains it itself."""
+
+
 __all__ = [
     "BodyTooLargeError",
     "DeadLetterNotFound",
@@ -171,6 +176,7 @@ __all__ = [
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",
+    "SpoolBusyError",
     "UnknownDialogError",
     "UnknownTaskError",
     "UserFieldError",

@@ -61,9 +61,16 @@ OPENLINES_READY_PREFIX = "rdb24:openlines:ready"
 # string: the line id picked when OPENLINES_LINE_ID is empty, expiring
 OPENLINES_LINE = "rdb24:openlines:line"
 
-# --- tasks.webhook.receiver: operator replies already enqueued
-# string <prefix>:<task id>: "1" while the reply is enqueued (duplicate events are dropped), expiring
+# --- tasks.flows.reply_intake: operator replies already enqueued (from the receiver or the offline queue)
+# string <prefix>:<task id>: "pending" while one process publishes it (30 s), then "1" (duplicate events
+# are dropped), expiring
 REPLY_ENQUEUED_PREFIX = "rdb24:reply:enqueued"
+
+# --- tasks.flows.offline_events: the portal's offline event queue
+# string: "1" once ONIMCONNECTORMESSAGEADD is bound offline, expiring
+OFFLINE_BOUND = "rdb24:offline:bound"
+# string: the process id of records taken from the queue and not yet cleared (retaken first), expiring
+OFFLINE_PROCESS = "rdb24:offline:process"
 
 # --- tasks.state.reply_sends: what a reply's send saw before it went out
 # string <prefix>:<reply key>: JSON list of the outgoing history ids seen before the send, expiring
@@ -127,6 +134,8 @@ __all__ = [
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",
     "METRICS_PREFIX",
+    "OFFLINE_BOUND",
+    "OFFLINE_PROCESS",
     "OPENLINES_LINE",
     "OPENLINES_READY_PREFIX",
     "RECONCILE_FINGERPRINTS",

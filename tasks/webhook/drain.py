@@ -6,67 +6,28 @@ spool and, every ``ADOPT_EVERY`` seconds, adopts the spools of dead receivers in
 arrival order; the first one that cannot be forwarded (Redis down, broker refusing) stops the pass,
 which is tried again with a capped backoff, so the order of one dialog's replies is kept.
 
-Forwarding is the one place that dedupes events (:func:`forward`): ``rdb24:reply:enqueued:<task id>``
-is claimed with ``SET NX`` as ``pending`` (``CLAIM_TTL`` seconds) before the publish and set to ``1``
-(``EFFECT_MARKER_TTL``) after it. A second copy of the event finds ``1`` and is dropped; one that finds
-``pending`` is being published right now, or by a process that died mid-publish: its row stays and is
-tried again once the claim expires. The task id is deterministic (``reply:<chat>:<message>``) and the
-task's effect markers refuse a second send, so a publish repeated after a crash costs nothing.
+Each row goes through :func:`tasks.flows.reply_intake.forward`, which publishes a reply once however
+many copies of its event arrive (here or from the offline queue); a row whose reply another process
+is publishing right now (``busy``) stays, and the pass stops there.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import redis
 from loguru import logger
 
 from schemas.flows import OperatorReplyPayload
-from tasks.state import keys
+from tasks.flows.reply_intake import Enqueue, Forwarded, forward
 from tasks.webhook.spool import Spool, orphans
 
-ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
-CLAIM_TTL = 30  # seconds a publish in progress keeps other copies of the event waiting
-ENQUEUED = "1"
-PENDING = "pending"
 ADOPT_EVERY = 10.0  # seconds between looks for dead receivers' spools
 IDLE_WAIT = 1.0
 BACKOFF_MAX = 10.0
 FINAL_DRAIN = 10.0  # seconds a stopping receiver keeps forwarding (below the 30 s grace of deploy/)
-
-Enqueue = Callable[[OperatorReplyPayload, str], Any]
-
-
-class Forwarded(StrEnum):
-    ENQUEUED = "enqueued"
-    DUPLICATE = "duplicate"  # already enqueued by an earlier copy of the event
-    BUSY = "busy"  # another publish of it is in progress (or died): keep the row, try later
-
-
-def forward(
-    client: redis.Redis, enqueue: Enqueue, payload: OperatorReplyPayload, task_id: str, *, dedupe_ttl: int
-) -> Forwarded:
-    """Publish one reply unless an earlier copy of its event was; raises when Redis or the broker fail."""
-    key = f"{ENQUEUED_PREFIX}:{task_id}"
-    if not client.set(key, PENDING, nx=True, ex=CLAIM_TTL):
-        state = client.get(key)
-        if state is None:  # the claim expired between the two calls: take it next pass
-            return Forwarded.BUSY
-        return Forwarded.BUSY if _text(state) == PENDING else Forwarded.DUPLICATE
-    try:
-        enqueue(payload, task_id)
-    except BaseException:
-        with contextlib.suppress(redis.RedisError):  # else the claim expires by itself
-            client.delete(key)  # let the next pass try again at once
-        raise
-    client.set(key, ENQUEUED, ex=dedupe_ttl)
-    return Forwarded.ENQUEUED
 
 
 class Drainer:
@@ -181,8 +142,4 @@ class Drainer:
         return self.spool.depth() + sum(s.depth() for s in self._adopted)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-__all__ = ["CLAIM_TTL", "Drainer", "Forwarded", "forward"]
+__all__ = ["Drainer"]

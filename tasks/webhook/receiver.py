@@ -27,12 +27,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
-from schemas.flows import OperatorReplyPayload
 from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
-from tasks.flows.operator_reply import enqueue_operator_reply, reply_task_id
+from tasks.flows.operator_reply import enqueue_operator_reply
+from tasks.flows.reply_intake import Enqueue, replies_of
 from tasks.settings import Settings
-from tasks.webhook.drain import Drainer, Enqueue
+from tasks.webhook.drain import Drainer
 from tasks.webhook.spool import Spool
 
 EVENTS_PATH = "/bitrix24/events"
@@ -141,7 +141,7 @@ def create_app(
         if event.event.upper() != MESSAGE_EVENT:
             logger.info("webhook: event {} ignored", event.event)
             return JSONResponse({"status": "ignored", "event": event.event})
-        rows = replies_of(event)
+        rows = [(task_id, payload.model_dump_json()) for task_id, payload in replies_of(event.data)]
         drainer = holder["drainer"]
         try:
             await run_in_threadpool(drainer.spool.store, rows)
@@ -152,23 +152,6 @@ def create_app(
         return JSONResponse({"status": "accepted", "tasks": [task_id for task_id, _ in rows]})
 
     return app
-
-
-def replies_of(event: ConnectorEvent) -> list[tuple[str, str]]:
-    """``(task id, OperatorReplyPayload JSON)`` for each message of the event, in the event's order."""
-    rows = []
-    for item in event.data.MESSAGES:
-        payload = OperatorReplyPayload(
-            connector=event.data.CONNECTOR,
-            line=event.data.LINE,
-            chat_id=item.chat.id,
-            im_chat_id=item.im.chat_id,
-            im_message_id=item.im.message_id,
-            text=item.message.text,
-            operator_user_id=item.message.user_id,
-        )
-        rows.append((reply_task_id(payload.im_chat_id, payload.im_message_id), payload.model_dump_json()))
-    return rows
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
@@ -188,6 +171,5 @@ __all__ = [
     "EVENTS_PATH",
     "app_from_settings",
     "create_app",
-    "replies_of",
     "token_matches",
 ]

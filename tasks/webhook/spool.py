@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from tasks.errors import SpoolBusyError
+
 SUFFIX = ".sqlite3"
 PREFIX = "spool-"
 
@@ -45,10 +47,6 @@ class Spooled:
     task_id: str
     payload: str  # OperatorReplyPayload JSON
     received_at: float
-
-
-class SpoolBusyError(OSError):
-    """Another live process holds this spool file."""
 
 
 class Spool:
@@ -155,4 +153,4 @@ def _hold(lock_path: Path) -> IO[str]:
     return handle
 
 
-__all__ = ["Spool", "SpoolBusyError", "Spooled", "orphans"]
+__all__ = ["Spool", "Spooled", "orphans"]

@@ -22,6 +22,7 @@ RAISED_OUTSIDE_TASKS = {
     errors.DeadLetterNotFound,
     errors.DemoError,
     errors.BodyTooLargeError,
+    errors.SpoolBusyError,
 }
 
 

@@ -41,6 +41,8 @@ PINNED = {
     "OPENLINES_LINE": "rdb24:openlines:line",
     "REPLY_ENQUEUED_PREFIX": "rdb24:reply:enqueued",
     "REPLY_SEEN_PREFIX": "rdb24:reply:seen",
+    "OFFLINE_BOUND": "rdb24:offline:bound",
+    "OFFLINE_PROCESS": "rdb24:offline:process",
     "REPLY_PENDING_PREFIX": "rdb24:reply:pending",
     "REPLY_WAITING_PREFIX": "rdb24:reply:waiting",
     "INGEST_STATUS_PREFIX": "rdb24:ingest:status:",

@@ -59,6 +59,7 @@ def flow_env(
         "REDIS_URL": module_redis_url,
         "WEBHOOK_PORT": str(port),
         "BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT),
+        "OFFLINE_EVENTS_ENABLED": "true",  # only flows.poll_offline_events reads it; beat is not running
     }
     return env
 
@@ -498,3 +499,43 @@ def test_replies_of_one_dialog_arrive_in_order_when_the_first_is_retried(
         rd_sim.faults.clear()
     order = [m.text.split()[-2] for m in _replies(rd_sim, abonent_id, unique)]
     assert order == ["первый", "второй", "третий"]
+
+
+def _poll_offline() -> dict[str, Any]:
+    from tasks.runtime.app import app
+
+    return wait_result(app.send_task("flows.poll_offline_events", kwargs={}).id)
+
+
+def test_reply_the_receiver_never_got_is_caught_up_from_the_offline_queue_once(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.1, second source: the event could not reach the receiver (Bitrix24 gives up on it),
+    the portal's offline queue still has it; a reply that reached both is sent once."""
+    abonent_id = _open_dialog(rd_sim, 9, unique)
+    assert _poll_offline()["enabled"]  # the first poll binds the event offline
+    portal = b24_sim.portal
+    with portal.lock:
+        handlers = [dict(h) for h in portal.handlers]
+        for handler in portal.handlers:
+            handler["handler"] = f"http://127.0.0.1:{free_port()}/bitrix24/events"  # receiver unreachable
+    try:
+        missed = b24_sim.operator_reply(f"мимо {unique}", external_chat_id=f"abonent-{abonent_id}")
+    finally:
+        with portal.lock:
+            portal.handlers[:] = handlers
+    assert missed["deliveries"] and "error" in missed["deliveries"][0], missed
+    _reply_and_wait_settled(b24_sim, abonent_id, f"дошло {unique}", module_redis)  # both sources have it
+
+    polled = _poll_offline()
+    assert polled["enqueued"] == [f"reply:{missed['chat_id']}:{missed['message_id']}"], polled
+    assert len(polled["duplicates"]) == 1
+    wait_until(lambda: len(_replies(rd_sim, abonent_id, unique)) == 2, message="the missed reply sent")
+    assert _poll_offline()["records"] == 0  # cleared
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
+    assert sorted(m.text.split()[-2] for m in _replies(rd_sim, abonent_id, unique)) == ["дошло", "мимо"]

@@ -1,0 +1,81 @@
+"""Where operator replies enter: one event's messages as reply tasks, each published once.
+
+Two sources feed it: the webhook receiver's spool (``tasks.webhook.drain``) and, where enabled, the
+portal's offline event queue (``flows.poll_offline_events``). Both may carry the same reply; both
+forward it here, so it is published once.
+
+:func:`forward` is the one place that dedupes: ``rdb24:reply:enqueued:<task id>`` is claimed with
+``SET NX`` as ``pending`` (``CLAIM_TTL`` seconds) before the publish and set to ``1``
+(``EFFECT_MARKER_TTL``) after it. A second copy finds ``1`` and is dropped; one that finds ``pending``
+is being published right now, or by a process that died mid-publish: the caller keeps it and tries
+again once the claim expired. The task id is deterministic (``reply:<chat>:<message>``) and the
+task's effect markers refuse a second send, so a publish repeated after a crash costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from schemas.bitrix24 import EventData
+from schemas.flows import OperatorReplyPayload
+from tasks.flows.operator_reply import reply_task_id
+from tasks.state import keys
+
+ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
+CLAIM_TTL = 30  # seconds a publish in progress keeps other copies of the reply waiting
+ENQUEUED = "1"
+PENDING = "pending"
+
+Enqueue = Callable[[OperatorReplyPayload, str], Any]
+
+
+class Forwarded(StrEnum):
+    ENQUEUED = "enqueued"
+    DUPLICATE = "duplicate"  # already enqueued by an earlier copy of the event
+    BUSY = "busy"  # another publish of it is in progress (or died): keep it, try later
+
+
+def replies_of(data: EventData) -> list[tuple[str, OperatorReplyPayload]]:
+    """``(task id, payload)`` for each message of an ``ONIMCONNECTORMESSAGEADD``, in its order."""
+    found = []
+    for item in data.MESSAGES:
+        payload = OperatorReplyPayload(
+            connector=data.CONNECTOR,
+            line=data.LINE,
+            chat_id=item.chat.id,
+            im_chat_id=item.im.chat_id,
+            im_message_id=item.im.message_id,
+            text=item.message.text,
+            operator_user_id=item.message.user_id,
+        )
+        found.append((reply_task_id(payload.im_chat_id, payload.im_message_id), payload))
+    return found
+
+
+def forward(
+    client: redis.Redis, enqueue: Enqueue, payload: OperatorReplyPayload, task_id: str, *, dedupe_ttl: int
+) -> Forwarded:
+    """Publish one reply unless an earlier copy was; raises when Redis or the broker fail."""
+    key = f"{ENQUEUED_PREFIX}:{task_id}"
+    if not client.set(key, PENDING, nx=True, ex=CLAIM_TTL):
+        state = client.get(key)
+        if state is None:  # the claim expired between the two calls: take it next time
+            return Forwarded.BUSY
+        text = state.decode() if isinstance(state, bytes) else str(state)
+        return Forwarded.BUSY if text == PENDING else Forwarded.DUPLICATE
+    try:
+        enqueue(payload, task_id)
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):  # else the claim expires by itself
+            client.delete(key)  # let the next attempt go at once
+        raise
+    client.set(key, ENQUEUED, ex=dedupe_ttl)
+    return Forwarded.ENQUEUED
+
+
+__all__ = ["CLAIM_TTL", "Enqueue", "Forwarded", "forward", "replies_of"]

@@ -19,9 +19,9 @@ from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tasks.flows.operator_reply import reply_key
+from tasks.flows.operator_reply import SEND_STEP, reply_key
 from tasks.flows.texts import NO_ACCOUNT
-from tasks.state import inflight
+from tasks.state import effects, inflight
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import (
     WebhookServer,
@@ -539,3 +539,35 @@ def test_reply_the_receiver_never_got_is_caught_up_from_the_offline_queue_once(
     assert _poll_offline()["records"] == 0  # cleared
     wait_until(lambda: queues_drained(module_redis), message="queues drained")
     assert sorted(m.text.split()[-2] for m in _replies(rd_sim, abonent_id, unique)) == ["дошло", "мимо"]
+
+
+def test_reply_whose_first_attempt_left_no_record_is_sent_again_and_counted(
+    worker: CeleryWorker,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """A "started" marker with no record of the history before it (an older version's attempt, or an
+    expired record): whether it went out cannot be known, so it is sent, never skipped, and counted."""
+    abonent_id = _open_dialog(rd_sim, 10, unique)
+    chats = b24_sim.openlines()["chats"]
+    (chat,) = [c for name, c in chats.items() if name.endswith(f"|abonent-{abonent_id}")]
+    stored = operator_message(b24_sim.portal, chat["chat_id"], f"Неизвестно {unique}", 1, "Анна")["message"]
+    reply = OperatorReplyPayload(
+        connector=chat["connector"],
+        line=chat["line"],
+        chat_id=chat["external_chat_id"],
+        im_chat_id=chat["chat_id"],
+        im_message_id=stored["id"],
+        text=stored["text"],
+    )
+    key = reply_key(reply)
+    effects.mark_started(module_redis, key, SEND_STEP)  # the attempt that died left only this
+    counter = "rdb24:metrics:rdb24_replies_resent_unknown_total"
+    before = float(module_redis.hget(counter, '["rest"]') or 0)
+    inflight.track(module_redis, key, inflight.REPLY, reply)
+    assert key in resend_stalled()["resent"]
+    wait_result(key)
+    assert len(_replies(rd_sim, abonent_id, unique)) == 1
+    assert float(module_redis.hget(counter, '["rest"]') or 0) == before + 1

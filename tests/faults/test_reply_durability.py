@@ -157,3 +157,55 @@ def test_receiver_killed_with_replies_still_spooled_hands_them_to_its_successor(
     webhook.start()
     stack.redis_server.start()
     _finish(stack, replies, "14.1c receiver kill -9 with a full spool", fault_ended_at=now())
+
+
+SEND_PATH = "/abonents-service/api/v1/messages"  # RosDomofon POST /messages, not the history GET
+
+
+def test_same_reply_text_twice_with_a_503_on_the_second_send_delivers_both(
+    stack_factory: StackFactory,
+) -> None:
+    """Scenario 14.2: operators answer "Спасибо" twice; the second send gets a 503 and is retried.
+    The retry must not take the first "Спасибо" in the history for its own send."""
+    stack, _, subscribers = _stack(stack_factory)
+    assert stack.sims is not None
+    rosdomofon, bitrix24 = stack.sims.rosdomofon, stack.sims.bitrix24
+    texts = {abonent_id: f"{stack.run}-S{abonent_id} Спасибо" for abonent_id, _ in subscribers}
+
+    def seen(abonent_id: int) -> int:
+        return sum(
+            1 for m in rosdomofon.history(abonent_id) if not m.incoming and texts[abonent_id] in m.text
+        )
+
+    for abonent_id, _ in subscribers:
+        assert bitrix24.operator_reply(texts[abonent_id], external_chat_id=f"abonent-{abonent_id}")[
+            "deliveries"
+        ]
+        stack.wait_until(lambda a=abonent_id: seen(a) == 1, 60, "the first reply sent")
+        rosdomofon.faults.update(path_prefix=SEND_PATH, fail_next=1, fail_status=503)
+        assert bitrix24.operator_reply(texts[abonent_id], external_chat_id=f"abonent-{abonent_id}")[
+            "deliveries"
+        ]
+        stack.wait_until(lambda: rosdomofon.faults.settings.fail_next == 0, 60, "the 503 served")
+    rosdomofon.faults.clear()
+    fault_ended_at = now()
+    recovery: float | None = None
+    try:
+        stack.wait_until(lambda: all(seen(a) >= 2 for a, _ in subscribers), 90, "every second reply sent")
+        recovery = now() - fault_ended_at
+        stack.wait_settled()
+        time.sleep(1.0)
+    finally:
+        counts = [seen(a) for a, _ in subscribers]
+        report.record(
+            report.ScenarioOutcome(
+                scenario="14.2 same reply text twice, 503 on the second",
+                messages=2 * len(subscribers),
+                lost=sum(max(0, 2 - c) for c in counts),
+                duplicated=sum(max(0, c - 2) for c in counts),
+                dead_lettered=len(stack.dead_letters()),
+                recovery_s=recovery,
+            )
+        )
+    assert counts == [2] * len(subscribers), counts
+    assert not stack.dead_letters()

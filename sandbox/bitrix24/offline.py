@@ -63,8 +63,7 @@ def _matches(entry: dict[str, Any], filters: dict[str, Any]) -> bool:
         name = key[len(op) :] if key.startswith(op) else key
         if name not in (*FIELDS, "PROCESS_ID", "ERROR"):
             raise ApiError("ERROR_ARGUMENT", f"filter field {name!r} is not supported")
-        value = entry.get(name)
-        left, right = (int(value), int(expected)) if name in ("ID", "ERROR") else (str(value), str(expected))
+        left, right = _comparable(name, entry.get(name)), _comparable(name, expected)
         ok = {
             "=": left == right, "!=": left != right, ">": left > right,
             "<": left < right, ">=": left >= right, "<=": left <= right,
@@ -72,6 +71,11 @@ def _matches(entry: dict[str, Any], filters: dict[str, Any]) -> bool:
         if not ok:
             return False
     return True
+
+
+def _comparable(name: str, value: Any) -> tuple[int, str]:
+    """Numbers compare as numbers (``ID``, ``ERROR``), the rest as text."""
+    return (int(value or 0), "") if name in ("ID", "ERROR") else (0, str(value))
 
 
 def _ordered(entries: list[dict[str, Any]], order: Any) -> list[dict[str, Any]]:

@@ -77,7 +77,8 @@ def waiting_since(client: redis.Redis, dialog: str, reply_key: str, *, ttl: int)
 
 def pending(client: redis.Redis, dialog: str) -> list[str]:
     """Every pending reply of the dialog, oldest first (for tests and ``rdb24 status``)."""
-    return [_text(m) for m in client.zrange(pending_key(dialog), 0, -1)]
+    members = cast("list[bytes | str]", client.zrange(pending_key(dialog), 0, -1))
+    return [_text(m) for m in members]
 
 
 def _text(value: bytes | str) -> str:

@@ -107,6 +107,19 @@ def _recognised(
     )
 
 
+def order_wait(settings: Settings) -> tuple[float, float]:
+    """(seconds between two looks, longest wait) for a reply held back behind an earlier one.
+
+    Each look is a rate-limit-like retry, so the wait must end within half the task's
+    ``MAX_RATE_LIMIT_RETRIES`` (the other half stays for real rate limits), each capped by
+    ``RATE_LIMIT_WAIT_MAX``: ``REPLY_ORDER_WAIT`` is shortened when that budget cannot cover it, so a
+    waiting reply is sent late rather than dead-lettered.
+    """
+    looks = max(1, settings.max_rate_limit_retries // 2)
+    poll = min(settings.rate_limit_wait_max, max(1.0, settings.reply_order_wait / looks))
+    return poll, min(settings.reply_order_wait, poll * looks)
+
+
 def _wait_for_earlier(settings: Settings, cache: Any, payload: OperatorReplyPayload, key: str) -> None:
     """Hold this reply back while an earlier reply of its dialog is unsent, within REPLY_ORDER_WAIT."""
     dialog, ttl = payload.chat_id, settings.effect_marker_ttl
@@ -118,8 +131,8 @@ def _wait_for_earlier(settings: Settings, cache: Any, payload: OperatorReplyPayl
     if not ahead:
         return
     waited = time.time() - reply_order.waiting_since(cache, dialog, key, ttl=ttl)
-    if waited < settings.reply_order_wait:
-        poll = max(1.0, settings.reply_order_wait / 20)
+    poll, bound = order_wait(settings)
+    if waited < bound:
         raise ReplyNotYetError(
             f"{len(ahead)} earlier repl(ies) of {dialog} unsent, first {ahead[0]}", retry_after=poll
         )
@@ -219,6 +232,7 @@ def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
 __all__ = [
     "deliver_operator_reply",
     "enqueue_operator_reply",
+    "order_wait",
     "reply_key",
     "reply_task_id",
 ]

@@ -3,6 +3,7 @@ webhook receiver process, real Redis and both simulators over HTTP (OAuth app co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from threading import Thread
 from typing import Any
@@ -21,7 +22,7 @@ from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import SEND_STEP, reply_key
 from tasks.flows.texts import NO_ACCOUNT
-from tasks.state import effects, inflight
+from tasks.state import effects, inflight, reply_order
 from tests.fixtures.worker import CeleryWorker
 from tests.tasks.flows.helpers import (
     WebhookServer,
@@ -42,6 +43,7 @@ from tests.tasks.flows.helpers import (
 pytestmark = pytest.mark.timeout(180)
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
+ORDER_WAIT = 6.0  # seconds a reply waits for an earlier one of its dialog
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,7 @@ def flow_env(
         "WEBHOOK_PORT": str(port),
         "BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT),
         "OFFLINE_EVENTS_ENABLED": "true",  # only flows.poll_offline_events reads it; beat is not running
+        "REPLY_ORDER_WAIT": str(ORDER_WAIT),
     }
     return env
 
@@ -571,3 +574,35 @@ def test_reply_whose_first_attempt_left_no_record_is_sent_again_and_counted(
     wait_result(key)
     assert len(_replies(rd_sim, abonent_id, unique)) == 1
     assert float(module_redis.hget(counter, '["rest"]') or 0) == before + 1
+
+
+def test_reply_behind_a_stuck_earlier_one_goes_ahead_after_the_order_wait(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.3's bound: an earlier reply that never gets sent holds a later one back for
+    REPLY_ORDER_WAIT at most; then the later one is sent, counted, and the stuck one stops blocking."""
+    abonent_id = _open_dialog(rd_sim, 2, unique)
+    dialog = f"abonent-{abonent_id}"
+    stuck = OperatorReplyPayload(
+        connector="rosdomofon", line="1", chat_id=dialog, im_chat_id=1, im_message_id=1, text="застрял"
+    )
+    stuck_key = reply_key(stuck)
+    inflight.track(module_redis, stuck_key, inflight.REPLY, stuck)  # in flight, never settled
+    reply_order.join(module_redis, dialog, stuck_key, 1, ttl=600)
+    counter = "rdb24:metrics:rdb24_reply_order_given_up_total"
+    before = float(module_redis.hget(counter, "[]") or 0)
+    try:
+        started = time.monotonic()
+        outcome = b24_sim.operator_reply(f"после {unique}", external_chat_id=dialog)
+        assert outcome["deliveries"][0]["status"] == 200, outcome
+        wait_until(lambda: _replies(rd_sim, abonent_id, unique), message="the later reply sent")
+        assert time.monotonic() - started >= ORDER_WAIT - 1  # it did wait
+        assert float(module_redis.hget(counter, "[]") or 0) == before + 1
+        assert stuck_key not in reply_order.pending(module_redis, dialog)
+    finally:
+        inflight.settle(module_redis, stuck_key)

@@ -13,16 +13,25 @@ is publishing right now (``busy``) stays, and the pass stops there.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 from loguru import logger
+from pydantic import ValidationError
 
+from schemas.dead_letters import DeadLetter, DeadLetterReason
 from schemas.flows import OperatorReplyPayload
+from tasks.flows.operator_reply import deliver_operator_reply
 from tasks.flows.reply_intake import Enqueue, Forwarded, forward
-from tasks.webhook.spool import Spool, orphans
+from tasks.state.dead_letters import DeadLetterStore
+from tasks.webhook.spool import Spool, Spooled, orphans
+
+REPLY_TASK = deliver_operator_reply.name
 
 ADOPT_EVERY = 10.0  # seconds between looks for dead receivers' spools
 IDLE_WAIT = 1.0
@@ -113,7 +122,12 @@ class Drainer:
     def _drain(self, spool: Spool) -> int:
         moved = 0
         for row in spool.oldest():
-            payload = OperatorReplyPayload.model_validate_json(row.payload)
+            try:
+                payload = OperatorReplyPayload.model_validate_json(row.payload)
+            except ValidationError as exc:  # written by an incompatible version: keep it, out of the way
+                self._dead_letter(row, exc)
+                spool.remove(row.row_id)
+                continue
             outcome = forward(self._redis, self._enqueue, payload, row.task_id, dedupe_ttl=self._dedupe_ttl)
             if outcome is Forwarded.BUSY:
                 break  # keep the order: this row first, on a later pass
@@ -125,13 +139,35 @@ class Drainer:
                 logger.info("webhook: enqueued {} for dialog {}", row.task_id, payload.chat_id)
         return moved
 
+    def _dead_letter(self, row: Spooled, exc: ValidationError) -> None:
+        """An unreadable row becomes a dead letter of the reply task (``rdb24 dlq replay`` after a fix)."""
+        try:
+            raw: object = json.loads(row.payload)
+        except ValueError:
+            raw = row.payload
+        letter = DeadLetter(
+            name=REPLY_TASK,
+            payload=raw,
+            reason=DeadLetterReason.INVALID_PAYLOAD,
+            error=f"ValidationError: {str(exc)[:500]}",
+            source={"task_id": row.task_id, "spool": self.spool.path.name},
+        )
+        DeadLetterStore(self._redis).add(letter)  # raises while Redis is down: the row stays
+        logger.error("webhook drain: spooled reply {} is unreadable; dead-lettered", row.task_id)
+
     def _adopt_orphans(self) -> None:
         now = time.monotonic()
         if now < self._next_adopt:
             return
         self._next_adopt = now + ADOPT_EVERY
+        try:
+            self._adopt(orphans(self._directory, self.spool.path))
+        except (OSError, sqlite3.Error) as exc:  # a bad file must not stop our own spool's drain
+            logger.error("webhook drain: could not adopt spools in {}: {}", self._directory, exc)
+
+    def _adopt(self, found: Iterator[Spool]) -> None:
         held = {s.path for s in self._adopted}
-        for orphan in orphans(self._directory, self.spool.path):
+        for orphan in found:
             if orphan.path in held:
                 orphan.close()
                 continue

@@ -22,6 +22,7 @@ import uvicorn
 
 from sandbox.embedded import free_port
 from schemas.flows import OperatorReplyPayload
+from tasks.state.dead_letters import DeadLetterStore
 from tasks.webhook.receiver import EVENTS_PATH, create_app
 from tasks.webhook.spool import Spool, orphans
 
@@ -168,3 +169,25 @@ def test_slow_publishing_never_holds_up_answers_or_health(
         assert time.monotonic() - started < 1.0
         wait_for(lambda: len(published.items) == 3, timeout=20)
         assert sorted(published.task_ids()) == [f"reply:{chat}:{n}" for n in (1, 2, 3)]
+
+
+def test_an_unreadable_spooled_row_becomes_a_dead_letter_and_blocks_nothing(
+    tmp_path: Path, redis_client: redis.Redis, unique: str
+) -> None:
+    chat = int(unique[:6], 16)
+    left = Spool(tmp_path / "spool-old-1.sqlite3")  # a previous version's file, its process gone
+    good = OperatorReplyPayload(
+        connector="rosdomofon", line="1", chat_id="abonent-1", im_chat_id=chat, im_message_id=2, text="ок"
+    )
+    left.store(
+        [(f"reply:{chat}:1", '{"chat": "no such shape"}'), (f"reply:{chat}:2", good.model_dump_json())]
+    )
+    left.close()
+    published = Published()
+    with receiver(redis_client, tmp_path, published):
+        wait_for(lambda: published.items)
+        assert published.task_ids() == [f"reply:{chat}:2"]
+    letters = DeadLetterStore(redis_client).list(limit=100)
+    (letter,) = [d for d in letters if d.source.get("task_id") == f"reply:{chat}:1"]
+    assert letter.name == "flows.deliver_operator_reply" and letter.reason == "invalid_payload"
+    assert letter.payload == {"chat": "no such shape"}

@@ -13,6 +13,7 @@ is publishing right now (``busy``) stays, and the pass stops there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -175,7 +176,12 @@ class Drainer:
             self._adopted.append(orphan)
 
     def depth(self) -> int:
-        return self.spool.depth() + sum(s.depth() for s in self._adopted)
+        """Rows waiting in every spool held (read from another thread: ``/health``)."""
+        total = self.spool.depth()
+        for adopted in list(self._adopted):
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile: it was empty
+                total += adopted.depth()
+        return total
 
 
 __all__ = ["Drainer"]

@@ -37,6 +37,7 @@ SEND_STEP = "send"
 STATUS_STEP = "delivery-status"
 CHANNEL = reply_history.CHANNEL
 SEND_LOCK_WAIT = 20.0
+KAFKA_SETTLE = 10.0  # seconds after an interrupted produce before "not in the history" means "not sent"
 
 
 def reply_key(payload: OperatorReplyPayload) -> str:
@@ -195,15 +196,34 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
 def _send_once(settings: Settings, cache: Any, key: str, abonent_id: int, text: str) -> OperatorReplyResult:
     """The send between its markers: a first attempt notes the history, a later one looks there first."""
     ttl = settings.effect_marker_ttl
-    if effects.recall(cache, key, SEND_STEP) is None:
-        reply_sends.remember_seen(cache, key, reply_history.outgoing_ids(abonent_id), ttl=ttl)
-    previous = effects.mark_started(cache, key, SEND_STEP, ttl=ttl)
+    previous = effects.recall(cache, key, SEND_STEP)
     record = subscribers.recall(cache, abonent_id)
-    found = _recognised(settings, abonent_id, record, text, key) if previous else None
+    found = None
+    if previous is None:
+        reply_sends.remember_seen(cache, key, reply_history.outgoing_ids(abonent_id), ttl=ttl)
+    else:
+        found = _recognised(settings, abonent_id, record, text, key)
+        _wait_for_kafka_record(settings, cache, key, previous.at, found)
+    effects.mark_started(cache, key, SEND_STEP, ttl=ttl)
     result = found or _send(settings, abonent_id, record, text)
     effects.mark_done(cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl)
     logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
     return result
+
+
+def _wait_for_kafka_record(
+    settings: Settings, cache: Any, key: str, started_at: float, found: OperatorReplyResult | None
+) -> None:
+    """A Kafka record reaches the history only once RosDomofon consumed it: give an interrupted
+    produce ``KAFKA_SETTLE`` seconds from its attempt to show up before deciding it never went out."""
+    if found is not None or settings.reply_transport != ReplyTransport.KAFKA:
+        return
+    if reply_sends.recall_seen(cache, key) is None:
+        return  # unknowable anyway: waiting would not tell
+    left = KAFKA_SETTLE - (time.time() - started_at)
+    if left > 0:
+        raise ReplyNotYetError(f"waiting {left:.1f}s for an interrupted Kafka reply to reach the history",
+                               retry_after=max(1.0, left))  # fmt: skip
 
 
 def reply_task_id(im_chat_id: int, im_message_id: int) -> str:

@@ -17,7 +17,7 @@ from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tasks.flows.operator_reply import SEND_STEP, reply_key
+from tasks.flows.operator_reply import KAFKA_SETTLE, SEND_STEP, reply_key
 from tasks.flows.texts import strip_bbcodes
 from tasks.state import effects, inflight, reply_sends
 from tests.fixtures.worker import CeleryWorker
@@ -158,3 +158,46 @@ def test_reply_whose_kafka_send_went_out_before_a_crash_is_not_sent_again(
     assert result["rosdomofon_message_id"] == crashed_send.id  # recognised, not produced again
     time.sleep(2)  # a second record would have been consumed by now
     assert len(thanks()) == 2  # not a third "Спасибо"
+
+
+def test_interrupted_kafka_reply_that_never_went_out_is_sent_once_after_the_settle_time(
+    worker: CeleryWorker,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """The crashed attempt died before its produce: the history never shows it. The retry gives a
+    record in flight KAFKA_SETTLE seconds to appear, then sends, once."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 2)
+    wait_result(
+        enqueue_incoming_message(incoming(abonent_id, phone, f"Ау {unique}"), f"MESSAGES_IN_X:2:{unique}")
+    )
+    chats = b24_sim.openlines()["chats"]
+    (chat,) = [c for name, c in chats.items() if name.endswith(f"|abonent-{abonent_id}")]
+    stored = operator_message(b24_sim.portal, chat["chat_id"], f"Секунду {unique}", 1, "Operator")["message"]
+    reply = OperatorReplyPayload(
+        connector=chat["connector"],
+        line=chat["line"],
+        chat_id=chat["external_chat_id"],
+        im_chat_id=chat["chat_id"],
+        im_message_id=stored["id"],
+        text=stored["text"],
+    )
+    key = reply_key(reply)
+    before = [str(m.id) for m in rd_sim.history(abonent_id, "support") if not m.incoming]
+    reply_sends.remember_seen(module_redis, key, before, ttl=3600)
+    effects.mark_started(module_redis, key, SEND_STEP)  # and then it died, nothing produced
+    started = time.monotonic()
+    inflight.track(module_redis, key, inflight.REPLY, reply)
+    assert key in resend_stalled()["resent"]
+    result = wait_result(key, timeout=60)
+    assert time.monotonic() - started >= KAFKA_SETTLE - 2  # it waited for a record in flight
+    assert str(result["rosdomofon_message_id"]).startswith(f"MESSAGES_OUT_{COMPANY}:")  # produced now
+
+    def sent() -> list[Any]:
+        return [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+    wait_until(lambda: len(sent()) == 1, message="the reply consumed")
+    time.sleep(2)
+    assert len(sent()) == 1

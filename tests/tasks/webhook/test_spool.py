@@ -7,6 +7,7 @@ the receiver's own seam), so a test can see what was forwarded, and when.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -191,3 +192,19 @@ def test_an_unreadable_spooled_row_becomes_a_dead_letter_and_blocks_nothing(
     (letter,) = [d for d in letters if d.source.get("task_id") == f"reply:{chat}:1"]
     assert letter.name == "flows.deliver_operator_reply" and letter.reason == "invalid_payload"
     assert letter.payload == {"chat": "no such shape"}
+
+
+def test_an_event_that_cannot_be_stored_is_answered_503_not_200(
+    tmp_path: Path, redis_client: redis.Redis, unique: str
+) -> None:
+    """The only non-200 for a valid event: the spool refused the write (here its table is gone)."""
+    chat = int(unique[:6], 16)
+    published = Published()
+    with receiver(redis_client, tmp_path, published) as url:
+        (path,) = tmp_path.glob("spool-*.sqlite3")
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TABLE replies")
+        answer = requests.post(url + EVENTS_PATH, data=event(chat, 5), timeout=10)
+        assert answer.status_code == 503, answer.text
+        time.sleep(1.5)
+        assert published.items == []

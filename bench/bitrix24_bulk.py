@@ -14,6 +14,7 @@ import time
 
 import click
 import redis
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -33,7 +34,7 @@ def main(n: int, rate: float, burst: int, redis_url: str | None) -> None:
     sim = Bitrix24Simulator(rate=rate, burst=burst, rate_limit=True).start()
     config = Bitrix24Config(
         key_prefix=BITRIX24_NAMESPACE,
-        webhook_url=sim.webhook_url,
+        webhook_url=SecretStr(sim.webhook_url),
         rate=rate,
         burst=burst,
         limiter_key=f"bench-{time.time()}",
@@ -85,4 +86,7 @@ def main(n: int, rate: float, burst: int, redis_url: str | None) -> None:
 
 
 if __name__ == "__main__":
+    from sandbox.stack.lifeline import stop_cleanly_on
+
+    stop_cleanly_on()  # SIGTERM/SIGHUP unwind through the finally blocks that stop the servers
     main()

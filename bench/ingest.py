@@ -27,24 +27,29 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox import embedded  # noqa: E402
 from sandbox.bitrix24 import Bitrix24Simulator  # noqa: E402
 from sandbox.rosdomofon import RosDomofonSimulator  # noqa: E402
+from sandbox.stack import embedded  # noqa: E402
 from tests.conftest import create_topics  # noqa: E402
-from tests.fixtures.worker import CeleryWorker, point_app_at  # noqa: E402
-from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload  # noqa: E402
+from tests.support.celery_worker import CeleryWorker, point_app_at  # noqa: E402
+from tests.support.ingest_process import IngestProcess, ingest_env  # noqa: E402
+from tests.support.kafka_records import produce, subscriber_payload  # noqa: E402
 
 TAG = re.compile(r"\[bench:(\d+)\]")
 
@@ -110,7 +115,7 @@ class PostWatcher:
                     self._offsets[chat_id] = len(messages)
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -217,7 +222,7 @@ def run_pipeline(ctx: dict, n: int, timeout: float, rate: float = 0.0) -> dict[s
     }
 
 
-def run_baseline(app, n: int, timeout: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run_baseline(app: Celery, n: int, timeout: float) -> dict[str, float]:
     from celery import chain
 
     step = app.signature("bench.noop_step")
@@ -227,7 +232,9 @@ def run_baseline(app, n: int, timeout: float) -> dict[str, float]:  # type: igno
     done_at = []
     for result in results:
         result.get(timeout=max(1.0, deadline - time.monotonic()))
-        done_at.append(result.date_done.replace(tzinfo=UTC).timestamp())
+        finished = result.date_done
+        assert finished is not None, "the backend records date_done with the result get() returned"
+        done_at.append(finished.replace(tzinfo=UTC).timestamp())
     return {"throughput": n / (max(done_at) - started), "elapsed": max(done_at) - started}
 
 
@@ -269,4 +276,7 @@ def main(
 
 
 if __name__ == "__main__":
+    from sandbox.stack.lifeline import stop_cleanly_on
+
+    stop_cleanly_on()  # SIGTERM/SIGHUP unwind through the finally blocks that stop the servers
     main()

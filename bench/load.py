@@ -246,4 +246,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from sandbox.stack.lifeline import stop_cleanly_on
+
+    stop_cleanly_on()  # SIGTERM/SIGHUP unwind through the finally blocks that stop the servers
     main()

@@ -24,6 +24,7 @@ from typing import Any
 import click
 import redis
 import requests
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -33,6 +34,9 @@ BURST = 50
 
 
 def _serve_rosdomofon(accounts: int, seed: int, out: Any) -> None:
+    from sandbox.stack.lifeline import die_with_parent
+
+    die_with_parent()  # a forked simulator never outlives the bench
     from sandbox.rosdomofon import RosDomofonSimulator
 
     sim = RosDomofonSimulator(accounts=accounts, seed=seed).start()
@@ -42,6 +46,9 @@ def _serve_rosdomofon(accounts: int, seed: int, out: Any) -> None:
 
 
 def _serve_bitrix24(rate: float, out: Any) -> None:
+    from sandbox.stack.lifeline import die_with_parent
+
+    die_with_parent()  # a forked simulator never outlives the bench
     from sandbox.bitrix24.server import Bitrix24Simulator
 
     sim = Bitrix24Simulator(rate=rate, burst=BURST, rate_limit=True).start()
@@ -65,7 +72,7 @@ def _portal_counts(url: str) -> tuple[int, int, int]:
 
 def _clear(store: redis.Redis) -> None:
     """Empty our claimed database but keep the claim itself (flushing it would let others take it)."""
-    from sandbox.redis_db import CLAIM_KEY
+    from sandbox.stack.redis_db import CLAIM_KEY
 
     for key in store.scan_iter(count=1000):
         if key != CLAIM_KEY:
@@ -85,7 +92,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
     from clients.bitrix24 import Bitrix24Config
     from clients.bitrix24.client import Bitrix24Client
     from clients.rosdomofon import RosDomofonAPI
-    from sandbox.redis_db import claim_database, release_database
+    from sandbox.stack.redis_db import claim_database, release_database
     from tasks.reconcile.engine import reconcile
     from tasks.runtime import log
     from tasks.state.keys import BITRIX24_NAMESPACE
@@ -101,7 +108,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
         api = RosDomofonAPI(rd["username"], rd["password"], base_url=rd["url"], timeout=(5.0, 60.0))
         config = Bitrix24Config(
             key_prefix=BITRIX24_NAMESPACE,
-            webhook_url=b24["webhook_url"],
+            webhook_url=SecretStr(b24["webhook_url"]),
             rate=rate,
             burst=BURST,
             limiter_key=f"bench-{uuid.uuid4().hex[:6]}",
@@ -156,4 +163,7 @@ def main(accounts: int, seed: int, redis_url: str, rate: float, log_level: str) 
 
 
 if __name__ == "__main__":
+    from sandbox.stack.lifeline import stop_cleanly_on
+
+    stop_cleanly_on()  # SIGTERM/SIGHUP unwind through the finally blocks that stop the servers
     main()

@@ -25,7 +25,7 @@ CLAIM_KEY = "rdb24:test-session-claim"  # the key tests/conftest.py uses to own 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.worker import FAST_RETRY_ENV, CeleryWorker, point_app_at  # noqa: E402
+from tests.support.celery_worker import FAST_RETRY_ENV, CeleryWorker, point_app_at  # noqa: E402
 
 
 def run_once(url: str, n: int, pool: str, concurrency: int, level: str, log_dir: Path) -> tuple[float, float]:
@@ -33,7 +33,7 @@ def run_once(url: str, n: int, pool: str, concurrency: int, level: str, log_dir:
     env = {**os.environ, **FAST_RETRY_ENV, "REDIS_URL": url, "PYTHONPATH": str(ROOT), "LOG_LEVEL": level}
     log = log_dir / f"{pool}-{level}.log"
     worker = CeleryWorker(
-        app, env, log, pool=pool, concurrency=concurrency, include=("tests.tasks.probe_tasks",)
+        app, env, log, pool=pool, concurrency=concurrency, include=("tests.support.probe_tasks",)
     ).start()
     try:
         started = time.monotonic()
@@ -69,4 +69,7 @@ def main(redis_url: str, n: int, concurrency: int) -> None:
 
 
 if __name__ == "__main__":
+    from sandbox.stack.lifeline import stop_cleanly_on
+
+    stop_cleanly_on()  # SIGTERM/SIGHUP unwind through the finally blocks that stop the servers
     main()

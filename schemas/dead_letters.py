@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 class DeadLetterKind(StrEnum):
     TASK = "task"
     KAFKA_RECORD = "kafka_record"
+    INFLIGHT_ENTRY = "inflight_entry"  # a ledger entry the resend sweep could not read (no replayer)
 
 
 class DeadLetterReason(StrEnum):

@@ -4,11 +4,13 @@ The incoming-message chain passes each step's JSON result to the next step as it
 result here is exactly the next step's payload model: ``LookupAccountResult`` is a
 ``FindOrCreateContactPayload``, ``FindOrCreateContactResult`` is a ``PostToChatPayload``. The
 subscriber's message rides along in ``message`` so the last step can post its text, and its
-``message_id`` (Kafka ``topic:partition:offset``) keys every effect marker of the chain.
+``message_id`` (topic, record timestamp and value hash, see :mod:`tasks.ingest.identity`) keys every
+effect marker of the chain; ``fingerprint`` is stored in each marker to tell a reused id apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,12 +27,28 @@ class FlowModel(BaseModel):
 class SubscriberMessage(FlowModel):
     """One subscriber message from ``MESSAGES_IN_<company>``, reduced to what the flow needs."""
 
-    message_id: str = Field(min_length=1, description="Kafka topic:partition:offset; the idempotency key")
+    message_id: str = Field(
+        min_length=1, description="topic:timestamp-ms:value-hash (tasks.ingest.identity); the idempotency key"
+    )
     abonent_id: int = Field(gt=0, description="RosDomofon abonent (subscriber) id of the sender")
     phone: PhoneStr
     company_id: int | None = None
     text: str = Field(default="", description="The message text (localizedPush.message on the wire)")
     sent_at: int | None = Field(default=None, description="Kafka record timestamp, unix seconds")
+    fingerprint: str | None = Field(
+        default=None, description="sha256 hex of the Kafka record value; None: derived from the content"
+    )
+    kafka_position: str | None = Field(
+        default=None, description="Kafka topic:partition:offset it was read at (provenance, not identity)"
+    )
+
+    def content_fingerprint(self) -> str:
+        """The record's fingerprint, or for a message that came without one (CLI, other services) a
+        hash of what the chain posts, so a marker left by other content under this id is still told apart."""
+        if self.fingerprint:
+            return self.fingerprint
+        content = f"{self.abonent_id}\x1f{self.phone}\x1f{self.sent_at}\x1f{self.text}"
+        return hashlib.sha256(content.encode()).hexdigest()
 
 
 class HandleIncomingMessageResult(FlowModel):
@@ -93,6 +111,9 @@ class PostToChatResult(FlowModel):
     chat_id: int | None = Field(default=None, description="Bitrix24 internal chat id (Open Lines session)")
     dialog_id: str | None = Field(default=None, description="Open Lines external chat id or chat<ID>")
     posted_message_id: int | str | None = None
+    parts: list[int | str | None] = Field(
+        default_factory=list, description="posted ids of each part of a text too long for one message"
+    )
 
 
 class OperatorReplyPayload(FlowModel):
@@ -137,7 +158,7 @@ class ResendStalledResult(FlowModel):
     )
     unreadable: list[str] = Field(
         default_factory=list,
-        description="entries of an unknown kind or an unreadable payload, left in the ledger for a human",
+        description="entries of an unknown kind or an unreadable payload, moved aside and dead-lettered",
     )
     in_flight: int = Field(description="messages still in the ledger after this run")
 

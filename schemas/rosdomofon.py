@@ -5,12 +5,20 @@ Every model accepts the wire names (aliases) and the Python names and keeps unkn
 Responses carry phones as integers (:data:`~schemas.phone.Phone`); ``create_account`` wants an
 11-digit string (:data:`~schemas.phone.PhoneStr`). Fields whose wire type is unknown (``createdAt``,
 ``messageDate``) accept both an int and a string rather than guessing.
+
+Where the sources disagree we accept every version and, when the value is an identifier, hand on
+one type. The upstream package's models (``rosdomofon`` 0.1.16.1) declare an intercom's ``index``
+and a flat adapter's ``intercomIndex`` as strings, our simulator used to send ints, so both arrive
+as :data:`IntAsStr`; a street's ``codeFias``/``codeKladr`` are strings there but null in the real
+Kafka sign-up sample; a camera's ``address`` is an address object there and was a plain string in
+our simulator; lists the upstream declares optional (``adapters``, ``delegations``, an entrance's
+``cameras`` and ``services``) may come as null and read as empty.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, Field
 
@@ -30,8 +38,15 @@ def _as_str(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _null_as_empty(value: Any) -> Any:
+    # The upstream models declare these lists Optional: the API may send null for "none".
+    return [] if value is None else value
+
+
 PhoneOrZero = Annotated[int, BeforeValidator(_phone_or_zero)]
 IntAsStr = Annotated[str, BeforeValidator(_as_str)]
+T = TypeVar("T")
+ListOrNull = Annotated[list[T], BeforeValidator(_null_as_empty)]
 
 
 # --- auth ---------------------------------------------------------------------------------------
@@ -205,9 +220,11 @@ class AbonentFlat(WireModel):
 
 
 class Adapter(WireModel):
+    """A flat's intercom adapter; ``intercomIndex`` is a string upstream, an int in older data."""
+
     rda_uid: str | None = Field(default=None, alias="rdaUid")
-    intercom_index: int | None = Field(default=None, alias="intercomIndex")
-    camera_ids: list[int] = Field(default_factory=list, alias="cameraIds")
+    intercom_index: IntAsStr | None = Field(default=None, alias="intercomIndex")
+    camera_ids: ListOrNull[int] = Field(default_factory=list, alias="cameraIds")
 
 
 class Delegation(WireModel):
@@ -224,7 +241,7 @@ class OwnerDetailed(WireModel):
     id: int
     phone: Phone | None = None
     resolved: bool | None = None
-    delegations: list[Delegation] = Field(default_factory=list)
+    delegations: ListOrNull[Delegation] = Field(default_factory=list)
     fake_auth_on: bool | None = Field(default=None, alias="fakeAuthOn")
     for_test: bool | None = Field(default=None, alias="forTest")
     is_client: bool | None = Field(default=None, alias="isClient")
@@ -241,7 +258,7 @@ class FlatDetailed(WireModel):
     virtual: bool | None = None
     blocked: bool | None = None
     owner: OwnerDetailed | None = None
-    adapters: list[Adapter] = Field(default_factory=list)
+    adapters: ListOrNull[Adapter] = Field(default_factory=list)
     camera_id: int | None = Field(default=None, alias="cameraId")
     hardware_intercom_id: int | None = Field(default=None, alias="hardwareIntercomId")
     software_intercom_id: int | None = Field(default=None, alias="softwareIntercomId")
@@ -391,10 +408,14 @@ class AccountInfo(WireModel):
 
 
 class Camera(WireModel):
-    id: int
+    """``address`` is an address object upstream; a plain string (the address line) is kept as is."""
+
+    id: int | None = None
     uid: int | str | None = None
     uri: str | None = None
     active: bool | None = None
+    address: Address | str | None = None
+    configuration: str | None = None
     private: bool | None = None
     rdva_id: int | None = Field(default=None, alias="rdvaId")
 
@@ -405,8 +426,10 @@ class IntercomLocation(WireModel):
 
 
 class Intercom(WireModel):
+    """``index`` is a string upstream, an int in older data; read as a string."""
+
     id: int
-    index: int | None = None
+    index: IntAsStr | None = None
     location: IntercomLocation | None = None
 
 
@@ -414,7 +437,20 @@ class Rda(WireModel):
     id: int
     uid: str | None = None
     active: bool | None = None
-    intercoms: list[Intercom] = Field(default_factory=list)
+    intercoms: ListOrNull[Intercom] = Field(default_factory=list)
+
+
+class DependantService(WireModel):
+    """An item of a service's ``dependantServices``; every field is optional upstream."""
+
+    id: int | None = None
+    name: str | None = None
+    type: str | None = None
+    company_id: int | None = Field(default=None, alias="companyId")
+    custom_name: str | None = Field(default=None, alias="customName")
+    created_at: int | str | None = Field(default=None, alias="createdAt")
+    delegation_tunings: DelegationTunings | None = Field(default=None, alias="delegationTunings")
+    accounts: ListOrNull[Any] = Field(default_factory=list)
 
 
 class EntranceService(Service):
@@ -423,9 +459,9 @@ class EntranceService(Service):
     autoconnection_enabled: bool | None = Field(default=None, alias="autoconnectionEnabled")
     status: str | None = None
     company: Any = None
-    cameras: list[Camera] = Field(default_factory=list)
-    rdas: list[Rda] = Field(default_factory=list)
-    dependant_services: list[Service] = Field(default_factory=list, alias="dependantServices")
+    cameras: ListOrNull[Camera] = Field(default_factory=list)
+    rdas: ListOrNull[Rda] = Field(default_factory=list)
+    dependant_services: ListOrNull[DependantService] = Field(default_factory=list, alias="dependantServices")
 
 
 class EntranceWithServices(WireModel):
@@ -434,7 +470,7 @@ class EntranceWithServices(WireModel):
     id: int
     address_string: str | None = Field(default=None, alias="addressString")
     address: Address | None = None
-    services: list[EntranceService] = Field(default_factory=list)
+    services: ListOrNull[EntranceService] = Field(default_factory=list)
 
 
 class EntrancesResponse(Page[EntranceWithServices]):
@@ -447,9 +483,9 @@ class EntranceDetail(WireModel):
     id: int
     address: Address | None = None
     address_string: str | None = Field(default=None, alias="addressString")
-    cameras: list[Camera] = Field(default_factory=list)
+    cameras: ListOrNull[Camera] = Field(default_factory=list)
     rda: Rda | None = None
-    services: list[EntranceService] = Field(default_factory=list)
+    services: ListOrNull[EntranceService] = Field(default_factory=list)
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -553,6 +589,7 @@ __all__ = [
     "Delegation",
     "DelegationTunings",
     "DeliveryMethod",
+    "DependantService",
     "Entrance",
     "EntranceDetail",
     "EntranceService",
@@ -562,7 +599,10 @@ __all__ = [
     "FlatOwner",
     "FlatRange",
     "House",
+    "IntAsStr",
+    "Intercom",
     "Invoice",
+    "ListOrNull",
     "Message",
     "MessageRecipient",
     "MessagesResponse",

@@ -5,11 +5,19 @@ unreadable Kafka record goes back to its source topic (:mod:`tasks.ingest.replay
 deleted only after the replay was accepted, so a replay interrupted by Ctrl-C or a kill leaves the
 letter in place, and the replay's task id is derived from the letter id, so running it again
 publishes the same task again rather than a second piece of work.
+
+A late replay is careful: effect markers live ``EFFECT_MARKER_TTL`` (14 days), so a letter of a
+subscriber message older than that may replay a post that already went in and whose marker expired.
+When the message's record timestamp is known, the post step itself checks the chat first
+(:func:`tasks.flows.chat.older_than_markers`, as after an ambiguous post); when it is not, the replay
+is refused with :class:`LateReplayError` unless forced (``rdb24 dlq replay --force``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from loguru import logger
 
@@ -20,6 +28,30 @@ from tasks.state.dead_letters import DeadLetterStore
 
 Replayer = Callable[[DeadLetter], str]
 _replayers: dict[str, Replayer] = {}
+
+
+class LateReplayError(ValueError):
+    """The letter is older than the effect markers and its post cannot be checked: replay with force."""
+
+
+def late_replay_risk(letter: DeadLetter, marker_ttl: float, now: float | None = None) -> str | None:
+    """Why replaying the letter could post its message twice, or None when it is safe.
+
+    Safe: a letter that carries no subscriber message; one younger than the markers (the steps
+    recognise their own effects); one whose message has a record timestamp (the post step sees it is
+    late and checks the chat before posting).
+    """
+    message: Any = letter.payload.get("message") if isinstance(letter.payload, dict) else None
+    if str(letter.kind) != DeadLetterKind.TASK or not isinstance(message, dict):
+        return None
+    age = (time.time() if now is None else now) - letter.created_at.timestamp()
+    if age < marker_ttl - min(3600.0, marker_ttl / 10) or message.get("sent_at"):
+        return None
+    return (
+        f"dead letter {letter.id} is {age / 86400:.1f} days old, older than EFFECT_MARKER_TTL, and its "
+        "message has no record timestamp, so whether it was posted cannot be checked; replay with --force "
+        "to post it anyway"
+    )
 
 
 def register_replayer(kind: str, replayer: Replayer) -> None:
@@ -63,9 +95,21 @@ DEFAULT_REPLAYERS: dict[str, Replayer] = {
 }
 
 
-def replay(store: DeadLetterStore, letter_id: str) -> str:
-    """Publish the letter again, then delete it; returns the new task (or record) id."""
+def _marker_ttl() -> float:
+    from tasks.settings import get_settings
+
+    return float(get_settings().effect_marker_ttl)
+
+
+def replay(store: DeadLetterStore, letter_id: str, *, force: bool = False) -> str:
+    """Publish the letter again, then delete it; returns the new task (or record) id.
+
+    Raises :class:`LateReplayError` for a late letter whose post cannot be checked, unless ``force``.
+    """
     letter = store.get(letter_id)
+    risk = None if force else late_replay_risk(letter, _marker_ttl())
+    if risk is not None:
+        raise LateReplayError(risk)
     kind = str(letter.kind)
     replayer = _replayers.get(kind, DEFAULT_REPLAYERS.get(kind))
     if replayer is None:
@@ -76,12 +120,25 @@ def replay(store: DeadLetterStore, letter_id: str) -> str:
     return new_id
 
 
-def replay_all(store: DeadLetterStore, *, name: str | None = None) -> dict[str, str]:
-    """Replay every letter (optionally of one task name); returns {dead letter id: new id}."""
+def replay_all(
+    store: DeadLetterStore,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    refused: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Replay every letter (optionally of one task name); returns {dead letter id: new id}.
+
+    Late letters that need ``force`` are left in the store and, with ``refused``, listed there.
+    """
     result: dict[str, str] = {}
     for letter in store.list(limit=store.count() or 1, name=name):
         try:
-            result[letter.id] = replay(store, letter.id)
+            result[letter.id] = replay(store, letter.id, force=force)
         except DeadLetterNotFound:
             continue
+        except LateReplayError as exc:
+            logger.warning("{}", exc)
+            if refused is not None:
+                refused[letter.id] = str(exc)
     return result

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
 
     # --- RosDomofon REST
     rosdomofon_base_url: AnyHttpUrl = Field(
-        default="https://rdba.rosdomofon.com", alias="ROSDOMOFON_BASE_URL"
+        default=AnyHttpUrl("https://rdba.rosdomofon.com"), alias="ROSDOMOFON_BASE_URL"
     )
     rosdomofon_username: str = Field(default="", alias="ROSDOMOFON_USERNAME")
     rosdomofon_password: SecretStr = Field(default=SecretStr(""), alias="ROSDOMOFON_PASSWORD")

@@ -14,9 +14,17 @@ from urllib.parse import urlparse
 import pytest
 import redis
 
-from sandbox import embedded
+from sandbox.stack import embedded, lifeline
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM/SIGHUP stop a session like Ctrl-C: fixture finalisers run and stop their servers.
+
+    (A ``kill -9`` of the session runs no code at all; the servers' parent-death signal covers that.)
+    """
+    lifeline.stop_cleanly_on()
 
 
 def service_missing(message: str) -> None:
@@ -166,8 +174,9 @@ def unique() -> str:
 
 
 pytest_plugins = [
-    "tests.fixtures.worker",
-    "tests.fixtures.rosdomofon",
-    "tests.fixtures.bitrix24",
-    "tests.fixtures.parallel",
+    "tests.support.worker_fixtures",
+    "tests.support.rosdomofon_fixtures",
+    "tests.support.bitrix24_fixtures",
+    "tests.support.parallel_run",
+    "tests.support.process_marker",
 ]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from clients.bitrix24.errors import Bitrix24AmbiguousWriteError, Bitrix24InputError, Bitrix24ServerError
-from schemas.bitrix24 import Contact, MultiField, UserFieldSpec
+from schemas.bitrix24 import Contact, MultiField
 from schemas.phone import InvalidPhoneError, normalize_phone
 
 if TYPE_CHECKING:
@@ -208,23 +208,6 @@ class ContactsMixin:
             return True
         return bool(self.call("crm.contact.update", {"id": int(contact_id), "fields": body}))
 
-    def ensure_contact_userfields(self, specs: Iterable[UserFieldSpec | Mapping[str, Any]]) -> dict[str, int]:
-        """Create the missing ``UF_CRM_*`` fields (``userfield.add`` is not idempotent); name -> field id."""
-        wanted = [s if isinstance(s, UserFieldSpec) else UserFieldSpec.model_validate(s) for s in specs]
-        existing = {
-            str(row["FIELD_NAME"]): int(row["ID"])
-            for row in _rows(self.call("crm.contact.userfield.list", {}))
-        }
-        for spec in wanted:
-            if spec.FIELD_NAME not in existing:
-                fields = spec.to_wire()
-                fields["FIELD_NAME"] = spec.FIELD_NAME[len("UF_CRM_") :]
-                if spec.LABEL:
-                    fields.setdefault("EDIT_FORM_LABEL", spec.LABEL)
-                existing[spec.FIELD_NAME] = int(self.call("crm.contact.userfield.add", {"fields": fields}))
-                logger.info("bitrix24 contact userfield {} created", spec.FIELD_NAME)
-        return {s.FIELD_NAME: existing[s.FIELD_NAME] for s in wanted}
-
     def add_timeline_comment(self, contact_id: int, text: str) -> int:
         fields = {"ENTITY_ID": int(contact_id), "ENTITY_TYPE": "contact", "COMMENT": text}
         return int(self.call("crm.timeline.comment.add", {"fields": fields}))
@@ -234,10 +217,6 @@ def _ids(result: Any) -> list[int]:
     if isinstance(result, Mapping):
         return [int(i) for i in result.get("CONTACT", [])]
     return []
-
-
-def _rows(result: Any) -> list[dict]:
-    return list(result) if isinstance(result, list) else []
 
 
 __all__ = ["ContactsMixin", "plan_multifield"]

@@ -93,18 +93,6 @@ class OpenLinesMixin:
         params = {"CONNECTOR": connector, "LINE": str(line), "ACTIVE": 1 if active else 0}
         return bool(self.call("imconnector.activate", params))
 
-    def set_connector_data(self, connector: str, line: str | int, data: Mapping[str, Any]) -> bool:
-        """Set the connector's channel data for a line (``DATA`` is replaced whole)."""
-        return bool(
-            self.call(
-                "imconnector.connector.data.set",
-                {"CONNECTOR": connector, "LINE": str(line), "DATA": dict(data)},
-            )
-        )
-
-    def connector_status(self, connector: str, line: str | int) -> Any:
-        return self.call("imconnector.status", {"CONNECTOR": connector, "LINE": str(line)})
-
     def send_connector_messages(
         self, connector: str, line: str | int, messages: Iterable[ConnectorMessage | Mapping[str, Any]]
     ) -> SendMessagesResult:

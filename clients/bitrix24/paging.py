@@ -1,4 +1,4 @@
-"""Two ways through a list method: follow ``next`` (any list), or the ID window (fast on big lists).
+"""Through a list method by the ID window (fast on big lists, the docs' advice for paging).
 
 The ID window orders by ID, filters ``>ID`` = last seen and sends ``start=-1`` so the portal skips
 COUNT(*); it stops at a page shorter than 50. ``crm.item.*`` lists name the key ``id`` and put rows
@@ -29,16 +29,6 @@ class PagingMixin:
         def call_raw(
             self, method: str, params: dict[str, Any] | None = None, *, write: bool | None = None
         ) -> B24Envelope: ...
-
-    def iter_list(self, method: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield every row, requesting ``start=next`` while the portal sends ``next``."""
-        query = dict(params or {})
-        while True:
-            envelope = self.call_raw(method, query)
-            yield from rows_of(envelope.result)
-            if envelope.next is None:
-                return
-            query["start"] = envelope.next
 
     def scan_by_id(
         self,

@@ -18,6 +18,7 @@ from loguru import logger
 
 from clients.kafka.config import KafkaConfig
 from clients.kafka.errors import KafkaFatalError, translate
+from clients.kafka.producer import Delivered
 
 TopicPart = tuple[str, int]
 
@@ -117,8 +118,9 @@ class GroupConsumer:
 
     def store(self, msg: Message) -> bool:
         """Mark ``msg`` done so its offset is committed; never goes backwards, never for a lost partition."""
-        part = (msg.topic(), msg.partition())
-        next_offset = msg.offset() + 1
+        where = Delivered.of(msg)
+        part = (where.topic, where.partition)
+        next_offset = where.offset + 1
         if part not in self.assignment or self._stored.get(part, -1) >= next_offset:
             return False
         try:

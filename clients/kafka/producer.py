@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -27,6 +27,15 @@ class Delivered:
     partition: int
     offset: int
 
+    @classmethod
+    def of(cls, msg: Message) -> Delivered:
+        """Where ``msg`` is stored: set on every record the broker reports or hands out; only an error
+        event (``msg.error()``) lacks it, and such an event is never a record to process."""
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if topic is None or partition is None or offset is None:
+            raise ValueError(f"not a stored record: {msg.error()}")
+        return cls(topic, partition, offset)
+
 
 class _Report:
     """Collects the delivery reports of one ``send_many`` call."""
@@ -37,12 +46,10 @@ class _Report:
         self.done = threading.Event()
         self._lock = threading.Lock()
 
-    def callback(self, index: int):  # type: ignore[no-untyped-def]
+    def callback(self, index: int) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             with self._lock:
-                self.results[index] = (
-                    err if err is not None else Delivered(msg.topic(), msg.partition(), msg.offset())
-                )
+                self.results[index] = err if err is not None else Delivered.of(msg)
                 self.remaining -= 1
                 if self.remaining == 0:
                     self.done.set()

@@ -146,7 +146,8 @@ class RosDomofonAPI(KafkaDelegationMixin):
         return self._call("GET", path, list[Connection], operation="get_account_connections")
 
     def create_account(self, number: str, phone: int | str) -> CreateAccountResponse:
-        body = CreateAccountRequest(number=number, phone=phone).to_wire()
+        # model_validate: the phone is normalised by the model, from whichever form the caller holds.
+        body = CreateAccountRequest.model_validate({"number": number, "phone": phone}).to_wire()
         return self._call(
             "POST", f"{API_V1}/accounts", CreateAccountResponse, operation="create_account", json=body
         )
@@ -167,8 +168,14 @@ class RosDomofonAPI(KafkaDelegationMixin):
         abonent_id: int | None = None,
         virtual: bool = False,
     ) -> CreateFlatResponse:
-        body = CreateFlatRequest(
-            flat_number=flat_number, entrance_id=entrance_id, abonent_id=abonent_id, virtual=virtual
+        # model_validate: the model turns int flat numbers and entrance ids into the strings the API wants.
+        body = CreateFlatRequest.model_validate(
+            {
+                "flat_number": flat_number,
+                "entrance_id": entrance_id,
+                "abonent_id": abonent_id,
+                "virtual": virtual,
+            }
         ).to_wire()
         return self._call("POST", f"{API_V1}/flats", CreateFlatResponse, operation="create_flat", json=body)
 
@@ -289,7 +296,10 @@ class RosDomofonAPI(KafkaDelegationMixin):
         is_virtual: bool | None = None,
         rejected_reason: str | None = None,
     ) -> bool:
-        body = SignUpStatusUpdate(status=status, is_virtual=is_virtual, rejected_reason=rejected_reason)
+        # model_validate: the model lower-cases a status given as text ("UNPROCESSED" as Kafka spells it).
+        body = SignUpStatusUpdate.model_validate(
+            {"status": status, "is_virtual": is_virtual, "rejected_reason": rejected_reason}
+        )
         path = f"{API_V2}/sign_ups/{signup_id}"
         return self._ok("PATCH", path, operation="update_signup", json=body.to_wire())
 

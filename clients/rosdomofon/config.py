@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class RosDomofonKafkaConfig:
-    """What is needed to reach RosDomofon's broker; ``password`` is hidden from ``repr``."""
+    """What is needed to reach RosDomofon's broker; ``password`` is hidden from ``repr``.
+
+    Only stored: topic names and the default group id are :class:`clients.kafka.KafkaConfig`'s, which
+    the Kafka methods (``clients.kafka.delegation``) build from this.
+    """
 
     bootstrap_servers: str
     company_short_name: str | None = None
@@ -15,21 +19,6 @@ class RosDomofonKafkaConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ssl_ca_cert_path: str | None = None
-
-    @property
-    def effective_group_id(self) -> str | None:
-        """``KAFKA_GROUP_ID``, else upstream's default ``rosdomofon_<company>_group``."""
-        if self.group_id:
-            return self.group_id
-        return f"rosdomofon_{self.company_short_name}_group" if self.company_short_name else None
-
-    @property
-    def messages_in_topic(self) -> str | None:
-        return f"MESSAGES_IN_{self.company_short_name}" if self.company_short_name else None
-
-    @property
-    def messages_out_topic(self) -> str | None:
-        return f"MESSAGES_OUT_{self.company_short_name}" if self.company_short_name else None
 
 
 __all__ = ["RosDomofonKafkaConfig"]

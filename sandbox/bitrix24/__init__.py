@@ -28,6 +28,7 @@ Control API (no auth), all JSON:
 from __future__ import annotations
 
 from sandbox.bitrix24.command import cli
-from sandbox.bitrix24.server import Bitrix24Simulator, OAuthCredentials
+from sandbox.bitrix24.oauth import OAuthCredentials
+from sandbox.bitrix24.server import Bitrix24Simulator
 
 __all__ = ["Bitrix24Simulator", "OAuthCredentials", "cli"]

@@ -1,14 +1,35 @@
-"""The OAuth server: ``/oauth/authorize/`` and GET ``/oauth/token/`` with rotating refresh tokens."""
+"""The OAuth server: ``/oauth/authorize/`` and GET ``/oauth/token/`` with rotating refresh tokens; and
+:class:`OAuthCredentials`, what an installed local app holds."""
 
 from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sandbox.bitrix24.state import ApiError, Context, Portal
 
 CODE_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class OAuthCredentials:
+    """What an installed local app knows: its keys, endpoints and the install-time token pair."""
+
+    client_id: str
+    client_secret: str
+    client_endpoint: str
+    server_endpoint: str
+    token_url: str
+    authorize_url: str
+    access_token: str
+    refresh_token: str
+    application_token: str
+    member_id: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 def authenticate(portal: Portal, token: str | None, source: str) -> Context:

@@ -6,7 +6,6 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import uvicorn
@@ -16,26 +15,8 @@ from sandbox.bitrix24.app import build_app
 from sandbox.bitrix24.dispatch import Dispatcher
 from sandbox.bitrix24.faults import Fault, Faults
 from sandbox.bitrix24.limits import LeakyBucket, OperatingTime
+from sandbox.bitrix24.oauth import OAuthCredentials
 from sandbox.bitrix24.state import OAuthApp, OAuthState, Portal
-
-
-@dataclass(frozen=True)
-class OAuthCredentials:
-    """What an installed local app knows: its keys, endpoints and the install-time token pair."""
-
-    client_id: str
-    client_secret: str
-    client_endpoint: str
-    server_endpoint: str
-    token_url: str
-    authorize_url: str
-    access_token: str
-    refresh_token: str
-    application_token: str
-    member_id: str
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 class Bitrix24Simulator:

@@ -15,9 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.rosdomofon.context import SimContext
-from sandbox.rosdomofon.control import build_control_router
 from sandbox.rosdomofon.faults import Call
-from sandbox.rosdomofon.operator_api import build_operator_router
+from sandbox.rosdomofon.routes import control, operator
 from schemas.validation import format_validation_errors
 
 
@@ -34,8 +33,9 @@ def _spring_error(status: int, message: str, path: str) -> dict[str, Any]:
 
 def create_app(ctx: SimContext) -> FastAPI:
     app = FastAPI(title="RosDomofon sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json")
-    app.include_router(build_operator_router(ctx))
-    app.include_router(build_control_router(ctx))
+    app.state.sim = ctx  # what every handler takes as ``Sim`` (sandbox.rosdomofon.context)
+    app.include_router(operator.router)
+    app.include_router(control.router)
 
     templates: list[tuple[str, str, re.Pattern[str]]] = []
 

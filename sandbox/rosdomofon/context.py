@@ -1,12 +1,15 @@
-"""What the routes share: the world, credentials, tokens, faults, call log and the Kafka stand-in."""
+"""What the routes share: the world, credentials, tokens, faults, call log and the Kafka stand-in.
+
+The app keeps the :class:`SimContext` on ``app.state.sim``; a handler takes it as a ``Sim`` parameter.
+"""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException, Request
 
 from sandbox.rosdomofon.faults import CallLog, Faults
 from sandbox.rosdomofon.state import World
@@ -42,4 +45,12 @@ def api_error(status: int, message: str) -> HTTPException:
     )
 
 
-__all__ = ["SimContext", "api_error"]
+async def sim_context(request: Request) -> SimContext:
+    """Async so FastAPI does not hop to a worker thread just to read an attribute."""
+    return request.app.state.sim
+
+
+Sim = Annotated[SimContext, Depends(sim_context)]
+
+
+__all__ = ["Sim", "SimContext", "api_error", "sim_context"]

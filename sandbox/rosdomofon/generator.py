@@ -28,6 +28,18 @@ CITY = "Чебоксары"
 STREETS = ["Академика РАН", "Ленина", "Гагарина", "Мира", "Садовая"]
 SERVICE_TYPES = [("HardwareIntercom", 60.0), ("VideoSurveillance", 90.0), ("Gate", 30.0), ("HouseChat", 0.0)]
 FLATS_PER_ENTRANCE = 40
+CITY_KLADR = "21000001000"  # region 21, city 001: the first 11 digits of every street code in the city
+
+
+def street_codes(street: str) -> tuple[str, str]:
+    """``(codeFias, codeKladr)`` of a street: a FIAS GUID and a 17-digit KLADR code.
+
+    Derived from the name, not drawn from the generator's random stream, so every entrance on a
+    street shows the same codes and adding them left the rest of each seed's world unchanged.
+    """
+    fias = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fias:{CITY}/{street}"))
+    kladr = f"{CITY_KLADR}{STREETS.index(street) + 1:04d}00"
+    return fias, kladr
 
 
 def generate(world: World, *, accounts: int, seed: int, company: str) -> World:
@@ -101,6 +113,7 @@ def _add_entrance(world: World, rng: random.Random, n: int) -> None:
     extra: list[FlatRange] = []
     if rng.random() < 0.3:
         extra.append(FlatRange(id=3000 + n, flat_start=500 + n * 10, flat_end=505 + n * 10))
+    fias, kladr = street_codes(street)
     entrance = Entrance(
         id=100 + n,
         number=str(entrance_no),
@@ -114,6 +127,9 @@ def _add_entrance(world: World, rng: random.Random, n: int) -> None:
         additional_ranges=extra,
         rda_uid=f"rda-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}",
         camera_id=7000 + n,
+        street_fias=fias,
+        street_kladr=kladr,
+        intercom_index=str(entrance_no),
     )
     world.entrances[entrance.id] = entrance
 

@@ -164,7 +164,7 @@ class SubscriberApp:
         try:
             payload = json.loads(value or b"")
             entry["payload"] = payload
-            recipients = _check_outgoing(payload)
+            recipients = check_outgoing(payload)
         except ValueError as exc:
             entry["rejected"] = str(exc)
             logger.warning("rosdomofon sandbox: MESSAGES_OUT record rejected: {}", exc)
@@ -184,8 +184,12 @@ class SubscriberApp:
         self.out_records.append(entry)
 
 
-def _check_outgoing(payload: Any) -> list[dict[str, Any]]:
-    """The §4 MESSAGES_OUT shape: ``PUSH`` upper-case, text in ``message``, ``{id, phone}`` recipients."""
+def check_outgoing(payload: Any) -> list[dict[str, Any]]:
+    """The §4 MESSAGES_OUT shape: ``PUSH`` upper-case, text in ``message``, ``{id, phone}`` recipients.
+
+    Returns the recipients; raises ``ValueError`` naming what is wrong. Public because the contract
+    test feeds it what the upstream package's Kafka client produces.
+    """
     if not isinstance(payload, dict):
         raise ValueError("record value is not a JSON object")
     if payload.get("deliveryMethod") != "PUSH":
@@ -234,4 +238,4 @@ def signup_payload(world: World, signup: SignUp) -> dict[str, Any]:
     }
 
 
-__all__ = ["KafkaSideError", "SubscriberApp", "incoming_payload", "signup_payload"]
+__all__ = ["KafkaSideError", "SubscriberApp", "check_outgoing", "incoming_payload", "signup_payload"]

@@ -66,6 +66,11 @@ class Entrance:
     additional_ranges: list[FlatRange] = field(default_factory=list)
     rda_uid: str = ""
     camera_id: int = 0
+    # Strings on the wire: the upstream models declare ``codeFias``/``codeKladr`` and an intercom's
+    # ``index`` (a flat adapter's ``intercomIndex``) as ``str`` and reject ints and nulls there.
+    street_fias: str = ""
+    street_kladr: str = ""
+    intercom_index: str = "1"
 
     @property
     def address_string(self) -> str:

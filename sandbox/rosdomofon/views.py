@@ -1,7 +1,10 @@
 """The world rendered as the API spells it (docs/rosdomofon-api.md §2), field names exactly as upstream.
 
 Written from the facts doc, not from ``schemas/``: if our models drift from the wire, tests against
-these shapes fail.
+these shapes fail. Where the upstream package's models are stricter than the facts (a street's
+``codeFias``/``codeKladr`` and an intercom's index are strings, a camera's ``address`` is an address
+object), the views serve what those models parse: tests/sandbox/test_rosdomofon_contract.py drives
+this simulator with the package's own client.
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ def address(w: World, e: Entrance, flat: str | None = None, *, detailed: bool = 
         ],
     }  # fmt: skip
     house: dict[str, Any] = {"id": e.house_id, "number": e.house}
-    street: dict[str, Any] = {"id": e.street_id, "name": e.street, "codeFias": None, "codeKladr": None}
+    street: dict[str, Any] = {
+        "id": e.street_id, "name": e.street, "codeFias": e.street_fias, "codeKladr": e.street_kladr,
+    }  # fmt: skip
     result: dict[str, Any] = {
         "city": e.city,
         "country": {"name": "Россия", "shortName": "RU"},
@@ -103,10 +108,13 @@ def address(w: World, e: Entrance, flat: str | None = None, *, detailed: bool = 
 def flat_detailed(w: World, f: Flat) -> dict[str, Any]:
     e = w.entrances.get(f.entrance_id) if f.entrance_id is not None else None
     owner_abonent = w.abonents.get(f.owner_id) if f.owner_id is not None else None
+    adapter = (
+        {"rdaUid": e.rda_uid, "intercomIndex": e.intercom_index, "cameraIds": [e.camera_id]} if e else None
+    )
     return {
         "id": f.id, "accountId": f.account_id, "virtual": f.virtual, "blocked": f.blocked,
         "owner": owner_detailed(w, owner_abonent) if owner_abonent else None,
-        "adapters": [{"rdaUid": e.rda_uid, "intercomIndex": 0, "cameraIds": [e.camera_id]}] if e else [],
+        "adapters": [adapter] if adapter else [],
         "cameraId": e.camera_id if e else None, "hardwareIntercomId": None, "softwareIntercomId": None,
         "rdaUid": e.rda_uid if e else None, "translated": 0,
         "address": address(w, e, f.flat_number, detailed=True) if e else None,
@@ -188,10 +196,11 @@ def entrance_service(w: World, s: Service) -> dict[str, Any]:
         **service(s), "autoconnectionEnabled": False, "status": "ACTIVE", "tariff": s.tariff,
         "company": company(w.companies[s.company_id]),
         "cameras": [{"id": e.camera_id, "uid": e.camera_id * 7, "uri": f"rtsp://cam/{e.camera_id}",
-                     "active": True, "address": e.address_string, "configuration": None, "private": False,
-                     "rdvaId": 1}],
+                     "active": True, "address": address(w, e, detailed=True), "configuration": None,
+                     "private": False, "rdvaId": 1}],
         "rdas": [{"id": e.id, "uid": e.rda_uid, "active": True,
-                  "intercoms": [{"id": e.id * 10, "index": 0, "location": {"id": 1, "name": "Подъезд"}}]}],
+                  "intercoms": [{"id": e.id * 10, "index": e.intercom_index,
+                                 "location": {"id": 1, "name": "Подъезд"}}]}],
         "dependantServices": [],
     }  # fmt: skip
 

@@ -15,9 +15,9 @@ from tasks.errors import SettingsError
 from tasks.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from sandbox.stack_state import StackState
+    from sandbox.stack.state import StackState
 
-DEFAULT_RUN_DIR = Path("var")  # sandbox.stack_state.DEFAULT_RUN_DIR
+DEFAULT_RUN_DIR = Path("var")  # sandbox.stack.state.DEFAULT_RUN_DIR
 
 
 def settings_with_overrides(overrides: dict[str, str]) -> Settings:
@@ -37,7 +37,7 @@ def stack_settings(run_dir: Path = DEFAULT_RUN_DIR) -> tuple[Settings, StackStat
     An installation without the simulators (the production image) has no local stack to read.
     """
     try:
-        from sandbox.stack_state import read_state
+        from sandbox.stack.state import read_state
     except ImportError:
         return load_settings(), None
     state = read_state(run_dir)

@@ -2,6 +2,8 @@
 
 Each section is collected on its own and a failure becomes that section's "unavailable: why" line,
 so one missing piece (no ingest running, Redis down, a module not deployed) never hides the rest.
+A :class:`Report` sums the sections up for scripts: a :class:`Verdict` (the exit code of
+``rdb24 status``) and a JSON document whose keys are part of the interface (README "rdb24 status").
 """
 
 from __future__ import annotations
@@ -9,27 +11,99 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import IntEnum
 from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
 
-from tasks.runtime.queues import Queue
 from tasks.settings import Settings
-from tasks.state import inflight, keys
+from tasks.state import gauges, inflight, keys
 
 REDBEAT_LOCK_PATTERN = keys.REDBEAT_LOCK_PATTERN
-BUCKET_PATTERN = keys.BITRIX24_BUCKET_PATTERN
 INGEST_STALE_SECONDS = 60.0
+
+
+JSON_VERSION = 1  # bump when a key of Report.as_json() changes meaning or goes away
+
+
+class Verdict(IntEnum):
+    """The whole report in one number: ``rdb24 status`` exits with it."""
+
+    HEALTHY = 0  # every section healthy
+    ATTENTION = 1  # Redis answers, but some section needs a look (no worker, stale ingest, ...)
+    UNREACHABLE = 2  # Redis does not answer: nothing else could be checked
 
 
 class Section(BaseModel):
     """One block of the report: rows of (item, value, note), or why it is unavailable."""
 
     title: str
+    key: str = ""  # stable name for scripts (JSON); the title is for people
     rows: list[tuple[str, str, str]] = Field(default_factory=list)
     error: str | None = None
     healthy: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "healthy": self.healthy,
+            "error": self.error,
+            "rows": [{"item": item, "value": value, "details": note} for item, value, note in self.rows],
+        }
+
+
+class Report(BaseModel):
+    """Every section of one look at the system, and where it looked."""
+
+    where: str
+    sections: list[Section]
+    checked_at: float = Field(default_factory=time.time)
+
+    @property
+    def verdict(self) -> Verdict:
+        if any(section.key == "redis" and section.error for section in self.sections):
+            return Verdict.UNREACHABLE
+        if all(section.healthy for section in self.sections):
+            return Verdict.HEALTHY
+        return Verdict.ATTENTION
+
+    @property
+    def attention(self) -> list[str]:
+        """Titles of the sections that are not healthy, for one-line messages."""
+        return [section.title for section in self.sections if not section.healthy]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": JSON_VERSION,
+            "status": self.verdict.name.lower(),
+            "exit_code": int(self.verdict),
+            "checked_at": datetime.fromtimestamp(self.checked_at, UTC).isoformat(),
+            "where": self.where,
+            "sections": [section.as_json() for section in self.sections],
+        }
+
+
+def wait_for_health(look: Callable[[], Report], wait: float, interval: float = 1.0) -> Report:
+    """Look again every ``interval`` seconds until the report is healthy or ``wait`` seconds are up.
+
+    At least one look is taken; the last one is returned (a stack that is still starting becomes
+    healthy on a later look, a broken one keeps its last verdict).
+    """
+    deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        report = look()
+        remaining = deadline - time.monotonic()
+        if report.verdict is Verdict.HEALTHY or remaining <= 0:
+            return report
+        time.sleep(min(interval, remaining))
+
+
+def _key(title: str) -> str:
+    named = {"Bitrix24 rate limiter": "rate_limiter"}
+    return named.get(title, title.lower().replace(" ", "_").replace("-", "_"))
 
 
 def beat_lock_ttl(client: redis.Redis) -> int:
@@ -39,7 +113,7 @@ def beat_lock_ttl(client: redis.Redis) -> int:
 
 
 def _guard(title: str, collect: Callable[[Section], None]) -> Section:
-    section = Section(title=title)
+    section = Section(title=title, key=_key(title))
     try:
         collect(section)
     except Exception as exc:
@@ -64,12 +138,8 @@ def workers(settings: Settings, timeout: float) -> Section:
 
 def queues(client: redis.Redis) -> Section:
     def collect(section: Section) -> None:
-        for queue in Queue:
-            # kombu keeps priority levels in sibling lists "<queue>\x06\x16<n>"; count them all
-            depth = client.llen(queue.value) + sum(
-                client.llen(key) for key in client.scan_iter(match=f"{queue.value}\x06\x16*")
-            )
-            section.rows.append((queue.value, str(depth), "messages waiting"))
+        for queue, depth in gauges.queue_depths(client).items():
+            section.rows.append((queue, str(depth), "messages waiting"))
         section.rows.append(("unacked", str(client.hlen("unacked")), "delivered, not yet acknowledged"))
         oldest = inflight.oldest_age(client)
         section.rows.append(
@@ -111,17 +181,37 @@ def ingest(client: redis.Redis) -> Section:
     return _guard("Ingest", collect)
 
 
-def dead_letters(client: redis.Redis) -> Section:
+def dead_letters(client: redis.Redis, max_items: int = 100_000) -> Section:
     def collect(section: Section) -> None:
         from tasks.state.dead_letters import DeadLetterStore
 
-        store = DeadLetterStore(client)
+        store = DeadLetterStore(client, max_items=max_items)
         count = store.count()
         section.rows.append(("stored", str(count), "rdb24 dlq list | show | replay"))
+        if store.full():
+            section.healthy = False
+            section.rows.append(
+                (
+                    "store full",
+                    f"{count}/{max_items}",
+                    "messages are never dropped: replay or delete letters, or raise DEAD_LETTER_MAX",
+                )
+            )
         for letter in store.list(limit=3):
             section.rows.append((letter.id, letter.name, f"{letter.reason}: {letter.error}"[:100]))
 
     return _guard("Dead letters", collect)
+
+
+def unreadable_in_flight(client: redis.Redis) -> Section:
+    def collect(section: Section) -> None:
+        count = inflight.unreadable_count(client)
+        section.rows.append(("moved aside", str(count), "ledger entries the resend sweep could not read"))
+        if count:
+            section.healthy = False
+            section.rows.append(("see", "rdb24 dlq list --name rdb24:inflight", "each is a dead letter"))
+
+    return _guard("In-flight entries unreadable", collect)
 
 
 def reconciliation(client: redis.Redis) -> Section:
@@ -156,23 +246,17 @@ def reconciliation(client: redis.Redis) -> Section:
 
 def rate_limiter(client: redis.Redis, settings: Settings) -> Section:
     def collect(section: Section) -> None:
-        seconds, micros = client.time()
-        now = float(seconds) + float(micros) / 1e6
-        found = False
-        for key in client.scan_iter(match=BUCKET_PATTERN):
-            found = True
-            level_raw, ts_raw = client.hmget(key, "level", "ts")
-            level = max(0.0, float(level_raw or 0) - (now - float(ts_raw or now)) * settings.bitrix24_rate)
+        levels = gauges.bucket_levels(client, settings.bitrix24_rate)
+        for bucket, level in levels.items():
             wait = max(0.0, (level - settings.bitrix24_burst) / settings.bitrix24_rate)
-            name = key.decode() if isinstance(key, bytes) else str(key)
             section.rows.append(
                 (
-                    name.removeprefix(keys.BITRIX24_BUCKET_PREFIX),
+                    bucket,
                     f"{level:.1f}/{settings.bitrix24_burst}",
                     f"next request waits {wait:.1f}s" if wait else f"free; {settings.bitrix24_rate:g} req/s",
                 )
             )
-        if not found:
+        if not levels:
             section.rows.append(
                 (
                     "bitrix24",
@@ -191,7 +275,10 @@ def collect_status(settings: Settings, ping_timeout: float = 1.0) -> list[Sectio
         client.ping()
     except (redis.RedisError, OSError) as exc:
         down = Section(
-            title="Redis", error=f"{settings.redis_url.split('@')[-1]} unreachable: {exc}", healthy=False
+            title="Redis",
+            key="redis",
+            error=f"{settings.redis_url.split('@')[-1]} unreachable: {exc}",
+            healthy=False,
         )
         return [down]
     try:
@@ -199,7 +286,8 @@ def collect_status(settings: Settings, ping_timeout: float = 1.0) -> list[Sectio
             workers(settings, ping_timeout),
             queues(client),
             ingest(client),
-            dead_letters(client),
+            dead_letters(client, settings.dead_letter_max),
+            unreadable_in_flight(client),
             reconciliation(client),
             rate_limiter(client, settings),
         ]

@@ -15,20 +15,28 @@ lost. The dialog is then found through the CRM tracker's link to the subscriber'
 (``imopenlines.crm.chat.get``, :func:`_interrupted_first_post`). Only when the line's tracker linked
 the dialog to something else (a lead, say) is the message sent again, and may then appear twice.
 If the portal cannot be read right now, the task retries rather than guess.
+
+The same check runs when no marker is found for a message older than ``EFFECT_MARKER_TTL`` (its
+marker may have expired after a post: a late replay or redelivery, :func:`older_than_markers`).
+A text longer than Bitrix24 keeps whole (20,000 characters) is posted in ordered parts, each with its
+own id ``<message id>#i`` and marker ``post#i`` (:func:`message_parts`), so a rerun after a crash
+posts only the parts still missing.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError
-from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
+from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult, SubscriberMessage
 from tasks.flows import crm_chat, openlines
-from tasks.flows.texts import chat_text
+from tasks.flows.texts import chat_parts
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
@@ -52,24 +60,45 @@ def chat_mode(settings: Settings) -> ChatModeUsed:
     return ChatModeUsed.OPENLINES if settings.bitrix24_oauth_configured else ChatModeUsed.CRM_CHAT
 
 
-def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: bool) -> PostToChatResult:
+@dataclass(frozen=True)
+class Part:
+    """One chat message of a subscriber message: the whole text, or part ``i`` of ``n`` (texts.chat_parts).
+
+    ``post_id`` is what the portal keeps to recognise it (Open Lines ``message.id`` / CONNECTOR_MID,
+    the CRM chat's hidden tag): the message id itself, or ``<message id>#i`` for parts. ``step`` is
+    its effect marker.
+    """
+
+    post_id: str
+    text: str
+    step: str
+
+
+def message_parts(payload: PostToChatPayload) -> list[Part]:
+    texts = chat_parts(payload.message, payload.account)
+    message_id = payload.message.message_id
+    if len(texts) == 1:
+        return [Part(message_id, texts[0], STEP)]
+    return [Part(f"{message_id}#{i}", text, f"{STEP}#{i}") for i, text in enumerate(texts, 1)]
+
+
+def _post_openlines(
+    payload: PostToChatPayload, settings: Settings, part: Part, ambiguous: bool
+) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
     openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
-    text = chat_text(payload.message, payload.account)
-    item = openlines.connector_message(payload.message, payload.account, text)
+    item = openlines.connector_message(payload.message, payload.account, part.text, message_id=part.post_id)
     known = subscribers.recall(cache, payload.message.abonent_id)
     chat_id = known.openlines_chat_id if known else None
     # After an interrupted send, the dialog shows whether it went in, recognised by our message id
     # (never by text: a subscriber may well write "да" twice).
     posted = None
     if ambiguous and chat_id:
-        posted = _already_in_open_line(portal, chat_id, payload.message.message_id)
+        posted = _already_in_open_line(portal, chat_id, part.post_id)
     elif ambiguous:
-        chat_id, posted = _interrupted_first_post(
-            portal, connector, payload.contact_id, payload.message.message_id
-        )
+        chat_id, posted = _interrupted_first_post(portal, connector, payload.contact_id, part.post_id)
     if posted is None:
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
@@ -81,25 +110,25 @@ def _post_openlines(payload: PostToChatPayload, settings: Settings, ambiguous: b
             openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
             chat_id = openlines.send_to_line(portal, connector, line, item)
     else:
-        logger.info("message already in open line chat {} from an interrupted run", chat_id)
+        logger.info("message {} already in open line chat {} from an interrupted run", part.post_id, chat_id)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
         mode=ChatModeUsed.OPENLINES,
         chat_id=chat_id,
         dialog_id=item.chat.id,
-        posted_message_id=payload.message.message_id,
+        posted_message_id=part.post_id,
     )
 
 
-def _crm_chat_text(payload: PostToChatPayload) -> str:
+def _crm_chat_text(part: Part) -> str:
     # The trailing tag lets a redelivered step find its own post (im.dialog.messages.get).
-    tag = f"{TAG_PREFIX}{payload.message.message_id}"
-    return f"{chat_text(payload.message, payload.account)}[br][i][size=8]{tag}[/size][/i]"
+    return f"{part.text}[br][i][size=8]{TAG_PREFIX}{part.post_id}[/size][/i]"
 
 
 def _has_crm_tag(text: str, message_id: str) -> bool:
-    """Our tag for exactly ``message_id``: ``rdb24:T:0:1`` must not match the tag ``rdb24:T:0:10``.
+    """Our tag for exactly ``message_id``: ``rdb24:T:0:1`` must not match the tag ``rdb24:T:0:10``
+    (nor ``rdb24:<id>`` the tag of its part ``rdb24:<id>#1``).
 
     The id must end where the tag's closing BB code (or its HTML rendering, or the text) begins.
     """
@@ -203,16 +232,17 @@ def _interrupted_first_post(
     return None, None
 
 
-def _post_crm_chat(payload: PostToChatPayload, ambiguous: bool) -> PostToChatResult:
+def _post_crm_chat(payload: PostToChatPayload, part: Part, ambiguous: bool) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
     chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
-    message_id = payload.message.message_id
-    posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, message_id)) if ambiguous else None
+    posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, part.post_id)) if ambiguous else None
     if posted is not None:
-        logger.info("message already in chat {} (id {}) from an interrupted run", chat_id, posted)
+        logger.info(
+            "message {} already in chat {} (id {}) from an interrupted run", part.post_id, chat_id, posted
+        )
     else:
-        posted = portal.post_chat_message(chat_id, _crm_chat_text(payload))
+        posted = portal.post_chat_message(chat_id, _crm_chat_text(part))
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
@@ -234,37 +264,104 @@ def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberReco
     )
 
 
+def older_than_markers(message: SubscriberMessage, settings: Settings) -> bool:
+    """Whether the message's effect markers may have expired (``EFFECT_MARKER_TTL`` after it was sent).
+
+    Markers are written after the record's timestamp, so below that age a missing marker means the
+    step never ran; above it, a post may have gone in and its marker expired since (a late replay, a
+    Kafka group reset to an old offset). A tenth of the TTL (at most an hour) allows for clock skew.
+    """
+    if message.sent_at is None:
+        return False
+    ttl = settings.effect_marker_ttl
+    return time.time() - message.sent_at >= ttl - min(3600.0, ttl / 10)
+
+
+def _post_part(
+    payload: PostToChatPayload, settings: Settings, mode: ChatModeUsed, part: Part, ambiguous: bool
+) -> PostToChatResult:
+    if mode == ChatModeUsed.OPENLINES:
+        return _post_openlines(payload, settings, part, ambiguous)
+    return _post_crm_chat(payload, part, ambiguous)
+
+
+def _post_parts(
+    payload: PostToChatPayload,
+    settings: Settings,
+    mode: ChatModeUsed,
+    parts: list[Part],
+    record: subscribers.SubscriberRecord,
+    *,
+    late: bool,
+) -> list[PostToChatResult]:
+    """Post parts 1..n in order, each under its own marker, so a rerun posts only what is missing."""
+    cache, message = redis_client(), payload.message
+    fingerprint, ttl = message.content_fingerprint(), settings.effect_marker_ttl
+    results = []
+    for part in parts:
+        marker = effects.mark_started(cache, message.message_id, part.step, ttl=ttl, fingerprint=fingerprint)
+        if marker is not None and marker.done and marker.result is not None:
+            results.append(PostToChatResult.model_validate(marker.result))
+            continue
+        result = _post_part(payload, settings, mode, part, ambiguous=marker is not None or late)
+        effects.mark_done(
+            cache,
+            message.message_id,
+            part.step,
+            result.model_dump(mode="json"),
+            ttl=ttl,
+            fingerprint=fingerprint,
+        )
+        _remember_chat(record, result)
+        subscribers.remember(cache, record)  # the next part (and an operator's answer) finds the dialog
+        results.append(result)
+    return results
+
+
+def _remember_chat(record: subscribers.SubscriberRecord, result: PostToChatResult) -> None:
+    if result.mode == ChatModeUsed.OPENLINES:
+        record.openlines_chat_id = result.chat_id
+    else:
+        record.crm_chat_id = result.chat_id
+
+
 @operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
 def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     """Post the subscriber's message to the contact's chat, exactly once per message id."""
     settings, cache = get_settings(), redis_client()
-    message_id = payload.message.message_id
-    with logger.contextualize(message_id=message_id):
+    message_id, fingerprint = payload.message.message_id, payload.message.content_fingerprint()
+    ttl = settings.effect_marker_ttl
+    with logger.contextualize(message_id=message_id, kafka_position=payload.message.kafka_position):
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
         with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
-            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+            previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
             if previous is not None and previous.done and previous.result is not None:
                 inflight.settle(cache, message_id)
                 return PostToChatResult.model_validate(previous.result)
+            late = previous is None and older_than_markers(payload.message, settings)
+            if late:
+                logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
             mode = chat_mode(settings)
             # Remember the subscriber before posting: an operator may answer before this step returns.
             record = _subscriber_record(payload)
             subscribers.remember(cache, record)
-            if mode == ChatModeUsed.OPENLINES:
-                result = _post_openlines(payload, settings, ambiguous=previous is not None)
-                record.openlines_chat_id = result.chat_id
+            parts = message_parts(payload)
+            if len(parts) == 1:
+                result = _post_part(payload, settings, mode, parts[0], ambiguous=previous is not None or late)
             else:
-                result = _post_crm_chat(payload, ambiguous=previous is not None)
-                record.crm_chat_id = result.chat_id
+                posted = _post_parts(payload, settings, mode, parts, record, late=late)
+                result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
+                metrics.TEXTS_SPLIT.inc(mode=mode.value)
+            _remember_chat(record, result)
             effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
             )
             inflight.settle(cache, message_id)
             subscribers.remember(cache, record)
         metrics.CHAT_POSTS.inc(mode=mode.value)
-        logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
+        logger.info("message posted to {} chat {} in {} part(s)", mode.value, result.dialog_id, len(parts))
         return result
 
 
-__all__ = ["chat_mode", "post_to_chat"]
+__all__ = ["Part", "chat_mode", "message_parts", "older_than_markers", "post_to_chat"]

@@ -138,11 +138,13 @@ def find_or_create_contact(payload: FindOrCreateContactPayload) -> FindOrCreateC
     """Find the subscriber's contact by phone or create it (labelled with the RosDomofon account)."""
     cache = redis_client()
     message_id = payload.message.message_id if payload.message else None
+    fingerprint = payload.message.content_fingerprint() if payload.message else None
     with logger.contextualize(message_id=message_id):
         if message_id is not None:
-            marker = effects.recall(cache, message_id, STEP)
+            marker = effects.recall(cache, message_id, STEP, fingerprint)
             if marker is not None and marker.done and marker.result is not None:
-                return FindOrCreateContactResult.model_validate(marker.result)
+                # The marker keeps ids only; the message (and its text) rides in the payload.
+                return FindOrCreateContactResult.model_validate({**marker.result, "message": payload.message})
         abonent_id = payload.abonent_id or (payload.account.abonent_id if payload.account else None)
         fields = contact_fields(payload.phone, payload.account, abonent_id)
         contact_id, created = ensure_contact(bitrix24_client(), cache, payload.phone, fields)
@@ -151,7 +153,12 @@ def find_or_create_contact(payload: FindOrCreateContactPayload) -> FindOrCreateC
         )
         if message_id is not None:
             effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=get_settings().effect_marker_ttl
+                cache,
+                message_id,
+                STEP,
+                result.model_dump(mode="json", exclude={"message"}),
+                ttl=get_settings().effect_marker_ttl,
+                fingerprint=fingerprint,
             )
         metrics.CONTACTS.inc(outcome="created" if created else "found")
         logger.info("contact {} {} for the subscriber", contact_id, "created" if created else "found")

@@ -2,9 +2,10 @@
 
 ``flows.lookup_account`` -> ``bitrix24.find_or_create_contact`` -> ``flows.post_to_chat``; each step's
 JSON result is the next step's payload (see :mod:`schemas.flows`). Every task id is derived from the
-Kafka message id (``topic:partition:offset``): ``msg:<id>:lookup|contact|post``, so a message
-enqueued twice (Kafka redelivery after a crash of the ingest worker) produces the same task ids, and
-the per-step effect markers make the second run return the first run's results.
+message id (topic, record timestamp, value hash: :mod:`tasks.ingest.identity`):
+``msg:<id>:lookup|contact|post``, so a message enqueued twice (Kafka redelivery after a crash of the
+ingest worker, or a producer's retry duplicate at another offset) produces the same task ids, and the
+per-step effect markers make the second run return the first run's results.
 
 :func:`enqueue_incoming_message` is what the Kafka ingest worker calls; it returns only after the
 broker accepted the chain, so the ingest worker may then store the Kafka offset. Each message is
@@ -50,11 +51,13 @@ def lookup_account(payload: LookupAccountPayload) -> LookupAccountResult:
     """The subscriber's RosDomofon account by owner phone (None: no account; the flow goes on)."""
     cache, settings = redis_client(), get_settings()
     message_id = payload.message.message_id if payload.message else None
+    fingerprint = payload.message.content_fingerprint() if payload.message else None
     with logger.contextualize(message_id=message_id):
         if message_id is not None:
-            marker = effects.recall(cache, message_id, LOOKUP_STEP)
+            marker = effects.recall(cache, message_id, LOOKUP_STEP, fingerprint)
             if marker is not None and marker.done and marker.result is not None:
-                return LookupAccountResult.model_validate(marker.result)
+                # The marker keeps the account only; the message (and its text) rides in the payload.
+                return LookupAccountResult.model_validate({**marker.result, "message": payload.message})
         account = accounts_index.find_account(
             cache,
             payload.phone,
@@ -67,7 +70,12 @@ def lookup_account(payload: LookupAccountPayload) -> LookupAccountResult:
         if message_id is not None:
             # Stored so a redelivered chain labels the contact the same way even if the index changed.
             effects.mark_done(
-                cache, message_id, LOOKUP_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+                cache,
+                message_id,
+                LOOKUP_STEP,
+                result.model_dump(mode="json", exclude={"message"}),
+                ttl=settings.effect_marker_ttl,
+                fingerprint=fingerprint,
             )
         if account is None:
             logger.info("no RosDomofon account for the subscriber's phone")
@@ -115,7 +123,12 @@ def handle_incoming_message(payload: SubscriberMessage) -> HandleIncomingMessage
 
 
 def subscriber_message(
-    message: KafkaIncomingMessage, message_id: str, sent_at: int | None = None
+    message: KafkaIncomingMessage,
+    message_id: str,
+    sent_at: int | None = None,
+    *,
+    fingerprint: str | None = None,
+    position: str | None = None,
 ) -> SubscriberMessage:
     """The flow's view of a Kafka record; raises :class:`IncomingMessageError` naming the bad field."""
     sender = message.from_abonent
@@ -131,23 +144,32 @@ def subscriber_message(
             company_id=sender.company_id,
             text=message.text or "",
             sent_at=sent_at,
+            fingerprint=fingerprint,
+            kafka_position=position,
         )
     except ValueError as exc:
         raise IncomingMessageError(f"message {message_id}: {exc}") from None
 
 
 def enqueue_incoming_message(
-    message: KafkaIncomingMessage, message_id: str, sent_at: int | None = None
+    message: KafkaIncomingMessage,
+    message_id: str,
+    sent_at: int | None = None,
+    *,
+    fingerprint: str | None = None,
+    position: str | None = None,
 ) -> str:
     """Start the chain for one Kafka record; returns once the broker accepted it.
 
-    ``message_id`` is ``topic:partition:offset``; ``sent_at`` the record's timestamp in unix seconds.
+    ``message_id`` is the record's identity (:mod:`tasks.ingest.identity`), ``fingerprint`` the hash
+    of its value, ``position`` its ``topic:partition:offset``; ``sent_at`` the record's timestamp in
+    unix seconds.
     Returns the id of the chain's last task (``msg:<id>:post``). Raises
     :class:`IncomingMessageError` for a record that can never be processed (dead-letter it and store
     the offset), and the broker's error (kombu/redis) when publishing failed (do NOT store the offset).
     """
-    with logger.contextualize(message_id=message_id):
-        parsed = subscriber_message(message, message_id, sent_at)
+    with logger.contextualize(message_id=message_id, kafka_position=position):
+        parsed = subscriber_message(message, message_id, sent_at, fingerprint=fingerprint, position=position)
         task_id = start_chain(parsed)
         logger.info("message chain enqueued")
         return task_id

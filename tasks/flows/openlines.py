@@ -6,7 +6,7 @@ updates, so it is idempotent), ``event.bind`` of ``ONIMCONNECTORMESSAGEADD`` to 
 ``WEBHOOK_PUBLIC_URL`` is set) and ``imconnector.activate``.
 
 One subscriber is one dialog: ``user.id`` and ``chat.id`` are ``abonent-<id>``, and ``message.id``
-is the Kafka message id, the only idempotency key the connector API offers.
+is our message id (or a part's ``<id>#i``), the only key the connector API keeps for us.
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ def ensure_connector(
         logger.info("open lines: connector {} ready on line {}", connector, line)
 
 
-def connector_message(message: SubscriberMessage, account: AccountRef | None, text: str) -> ConnectorMessage:
+def connector_message(
+    message: SubscriberMessage, account: AccountRef | None, text: str, *, message_id: str | None = None
+) -> ConnectorMessage:
+    """One connector message; ``message_id`` (default: the message's) is its ``message.id``, e.g. a part's."""
     dialog = subscribers.dialog_id(message.abonent_id)
     chat_name = f"Абонент +{message.phone}" + (
         f", л/с {account.number}" if account and account.number else ""
@@ -121,7 +124,7 @@ def connector_message(message: SubscriberMessage, account: AccountRef | None, te
             phone=f"+{message.phone}",
             skip_phone_validate="Y",
         ),
-        message=ConnectorMessageBody(id=message.message_id, date=message.sent_at, text=text),
+        message=ConnectorMessageBody(id=message_id or message.message_id, date=message.sent_at, text=text),
         chat=ConnectorChat(id=dialog, name=chat_name),
     )
 

@@ -14,6 +14,7 @@ repeat "Спасибо". Replies of one dialog go out in the operator's order (`
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -43,6 +44,17 @@ KAFKA_SETTLE = 10.0  # seconds after an interrupted produce before "not in the h
 def reply_key(payload: OperatorReplyPayload) -> str:
     """The effect-marker id of one operator message (Bitrix24's own ids for it)."""
     return f"reply:{payload.im_chat_id}:{payload.im_message_id}"
+
+
+def reply_fingerprint(payload: OperatorReplyPayload) -> str:
+    """What the operator message says and where: stored with its markers and its dedupe key.
+
+    Bitrix24's ids are unique on one portal, but a portal that starts again empty (the sandbox's, on
+    every ``make run``) or another portal behind the same app reuses them: the same key with another
+    fingerprint is another reply, never "already delivered". A repeated event carries the same text.
+    """
+    content = f"{payload.connector}\x1f{payload.line}\x1f{payload.chat_id}\x1f{payload.text}"
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def _send(
@@ -164,7 +176,8 @@ def _report_delivery(payload: OperatorReplyPayload) -> None:
 def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult:
     """Send the operator's message to the subscriber once, then mark it delivered in the Open Line."""
     settings, cache = get_settings(), redis_client()
-    key = reply_key(payload)
+    key, fingerprint = reply_key(payload), reply_fingerprint(payload)
+    ttl = settings.effect_marker_ttl
     with logger.contextualize(message_id=key):
         try:
             abonent_id = subscribers.abonent_of_dialog(payload.chat_id)
@@ -173,7 +186,7 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
         # One sender at a time per operator message: a duplicate task running alongside waits here
         # and then finds the first one's marker.
         with effects.locked(cache, key, wait=SEND_LOCK_WAIT):
-            marker = effects.recall(cache, key, SEND_STEP)
+            marker = effects.recall(cache, key, SEND_STEP, fingerprint)
             if marker is not None and marker.done and marker.result is not None:
                 result = OperatorReplyResult.model_validate(marker.result)
             else:
@@ -181,22 +194,24 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
                 if not text:
                     raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
                 _wait_for_earlier(settings, cache, payload, key)
-                result = _send_once(settings, cache, key, abonent_id, text)
+                result = _send_once(settings, cache, key, fingerprint, abonent_id, text)
         reply_order.leave(cache, payload.chat_id, key)  # sent: the dialog's next reply may go
-        status = effects.recall(cache, key, STATUS_STEP)
+        status = effects.recall(cache, key, STATUS_STEP, fingerprint)
         if status is None or not status.done:
             _report_delivery(payload)
-            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=settings.effect_marker_ttl)
+            effects.mark_done(cache, key, STATUS_STEP, {"reported": True}, ttl=ttl, fingerprint=fingerprint)
             logger.info("delivery reported to open line {}", payload.line)
         inflight.settle(cache, key)
         reply_sends.forget_seen(cache, key)
         return result.model_copy(update={"delivery_reported": True})
 
 
-def _send_once(settings: Settings, cache: Any, key: str, abonent_id: int, text: str) -> OperatorReplyResult:
+def _send_once(
+    settings: Settings, cache: Any, key: str, fingerprint: str, abonent_id: int, text: str
+) -> OperatorReplyResult:
     """The send between its markers: a first attempt notes the history, a later one looks there first."""
     ttl = settings.effect_marker_ttl
-    previous = effects.recall(cache, key, SEND_STEP)
+    previous = effects.recall(cache, key, SEND_STEP, fingerprint)
     record = subscribers.recall(cache, abonent_id)
     found = None
     if previous is None:
@@ -204,9 +219,9 @@ def _send_once(settings: Settings, cache: Any, key: str, abonent_id: int, text: 
     else:
         found = _recognised(settings, abonent_id, record, text, key)
         _wait_for_kafka_record(settings, cache, key, previous.at, found)
-    effects.mark_started(cache, key, SEND_STEP, ttl=ttl)
+    effects.mark_started(cache, key, SEND_STEP, ttl=ttl, fingerprint=fingerprint)
     result = found or _send(settings, abonent_id, record, text)
-    effects.mark_done(cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl)
+    effects.mark_done(cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint)
     logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
     return result
 
@@ -253,6 +268,7 @@ __all__ = [
     "deliver_operator_reply",
     "enqueue_operator_reply",
     "order_wait",
+    "reply_fingerprint",
     "reply_key",
     "reply_task_id",
 ]

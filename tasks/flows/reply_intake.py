@@ -5,11 +5,13 @@ portal's offline event queue (``flows.poll_offline_events``). Both may carry the
 forward it here, so it is published once.
 
 :func:`forward` is the one place that dedupes: ``rdb24:reply:enqueued:<task id>`` is claimed with
-``SET NX`` as ``pending`` (``CLAIM_TTL`` seconds) before the publish and set to ``1``
-(``EFFECT_MARKER_TTL``) after it. A second copy finds ``1`` and is dropped; one that finds ``pending``
-is being published right now, or by a process that died mid-publish: the caller keeps it and tries
-again once the claim expired. The task id is deterministic (``reply:<chat>:<message>``) and the
-task's effect markers refuse a second send, so a publish repeated after a crash costs nothing.
+``SET NX`` as ``pending:<fingerprint>`` (``CLAIM_TTL`` seconds) before the publish and set to the
+reply's fingerprint (``EFFECT_MARKER_TTL``) after it. A second copy finds its own fingerprint (or a
+key from before fingerprints, ``1``) and is dropped; one that finds ``pending`` is being published
+right now, or by a process that died mid-publish: the caller keeps it and tries again once the claim
+expired. Another fingerprint under the same ids is another message (ids reused): it is published.
+The task id is deterministic (``reply:<chat>:<message>``) and the task's effect markers refuse a
+second send, so a publish repeated after a crash costs nothing.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from loguru import logger
 
 from schemas.bitrix24 import EventData
 from schemas.flows import OperatorReplyPayload
-from tasks.flows.operator_reply import reply_task_id
+from tasks.flows.operator_reply import reply_fingerprint, reply_task_id
+from tasks.runtime import metrics
 from tasks.state import keys
 
 ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
 CLAIM_TTL = 30  # seconds a publish in progress keeps other copies of the reply waiting
-ENQUEUED = "1"
 PENDING = "pending"
 
 Enqueue = Callable[[OperatorReplyPayload, str], Any]
@@ -61,20 +64,31 @@ def forward(
     client: redis.Redis, enqueue: Enqueue, payload: OperatorReplyPayload, task_id: str, *, dedupe_ttl: int
 ) -> Forwarded:
     """Publish one reply unless an earlier copy was; raises when Redis or the broker fail."""
-    key = f"{ENQUEUED_PREFIX}:{task_id}"
-    if not client.set(key, PENDING, nx=True, ex=CLAIM_TTL):
+    key, fingerprint = f"{ENQUEUED_PREFIX}:{task_id}", reply_fingerprint(payload)
+    claim = f"{PENDING}:{fingerprint}"
+    if not client.set(key, claim, nx=True, ex=CLAIM_TTL):
         state = client.get(key)
         if state is None:  # the claim expired between the two calls: take it next time
             return Forwarded.BUSY
-        text = state.decode() if isinstance(state, bytes) else str(state)
-        return Forwarded.BUSY if text == PENDING else Forwarded.DUPLICATE
+        seen = state.decode() if isinstance(state, bytes) else str(state)
+        if seen.startswith(PENDING):
+            return Forwarded.BUSY
+        if seen == fingerprint or len(seen) != len(
+            fingerprint
+        ):  # a repeat, or a key from before fingerprints
+            return Forwarded.DUPLICATE
+        # The same Bitrix24 ids with another fingerprint are another message (a portal that started
+        # again empty reuses them): logged, counted, and published.
+        logger.warning("reply intake: {} was another operator message before (ids reused); enqueued", key)
+        metrics.MESSAGE_ID_CONFLICTS.inc(step="webhook")
+        client.set(key, claim, ex=CLAIM_TTL)
     try:
         enqueue(payload, task_id)
     except BaseException:
         with contextlib.suppress(redis.RedisError):  # else the claim expires by itself
             client.delete(key)  # let the next attempt go at once
         raise
-    client.set(key, ENQUEUED, ex=dedupe_ttl)
+    client.set(key, fingerprint, ex=dedupe_ttl)
     return Forwarded.ENQUEUED
 
 

@@ -11,6 +11,10 @@ import re
 from schemas.flows import AccountRef, SubscriberMessage
 
 NO_ACCOUNT = "нет лицевого счёта в РосДомофоне"
+# Bitrix24 cuts a chat message at 20,000 characters and appends " (...)" (bitrix24-api.md §11).
+MESSAGE_LIMIT = 20_000
+# Room left in each part for the sender line, the part counter and the CRM chat's hidden tag.
+PART_RESERVE = 600
 
 _LINE_BREAK = re.compile(r"\[br\]", re.IGNORECASE)
 _BB_TAG = re.compile(
@@ -42,6 +46,36 @@ def chat_text(message: SubscriberMessage, account: AccountRef | None, *, with_se
     return f"[b]{sender_label(message.phone, account)}[/b][br]{body}"
 
 
+def _chunks(body: str, size: int) -> list[str]:
+    """``body`` in pieces of at most ``size`` characters, cut after a line break or space when one is
+    near the end of the window (so words survive), else hard."""
+    pieces, rest = [], body
+    while len(rest) > size:
+        window = rest[:size]
+        cut = max(window.rfind("\n"), window.rfind(" "))
+        cut = cut + 1 if cut >= size * 9 // 10 else size
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    return pieces
+
+
+def chat_parts(
+    message: SubscriberMessage, account: AccountRef | None, *, limit: int = MESSAGE_LIMIT
+) -> list[str]:
+    """The chat text in ordered parts Bitrix24 accepts whole; one part for any text that fits.
+
+    A longer text would be cut silently by the portal, so it is split and every part carries the
+    sender line with ``(i/n)``, for the operator to read them in order.
+    """
+    whole = chat_text(message, account)
+    if len(whole) <= limit - PART_RESERVE:
+        return [whole]
+    pieces = _chunks(message.text, limit - PART_RESERVE)
+    label = sender_label(message.phone, account)
+    return [f"[b]{label} ({i}/{len(pieces)})[/b][br]{piece}" for i, piece in enumerate(pieces, 1)]
+
+
 def strip_bbcodes(text: str) -> str:
     """Plain text for the subscriber's app: ``[br]`` becomes a newline, other known tags vanish."""
     plain = _LINE_BREAK.sub("\n", text)
@@ -50,4 +84,4 @@ def strip_bbcodes(text: str) -> str:
     return plain.strip()
 
 
-__all__ = ["NO_ACCOUNT", "chat_text", "sender_label", "strip_bbcodes"]
+__all__ = ["MESSAGE_LIMIT", "NO_ACCOUNT", "chat_parts", "chat_text", "sender_label", "strip_bbcodes"]

@@ -15,7 +15,7 @@ import redis
 from confluent_kafka import Message
 from loguru import logger
 
-from clients.kafka import ConfirmedProducer, KafkaAuthError, KafkaRecordError, Topics
+from clients.kafka import ConfirmedProducer, Delivered, KafkaAuthError, KafkaRecordError, Topics
 from schemas.dead_letters import DeadLetter, DeadLetterKind, DeadLetterReason
 from tasks.state.dead_letters import DeadLetterStore
 
@@ -38,12 +38,13 @@ class DeadLetterSink:
 
     def send(self, msg: Message, error: Exception) -> str:
         """Dead-letter ``msg``; returns where it went. Raises ``RetryLaterError`` on a broker outage."""
-        topic = self.dlq_topic(msg.topic())
+        source = Delivered.of(msg)
+        topic = self.dlq_topic(source.topic)
         headers = [
             *(msg.headers() or []),
-            (H_TOPIC, msg.topic()),
-            (H_PARTITION, str(msg.partition())),
-            (H_OFFSET, str(msg.offset())),
+            (H_TOPIC, source.topic),
+            (H_PARTITION, str(source.partition)),
+            (H_OFFSET, str(source.offset)),
             (H_ERROR_CLASS, type(error).__name__),
             (H_ERROR, str(error)[:1000]),
             (H_FAILED_AT, str(int(time.time() * 1000))),
@@ -69,7 +70,7 @@ class DeadLetterSink:
         value = msg.value() or b""
         letter = DeadLetter(
             kind=DeadLetterKind.KAFKA_RECORD,
-            name=msg.topic(),
+            name=Delivered.of(msg).topic,
             payload=value.decode("utf-8", errors="replace"),
             reason=DeadLetterReason.UNREADABLE,
             error=f"{type(error).__name__}: {error}",

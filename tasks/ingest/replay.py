@@ -1,6 +1,6 @@
 """``rdb24 dlq replay`` for unreadable Kafka records: produce the value back to its source topic.
 
-The ingest worker reads it again as a new record (new offset, so a new message id): after a fix of
+The ingest worker reads it again as a new record (new timestamp, so a new message id): after a fix of
 the consumer it becomes a chain; if it is still unreadable it is dead-lettered again, never lost.
 The value is the stored text (records are kept as UTF-8 text; undecodable bytes were replaced).
 """

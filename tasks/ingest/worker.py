@@ -1,6 +1,8 @@
 """The ingest loop: MESSAGES_IN records -> incoming-message chains, at least once, in order per partition.
 
-Per record: decode -> enqueue the chain with id ``topic:partition:offset`` -> store the offset. A record
+Per record: decode -> enqueue the chain with the record's identity (:mod:`tasks.ingest.identity`:
+topic, record timestamp and value hash; the ``topic:partition:offset`` position rides along as
+provenance) -> store the offset. A record
 that cannot be read goes to the dead-letter topic first, then its offset is stored. When enqueueing
 fails (Redis down) the record is kept in a per-partition backlog, that partition is paused (the
 consumer keeps polling, so it stays in the group), and the backlog is retried with capped exponential
@@ -24,20 +26,36 @@ from loguru import logger
 from pydantic import ValidationError
 
 from clients.errors import FixInputError, RetryLaterError
-from clients.kafka import GroupConsumer, KafkaClientError, PoisonRecordError, TopicPart, decode_incoming, run
+from clients.kafka import (
+    Delivered,
+    GroupConsumer,
+    KafkaClientError,
+    PoisonRecordError,
+    TopicPart,
+    decode_incoming,
+    run,
+)
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
+from tasks.ingest.identity import RecordIdentity, identify
 from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, write_status
 from tasks.runtime import metrics as shared_metrics
 
-Enqueue = Callable[..., str]  # (message: KafkaIncomingMessage, message_id: str, sent_at: int | None)
+# (message: KafkaIncomingMessage, message_id: str, *, sent_at: int | None, fingerprint: str, position: str)
+Enqueue = Callable[..., str]
 STATUS_INTERVAL = 2.0
 
 
-def _sent_at(msg: Message) -> int | None:
-    """The record's timestamp in unix seconds (the payload has none)."""
+def _timestamp_ms(msg: Message) -> int | None:
+    """The record's timestamp in unix milliseconds (the payload has none), None when it carries none."""
     kind, millis = msg.timestamp()
-    return millis // 1000 if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None
+    return millis if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None
+
+
+def record_identity(msg: Message) -> RecordIdentity:
+    # A consumed record always has its topic, partition and offset (None only on error events).
+    topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+    return identify(topic, partition, offset, _timestamp_ms(msg), msg.value())
 
 
 @dataclass
@@ -89,7 +107,8 @@ class IngestWorker:
 
     # --- records ------------------------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
-        part = (msg.topic(), msg.partition())
+        where = Delivered.of(msg)
+        part = (where.topic, where.partition)
         self.metrics.consumed.labels(part[0]).inc()
         self.status.consumed += 1
         backlog = self.backlogs.get(part)
@@ -104,23 +123,34 @@ class IngestWorker:
     def _process(self, msg: Message) -> bool:
         """True once the record's chain (or its dead letter) was accepted and its offset stored."""
         assert self.consumer is not None
-        topic = msg.topic()
-        message_id = f"{topic}:{msg.partition()}:{msg.offset()}"
+        topic = Delivered.of(msg).topic
+        identity = record_identity(msg)
+        message_id = identity.message_id
+        millis = _timestamp_ms(msg)
         try:
             message = decode_incoming(msg.value())
-            self.enqueue(message, message_id, sent_at=_sent_at(msg))
+            self.enqueue(
+                message,
+                message_id,
+                sent_at=millis // 1000 if millis is not None else None,
+                fingerprint=identity.fingerprint,
+                position=identity.position,
+            )
         except (PoisonRecordError, FixInputError, ValidationError, ValueError) as exc:
             return self._dead_letter(msg, exc)
         except Exception as exc:  # the broker (Redis) is down or refused: retry, never drop
             self.metrics.enqueue_failures.labels(topic).inc()
             self.status.enqueue_failures += 1
-            logger.warning("enqueue of {} failed, will retry: {}: {}", message_id, type(exc).__name__, exc)
+            logger.warning(
+                "enqueue of {} ({}) failed, will retry: {}: {}",
+                message_id, identity.position, type(exc).__name__, exc,
+            )  # fmt: skip
             return False
         self.consumer.store(msg)
         self.metrics.enqueued.labels(topic).inc()
         shared_metrics.MESSAGES_INGESTED.inc(topic=topic)  # fleet-wide total in Redis (never raises)
         self.status.enqueued += 1
-        logger.debug("enqueued chain for {}", message_id)
+        logger.debug("enqueued chain for {} ({})", message_id, identity.position)
         return True
 
     def _dead_letter(self, msg: Message, error: Exception) -> bool:

@@ -119,8 +119,8 @@ def connect_service(payload: ops.ConnectServicePayload) -> ops.ConnectionResult:
             if connection.flat is not None and connection.flat.id == payload.flat_id:
                 existing = CreateConnectionResponse(id=connection.id)
                 return ops.ConnectionResult(connection=existing, existed=True)
-    connection = api.connect_service(payload.service_id, payload.flat_id, payload.account_id)
-    return ops.ConnectionResult(connection=connection)
+    created = api.connect_service(payload.service_id, payload.flat_id, payload.account_id)
+    return ops.ConnectionResult(connection=created)
 
 
 @operation(

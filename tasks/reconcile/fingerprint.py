@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT
 
 from tasks.reconcile.mapping import DesiredContact
 from tasks.state import keys
@@ -60,7 +61,9 @@ class FingerprintStore:
 
     def save(self, entries: Mapping[int, Stored]) -> None:
         if entries:
-            mapping = {str(account): f"{s.contact_id}:{s.digest}" for account, s in entries.items()}
+            mapping: dict[EncodableT, EncodableT] = {
+                str(account): f"{s.contact_id}:{s.digest}" for account, s in entries.items()
+            }
             self.client.hset(self.key, mapping=mapping)
 
     def forget(self, account_ids: Iterable[int]) -> None:

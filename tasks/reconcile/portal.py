@@ -57,7 +57,7 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _rows(result: Any) -> list[dict[str, Any]]:
+def _rows(result: Any) -> list[Mapping[str, Any]]:
     if isinstance(result, Mapping):
         result = result.get("items", [])
     return [row for row in result if isinstance(row, Mapping)] if isinstance(result, list) else []

@@ -15,7 +15,7 @@ from importlib import util
 from typing import Any
 
 from celery import Celery, signals
-from celery.app.amqp import AMQP
+from celery.app.amqp import AMQP, task_message
 from kombu import Queue as KombuQueue
 
 from tasks.runtime import broker
@@ -142,7 +142,8 @@ def celery_config() -> dict[str, Any]:
 
 
 def beat_config() -> dict[str, Any]:
-    """The beat schedule and RedBeat settings (tasks.runtime.schedule), also lazy."""
+    """The beat schedule and RedBeat (one active scheduler across beat processes), from Settings; lazy,
+    like ``celery_config``, so importing ``tasks`` imports neither the schedule nor the settings."""
     from tasks.runtime.schedule import beat_defaults
 
     return beat_defaults()
@@ -156,7 +157,7 @@ class RedactingAMQP(AMQP):
 
     def as_task_v2(
         self, task_id: str, name: str, args: Any = None, kwargs: Any = None, *rest: Any, **options: Any
-    ):
+    ) -> task_message:
         from tasks.runtime.redaction import redact
 
         if options.get("argsrepr") is None:
@@ -228,8 +229,3 @@ def _configure_flower() -> None:
 
 
 _configure_flower()
-
-# The beat schedule and RedBeat (one active scheduler across beat processes), from Settings.
-from tasks.runtime.schedule import beat_defaults  # noqa: E402
-
-app.add_defaults(beat_defaults)

@@ -30,6 +30,8 @@ _stranded_lock = threading.Lock()
 
 
 class QoS(kombu_redis.QoS):
+    channel: Channel  # always the Channel below (the stubs type it as kombu's virtual channel)
+
     def append(self, message: Any, delivery_tag: str) -> None:
         try:
             super().append(message, delivery_tag)
@@ -54,7 +56,8 @@ class QoS(kombu_redis.QoS):
         try:
             with self.channel.conn_or_acquire() as client, client.pipeline() as pipe:
                 for payload, exchange, routing_key in pending:
-                    self.channel._do_restore_message(payload, exchange, routing_key, pipe)
+                    # kombu's own restore step; private, so the kombu stubs leave it out.
+                    self.channel._do_restore_message(payload, exchange, routing_key, pipe)  # type: ignore[attr-defined]
                 pipe.execute()
         except self.channel.connection_errors as exc:
             logger.warning(
@@ -77,6 +80,7 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    connection_errors: tuple[type[BaseException], ...]  # set by kombu from the transport's
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         # After a connection loss Celery's consumer detaches the transport (collect), then closes the
@@ -88,7 +92,7 @@ class Channel(kombu_redis.Channel):
             raise redis.ConnectionError(
                 "broker connection already closed; unacked messages left for the sweep"
             )
-        return super()._connparams(asynchronous)
+        return super()._connparams(asynchronous)  # type: ignore[misc]  # private, absent from the kombu stubs
 
 
 class Transport(kombu_redis.Transport):
@@ -105,7 +109,8 @@ def install() -> None:
     """Make the ``redis`` and ``rediss`` schemes resolve to :class:`Transport` in this process."""
     for scheme in ("redis", "rediss"):
         kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
-        kombu_transport._transport_cache.pop(scheme, None)  # resolved before install: resolve again
+        # Resolved before install: resolve again (a private cache, absent from the kombu stubs).
+        kombu_transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
 
 
 __all__ = ["Channel", "QoS", "Transport", "install", "stranded_count"]

@@ -2,8 +2,9 @@
 
 Standard ``logging`` (Celery, kombu, urllib3, uvicorn) is routed into loguru by an intercept handler.
 Each record carries the task context bound by the base task (``task_name``, ``task_id``, ``root_id``)
-and, for message flows, ``message_id`` (the Kafka ``topic:partition:offset``), so one message can be
-followed across a chain. A patcher masks secrets in messages and extras as defence in depth.
+and, for message flows, ``message_id`` (topic, record timestamp and value hash:
+:mod:`tasks.ingest.identity`), so one message can be followed across a chain. A patcher masks
+secrets in messages and extras as defence in depth.
 ``enqueue=True`` makes the sink safe for prefork children (records go through a queue to one writer);
 ``diagnose=False`` keeps variable values (possibly secrets) out of tracebacks.
 """

@@ -7,6 +7,10 @@ exporter started by each worker (``METRICS_PORT``) serves the same numbers and a
 same host simply does not bind. A failed increment is logged and never fails a task.
 
 Use: ``metrics.RETRIES.inc(task="rosdomofon.block_account", cause="rate_limited")``.
+
+Gauges come two ways: a :class:`RedisGauge` holds a value some process sets (exported as 0 until
+then), and ``tasks.state.gauges`` reads what Redis holds at scrape time (queue depths, dead letters
+waiting, ingest lag, bucket fill). The dashboard and alert rules in ``deploy/`` use only these names.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import redis
 from loguru import logger
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tasks.state import keys
@@ -27,6 +31,7 @@ from tasks.state import keys
 KEY_PREFIX = keys.METRICS_PREFIX
 _REGISTRY_LOCK = threading.Lock()
 _counters: dict[str, RedisCounter] = {}
+_gauges: dict[str, RedisGauge] = {}
 _client: redis.Redis | None = None
 
 
@@ -90,8 +95,33 @@ class RedisCounter:
             yield dict(zip(self.labelnames, values, strict=False)), float(raw)
 
 
+class RedisGauge:
+    """An unlabelled gauge whose value lives in a Redis string, set by the process that knows it."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        with _REGISTRY_LOCK:
+            _gauges[name] = self
+
+    @property
+    def key(self) -> str:
+        return KEY_PREFIX + self.name
+
+    def set(self, value: float) -> None:
+        try:
+            _redis().set(self.key, value)
+        except redis.RedisError as exc:
+            logger.warning("metric {} not set: {}", self.name, exc)
+
+    def value(self) -> float:
+        """The last value set (0 when never set)."""
+        raw = _redis().get(self.key)
+        return float(raw) if raw is not None else 0.0
+
+
 class _RedisCollector(Collector):
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for counter in list(_counters.values()):
             family = CounterMetricFamily(counter.name, counter.documentation, labels=list(counter.labelnames))
             try:
@@ -100,11 +130,21 @@ class _RedisCollector(Collector):
             except redis.RedisError as exc:
                 logger.warning("metrics export failed: {}", exc)
             yield family
+        for gauge in list(_gauges.values()):
+            try:
+                yield GaugeMetricFamily(gauge.name, gauge.documentation, value=gauge.value())
+            except redis.RedisError as exc:
+                logger.warning("metrics export failed: {}", exc)
 
 
 def registry() -> CollectorRegistry:
+    from tasks.settings import get_settings
+    from tasks.state.gauges import StateCollector
+
+    settings = get_settings()
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_RedisCollector())
+    reg.register(StateCollector(_redis, rate=settings.bitrix24_rate, burst=settings.bitrix24_burst))
     return reg
 
 
@@ -154,4 +194,26 @@ REPLY_ORDER_GIVEN_UP = RedisCounter(
     "rdb24_reply_order_given_up_total",
     "Operator replies sent before an earlier one (REPLY_ORDER_WAIT passed)",
     (),
+)
+DEAD_LETTER_STORE_FULL = RedisGauge(
+    "rdb24_dead_letter_store_full",
+    "1 while the dead-letter store is above DEAD_LETTER_MAX (letters that carry a message are never dropped)",
+)
+MESSAGE_ID_CONFLICTS = RedisCounter(
+    "rdb24_message_id_conflicts_total",
+    "Effect markers found under a message id but left by another message (other fingerprint)",
+    ("step",),
+)
+DEAD_LETTERS_OVER_LIMIT = RedisCounter(
+    "rdb24_dead_letter_store_full_total",
+    "Dead letters stored above DEAD_LETTER_MAX that could not be trimmed (they carry a message)",
+    (),
+)
+INFLIGHT_UNREADABLE = RedisCounter(
+    "rdb24_inflight_unreadable_total",
+    "In-flight ledger entries the resend sweep could not read, moved aside",
+    (),
+)
+TEXTS_SPLIT = RedisCounter(
+    "rdb24_texts_split_total", "Subscriber messages longer than a chat message, posted in parts", ("mode",)
 )

@@ -148,7 +148,7 @@ def operation(
             raise ValueError(f"task name {name!r} declared twice")
         REGISTRY[name] = spec
         DECLARED[name] = queue  # the router sends every call of this name to that queue
-        return app.task(run, name=name, bind=True, base=OperationTask)
+        return app.task(name=name, bind=True, base=OperationTask)(run)
 
     return decorate
 
@@ -245,7 +245,7 @@ def broker_unreachable(exc: BaseException | None) -> bool:
     return False
 
 
-def _requeue(spec: OperationSpec, attempt: Attempt, what: str, cause: BaseException) -> Reject:
+def _requeue(spec: OperationSpec, attempt: Attempt, what: str, cause: Exception) -> Reject:
     """The ``Reject`` that gives the message back to the broker instead of dropping it."""
     logger.error(
         "{} attempt {}: {} failed, Redis unreachable ({}: {}); message requeued (or restored after the "
@@ -296,7 +296,7 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
             "{} attempt {} failed ({}: {}); retry in {:.2f}s",
             spec.name, attempt.number, decision.cause.value, exc, decision.countdown,
         )  # fmt: skip
-        headers = {RETRIES_HEADER: counts}
+        headers: dict[str, Any] = {RETRIES_HEADER: counts}
         if attempt.message_id:
             headers[MESSAGE_HEADER] = attempt.message_id
         if attempt.replay_of:
@@ -305,8 +305,9 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
             raise task.retry(exc=exc, countdown=decision.countdown, headers=headers, max_retries=None)
         except Reject as rejected:
             # Celery could not publish the retry and asks to drop the message (requeue=False).
-            publish_error = rejected.reason if isinstance(rejected.reason, BaseException) else None
-            if broker_unreachable(publish_error):
+            why = rejected.reason  # type: ignore[attr-defined]  # set by Reject(); the stubs omit it
+            publish_error = why if isinstance(why, Exception) else None
+            if publish_error is not None and broker_unreachable(publish_error):
                 raise _requeue(spec, attempt, "publishing the retry", publish_error) from exc
             # Not a connection problem (e.g. the retry cannot be serialised): dead-letter, never drop.
             logger.error("{}: retry could not be published ({}); dead-lettering", spec.name, publish_error)

@@ -42,6 +42,8 @@ def queue_for(task_name: str) -> Queue:
     return DEFAULT_QUEUE
 
 
-def route_task(name: str, args: object, kwargs: object, options: object, task: object = None, **kw: object):
+def route_task(
+    name: str, args: object, kwargs: object, options: object, task: object = None, **kw: object
+) -> dict[str, str]:
     """Celery router: every task, including ``send_task`` by name from other services, by prefix."""
     return {"queue": queue_for(name).value}

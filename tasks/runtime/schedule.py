@@ -10,14 +10,14 @@ takeover during a long Redis blip (docs/celery-kafka-reliability.md §4).
 Every entry expires after ~1.5x its interval: a run that no worker picked up before the next one is
 due is dropped instead of piling up behind it.
 
-Applied to the app by ``app.add_defaults(beat_defaults)`` in ``tasks/runtime/app.py`` (lazy, like the
+Applied to the app by ``app.add_defaults(beat_config)`` in ``tasks/runtime/app.py`` (lazy, like the
 rest of the configuration).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 from celery.schedules import crontab
 
@@ -51,19 +51,30 @@ def parse_crontab(expression: str) -> crontab:
         raise ScheduleError(f"RECONCILE_CRONTAB {expression!r}: {exc}") from None
 
 
+class _ParsedCrontab(Protocol):
+    """The sets a ``crontab`` parses its fields into: public at run time, left out of the celery stubs."""
+
+    minute: set[int]
+    hour: set[int]
+    day_of_month: set[int]
+    month_of_year: set[int]
+    day_of_week: set[int]
+
+
 def crontab_period(schedule: crontab, *, horizon_days: int = 8) -> float:
     """The shortest gap, in seconds, between two consecutive firings (scanned minute by minute)."""
+    fields = cast(_ParsedCrontab, schedule)
     start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; the scan covers every weekday
     previous: datetime | None = None
     shortest: float | None = None
     for step in range(horizon_days * 24 * 60):
         moment = start + timedelta(minutes=step)
         fires = (
-            moment.minute in schedule.minute
-            and moment.hour in schedule.hour
-            and moment.day in schedule.day_of_month
-            and moment.month in schedule.month_of_year
-            and moment.isoweekday() % 7 in schedule.day_of_week
+            moment.minute in fields.minute
+            and moment.hour in fields.hour
+            and moment.day in fields.day_of_month
+            and moment.month in fields.month_of_year
+            and moment.isoweekday() % 7 in fields.day_of_week
         )
         if not fires:
             continue

@@ -7,6 +7,13 @@ with a side effect records ``done:{message_id}:{step}`` in Redis:
   happened (the worker died in flight) and must look the result up instead of repeating blindly;
 * ``done`` with the step's JSON result just after it: a later run returns that result unchanged.
 
+Each marker also stores the message's ``fingerprint`` (the hash of its Kafka record value, see
+:mod:`tasks.ingest.identity`). A marker found under the same id with another fingerprint was left by a
+different message (an id reused: a fallback id after an offset reset, a hash-prefix collision, a
+caller's own id given twice): it is logged, counted in ``rdb24_message_id_conflicts_total`` and
+treated as absent, never as "already done". Markers hold ids, hashes and small results, never a
+message text (Redis runs ``noeviction``: whole texts there would fill it).
+
 Locks are redis-py's :class:`redis.lock.Lock` (``SET NX PX`` with a random token, released by a Lua
 script that deletes only our own token), so a lock that expired and was taken by another worker is
 never released by us. They are leases: a short expiry that a keep-alive thread renews while the holder
@@ -45,6 +52,7 @@ class Marker:
     result: dict[str, Any] | None
     attempts: int
     at: float
+    fingerprint: str | None = None
 
     @property
     def done(self) -> bool:
@@ -55,29 +63,56 @@ def marker_key(message_id: str, step: str) -> str:
     return f"{MARKER_PREFIX}:{message_id}:{step}"
 
 
-def recall(client: redis.Redis, message_id: str, step: str) -> Marker | None:
-    """The step's marker, or None when no run of it ever began."""
+def recall(client: redis.Redis, message_id: str, step: str, fingerprint: str | None = None) -> Marker | None:
+    """The step's marker, or None when no run of it ever began (for a message with this fingerprint).
+
+    With ``fingerprint``, a marker another message left under the same id counts as absent.
+    """
     raw = client.get(marker_key(message_id, step))
     if raw is None:
         return None
     data = json.loads(raw)
-    return Marker(
-        state=data["state"], result=data.get("result"), attempts=int(data.get("attempts", 1)), at=data["at"]
+    marker = Marker(
+        state=data["state"],
+        result=data.get("result"),
+        attempts=int(data.get("attempts", 1)),
+        at=data["at"],
+        fingerprint=data.get("fingerprint"),
     )
+    if fingerprint is not None and marker.fingerprint is not None and marker.fingerprint != fingerprint:
+        _conflict(message_id, step, marker.fingerprint, fingerprint)
+        return None
+    return marker
+
+
+def _conflict(message_id: str, step: str, found: str, expected: str) -> None:
+    from tasks.runtime import metrics
+
+    logger.error(
+        "marker {}:{} was left by another message (fingerprint {} != {}): not taken as done",
+        message_id, step, found[:12], expected[:12],
+    )  # fmt: skip
+    metrics.MESSAGE_ID_CONFLICTS.inc(step=step)
 
 
 def mark_started(
-    client: redis.Redis, message_id: str, step: str, *, ttl: int = DEFAULT_MARKER_TTL
+    client: redis.Redis,
+    message_id: str,
+    step: str,
+    *,
+    ttl: int = DEFAULT_MARKER_TTL,
+    fingerprint: str | None = None,
 ) -> Marker | None:
     """Record that the side effect is about to run; returns the marker a previous run left, if any.
 
-    A ``done`` marker is never downgraded: the caller should have returned its result already.
+    A ``done`` marker is never downgraded: the caller should have returned its result already. A
+    marker of another message (other ``fingerprint``) is overwritten as if absent.
     """
-    previous = recall(client, message_id, step)
+    previous = recall(client, message_id, step, fingerprint)
     if previous is not None and previous.done:
         return previous
     attempts = (previous.attempts + 1) if previous is not None else 1
-    body = {"state": "started", "attempts": attempts, "at": time.time()}
+    body = {"state": "started", "attempts": attempts, "at": time.time(), "fingerprint": fingerprint}
     client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
     return previous
 
@@ -89,11 +124,18 @@ def mark_done(
     result: dict[str, Any],
     *,
     ttl: int = DEFAULT_MARKER_TTL,
+    fingerprint: str | None = None,
 ) -> None:
     """Store the step's result; every later run of the step returns it without repeating the effect."""
-    previous = recall(client, message_id, step)
+    previous = recall(client, message_id, step, fingerprint)
     attempts = previous.attempts if previous is not None else 1
-    body = {"state": "done", "result": result, "attempts": attempts, "at": time.time()}
+    body = {
+        "state": "done",
+        "result": result,
+        "attempts": attempts,
+        "at": time.time(),
+        "fingerprint": fingerprint,
+    }
     client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
 
 

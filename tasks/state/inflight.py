@@ -15,6 +15,14 @@ effect marker and lock make the second run return the first one's results.
 
 Redis layout: ``rdb24:inflight`` (sorted set, member = key, score = when tracked or last resent) and
 ``rdb24:inflight:messages`` (hash, key -> ``{"kind": ..., "payload": ...}`` JSON, what to resend).
+The payload is the one copy of the work the sweep can publish again, so it keeps the message text;
+effect markers keep ids and hashes only.
+
+An entry the sweep cannot read (not JSON, no kind, a payload of an incompatible version, or a ledger
+member without its payload) would keep its old score and, oldest first, fill every sweep's window
+until no good entry behind it is ever resent. :func:`move_aside` takes it out of the ledger into
+``rdb24:inflight:unreadable`` (hash, key -> ``{"raw", "error", "at"}``) in one transaction; the sweep
+also stores it as a dead letter, and ``rdb24 status`` shows the count.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel
@@ -31,6 +39,7 @@ from tasks.state import keys
 
 LEDGER_KEY = keys.INFLIGHT_LEDGER
 MESSAGES_KEY = keys.INFLIGHT_MESSAGES
+UNREADABLE_KEY = keys.INFLIGHT_UNREADABLE
 MESSAGE = "message"  # a subscriber message's chain (key: its Kafka message id)
 REPLY = "reply"  # an operator reply's delivery (key: reply:<im chat id>:<im message id>)
 
@@ -40,6 +49,12 @@ class InFlight:
     key: str
     kind: str
     payload: dict[str, Any]
+    raw: str | None = None  # the stored entry as it was, kept when it cannot be read
+    error: str | None = None  # why it cannot be read (None: readable)
+
+    @property
+    def message_id(self) -> str:
+        return self.key
 
 
 def track(client: redis.Redis, key: str, kind: str, payload: BaseModel) -> None:
@@ -60,17 +75,62 @@ def settle(client: redis.Redis, key: str) -> None:
 
 
 def stalled(client: redis.Redis, older_than: float, limit: int = 500) -> list[InFlight]:
-    """Work in flight for more than ``older_than`` seconds, oldest first (at most ``limit``)."""
-    keys = client.zrangebyscore(LEDGER_KEY, "-inf", time.time() - older_than, start=0, num=limit)
+    """Work in flight for more than ``older_than`` seconds, oldest first (at most ``limit``).
+
+    Never raises over an entry's content: one that cannot be read comes back with ``error`` set.
+    """
+    # redis-py types every range reply as one union; without withscores it is the members alone.
+    keys = cast(
+        "list[bytes | str]",
+        client.zrangebyscore(LEDGER_KEY, "-inf", time.time() - older_than, start=0, num=limit),
+    )
     if not keys:
         return []
     found = []
     for key, raw in zip(keys, client.hmget(MESSAGES_KEY, keys), strict=True):
-        if raw is None:  # settled between the two reads
+        name = _text(key)
+        if raw is None and not _orphan(client, name):  # settled between the two reads
             continue
-        entry = json.loads(raw)
-        found.append(InFlight(key=_text(key), kind=entry["kind"], payload=entry["payload"]))
+        found.append(_entry(name, None if raw is None else _text(raw)))
     return found
+
+
+def _orphan(client: redis.Redis, key: str) -> bool:
+    """Still in the ledger without a payload (read in one transaction: not a settle in between)."""
+    with client.pipeline() as pipe:
+        pipe.zscore(LEDGER_KEY, key)
+        pipe.hexists(MESSAGES_KEY, key)
+        score, has_payload = pipe.execute()
+    return score is not None and not has_payload
+
+
+def _entry(key: str, raw: str | None) -> InFlight:
+    if raw is None:
+        return InFlight(key=key, kind="", payload={}, error="in the ledger without a payload")
+    try:
+        entry = json.loads(raw)
+        kind, payload = entry["kind"], entry["payload"]
+        if not isinstance(kind, str) or not isinstance(payload, dict):
+            raise TypeError("kind must be text and payload an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        return InFlight(key=key, kind="", payload={}, raw=raw, error=f"{type(exc).__name__}: {exc}"[:300])
+    return InFlight(key=key, kind=kind, payload=payload, raw=raw)
+
+
+def move_aside(client: redis.Redis, entry: InFlight, error: str) -> None:
+    """Out of the ledger (the sweep's window) into ``rdb24:inflight:unreadable``, in one transaction."""
+    kept = json.dumps(
+        {"raw": entry.raw, "kind": entry.kind, "error": error, "at": time.time()}, ensure_ascii=False
+    )
+    with client.pipeline() as pipe:
+        pipe.hset(UNREADABLE_KEY, entry.key, kept)
+        pipe.zrem(LEDGER_KEY, entry.key)
+        pipe.hdel(MESSAGES_KEY, entry.key)
+        pipe.execute()
+
+
+def unreadable_count(client: redis.Redis) -> int:
+    return int(client.hlen(UNREADABLE_KEY))
 
 
 def count(client: redis.Redis) -> int:
@@ -79,7 +139,8 @@ def count(client: redis.Redis) -> int:
 
 def oldest_age(client: redis.Redis) -> float | None:
     """Seconds the oldest entry has been in flight (None when none is)."""
-    oldest = client.zrange(LEDGER_KEY, 0, 0, withscores=True)
+    # withscores: (member, score) pairs, scores as floats (redis-py types every range reply as one union).
+    oldest = cast("list[tuple[bytes | str, float]]", client.zrange(LEDGER_KEY, 0, 0, withscores=True))
     return max(0.0, time.time() - oldest[0][1]) if oldest else None
 
 
@@ -92,10 +153,13 @@ __all__ = [
     "MESSAGE",
     "MESSAGES_KEY",
     "REPLY",
+    "UNREADABLE_KEY",
     "InFlight",
     "count",
+    "move_aside",
     "oldest_age",
     "settle",
     "stalled",
     "track",
+    "unreadable_count",
 ]

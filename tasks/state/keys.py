@@ -14,7 +14,7 @@ The Bitrix24 client keeps its own keys (rate-limit bucket, operating time, OAuth
 ``clients/`` spells no namespace of ours.
 
 Not Redis keys, so not here: the ``rdb24:<message id>`` tag hidden in CRM chat text
-(``tasks.flows.chat.TAG_PREFIX``) and the test fixtures' database claim (``sandbox.redis_db``).
+(``tasks.flows.chat.TAG_PREFIX``) and the test fixtures' database claim (``sandbox.stack.redis_db``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ LOCK_PREFIX = "rdb24:lock"
 INFLIGHT_LEDGER = "rdb24:inflight"
 # hash: ledger key -> {"kind": ..., "payload": ...} JSON, what to resend
 INFLIGHT_MESSAGES = "rdb24:inflight:messages"
+# hash: ledger entries the resend sweep could not read, moved aside (also dead-lettered)
+INFLIGHT_UNREADABLE = "rdb24:inflight:unreadable"
 
 # --- tasks.state.dead_letters: the dead-letter store
 # hash: dead-letter id -> DeadLetter JSON
 DLQ_ITEMS = "rdb24:dlq:items"
 # zset: dead-letter id, score = creation time (newest-first listing)
 DLQ_INDEX = "rdb24:dlq:index"
+# zset: ids of the letters that carry no message (only those are trimmed above DEAD_LETTER_MAX)
+DLQ_TRIMMABLE = "rdb24:dlq:trimmable"
 
 # --- tasks.state.accounts_index: owner phone -> RosDomofon account
 # hash: owner phone -> AccountRef JSON (rebuilt as <key>:building:<stamp>, then renamed over it)
@@ -62,8 +66,8 @@ OPENLINES_READY_PREFIX = "rdb24:openlines:ready"
 OPENLINES_LINE = "rdb24:openlines:line"
 
 # --- tasks.flows.reply_intake: operator replies already enqueued (from the receiver or the offline queue)
-# string <prefix>:<task id>: "pending" while one process publishes it (30 s), then "1" (duplicate events
-# are dropped), expiring
+# string <prefix>:<task id>: "pending:<fingerprint>" while one process publishes it (30 s), then the
+# reply's fingerprint ("1" from before fingerprints); duplicate events are dropped, expiring
 REPLY_ENQUEUED_PREFIX = "rdb24:reply:enqueued"
 
 # --- tasks.flows.offline_events: the portal's offline event queue
@@ -128,9 +132,11 @@ __all__ = [
     "CRM_CHAT_PREFIX",
     "DLQ_INDEX",
     "DLQ_ITEMS",
+    "DLQ_TRIMMABLE",
     "DONE_PREFIX",
     "INFLIGHT_LEDGER",
     "INFLIGHT_MESSAGES",
+    "INFLIGHT_UNREADABLE",
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",
     "METRICS_PREFIX",

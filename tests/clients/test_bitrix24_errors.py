@@ -29,8 +29,8 @@ from clients.bitrix24 import (
 )
 from clients.bitrix24.transport import translate
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port
-from tests.fixtures.bitrix24 import KEY_PREFIX
+from sandbox.stack.embedded import free_port
+from tests.support.bitrix24_fixtures import KEY_PREFIX
 
 MakeClient = Callable[..., Bitrix24Client]
 

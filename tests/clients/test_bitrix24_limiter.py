@@ -7,13 +7,14 @@ import multiprocessing
 import time
 import uuid
 
+import pytest
 import redis
 
 from clients.bitrix24.rate_limiter import LocalLeakyBucket, OperatingTime, RedisLeakyBucket
 from clients.bitrix24.redis_keys import RedisKeys
 from sandbox.bitrix24 import Bitrix24Simulator
-from tests.clients import bitrix24_workers
-from tests.fixtures.bitrix24 import KEY_PREFIX
+from tests.support import bitrix24_processes
+from tests.support.bitrix24_fixtures import KEY_PREFIX
 
 KEYS = RedisKeys(KEY_PREFIX)
 
@@ -44,6 +45,7 @@ def test_operating_time_parking_is_shared(redis_url: str) -> None:
     assert 29 < two.parked_for("crm.contact.add") <= 30 and two.parked_for("crm.contact.list") == 0
 
 
+@pytest.mark.process
 def test_two_processes_share_the_portal_limit(bitrix24_no_faults: Bitrix24Simulator, redis_url: str) -> None:
     sim = bitrix24_no_faults
     config = {
@@ -58,7 +60,7 @@ def test_two_processes_share_the_portal_limit(bitrix24_no_faults: Bitrix24Simula
     go = ctx.Event()
     readies = [ctx.Event() for _ in range(2)]
     procs = [
-        ctx.Process(target=bitrix24_workers.hammer, args=(config, redis_url, r, go, results, CALLS))
+        ctx.Process(target=bitrix24_processes.hammer, args=(config, redis_url, r, go, results, CALLS))
         for r in readies
     ]
     for proc in procs:

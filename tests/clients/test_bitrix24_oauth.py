@@ -13,8 +13,8 @@ import requests
 from clients.bitrix24 import Bitrix24AccessError, Bitrix24Client, RedisTokenStore
 from clients.bitrix24.config import token_url
 from sandbox.bitrix24 import Bitrix24Simulator
-from tests.clients import bitrix24_workers
-from tests.fixtures.bitrix24 import config_for
+from tests.support import bitrix24_processes
+from tests.support.bitrix24_fixtures import config_for
 
 MakeClient = Callable[..., Bitrix24Client]
 
@@ -109,6 +109,7 @@ def test_one_refresh_for_many_threads(
     assert bitrix24_sim.portal.oauth.refreshes - before == 1 and client.auth.refreshes == 1
 
 
+@pytest.mark.process
 def test_one_refresh_across_two_processes(
     bitrix24_sim: Bitrix24Simulator, bitrix24_no_faults: Bitrix24Simulator, redis_url: str
 ) -> None:
@@ -125,7 +126,7 @@ def test_one_refresh_across_two_processes(
     readies = [ctx.Event() for _ in range(2)]
     procs = [
         ctx.Process(
-            target=bitrix24_workers.oauth_caller, args=(plain, redis_url, store_key, r, go, results, 4)
+            target=bitrix24_processes.oauth_caller, args=(plain, redis_url, store_key, r, go, results, 4)
         )
         for r in readies
     ]

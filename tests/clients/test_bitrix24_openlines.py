@@ -66,11 +66,6 @@ def _setup_line(client: Bitrix24Client, handler: str) -> str:
     assert client.bind_event("ONIMCONNECTORMESSAGEADD", handler)
     line = client.list_open_lines()[0]["ID"]
     assert client.activate_connector(CONNECTOR, line)
-    assert client.set_connector_data(
-        CONNECTOR, line, {"ID": CONNECTOR, "NAME": "RosDomofon", "URL": "https://r"}
-    )
-    status = client.connector_status(CONNECTOR, line)
-    assert status["STATUS"] is True
     return str(line)
 
 

@@ -190,6 +190,17 @@ def test_decode_poison_names_the_problem(value: bytes, problem: str) -> None:
         decode_incoming(value)
 
 
+def test_delivered_of_reads_a_records_coordinates_and_refuses_an_error_event() -> None:
+    from confluent_kafka import Message
+
+    from clients.kafka import Delivered
+
+    assert Delivered.of(Message(topic="t", partition=1, offset=7)) == Delivered("t", 1, 7)
+    event = Message(error=KafkaError(KafkaError._PARTITION_EOF))
+    with pytest.raises(ValueError, match="not a stored record"):
+        Delivered.of(event)
+
+
 # --- against the broker and the simulator ------------------------------------------------------------
 
 
@@ -254,7 +265,7 @@ def test_send_message_to_multiple_is_one_record_for_all(
 
 
 def test_send_to_unreachable_broker_is_retry_later(unique: str) -> None:
-    from sandbox.embedded import free_port
+    from sandbox.stack.embedded import free_port
 
     config = KafkaConfig(
         bootstrap_servers=f"127.0.0.1:{free_port()}", company_short_name=f"C{unique}", delivery_timeout_s=1.5

@@ -25,8 +25,8 @@ from clients.errors import (
 )
 from clients.rosdomofon import RosDomofonAPI
 from clients.rosdomofon.transport import _FOREIGN, error_class_for, error_from_exception, parse_retry_after
-from sandbox.embedded import free_port
 from sandbox.rosdomofon import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from schemas.rosdomofon import Account, AccountInfo, Connection, FlatDetailed, Service
 
 V1 = "/abonents-service/api/v1"
@@ -73,9 +73,10 @@ def test_upstream_constructor_keeps_kafka_arguments() -> None:
         kafka_username="ku", kafka_password="kp", kafka_ssl_ca_cert_path="/ca.crt",
     )  # fmt: skip
     assert api.kafka is not None
-    assert (api.kafka.bootstrap_servers, api.kafka.group_id, api.kafka.messages_in_topic) == (
-        "k:443", "g", "MESSAGES_IN_SK_SB",
+    assert (api.kafka.bootstrap_servers, api.kafka.group_id, api.kafka.company_short_name) == (
+        "k:443", "g", "SK_SB",
     )  # fmt: skip
+    assert api.kafka_client.config.topics.messages_in == "MESSAGES_IN_SK_SB"
     assert "kp" not in repr(api.kafka) and "pw" not in repr(api)
     api.close()
 

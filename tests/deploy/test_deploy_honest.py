@@ -299,7 +299,7 @@ def test_autoscaling_targets_exist() -> None:
 
 def test_procfile_mirrors_rdb24_up() -> None:
     """deploy/Procfile is what `rdb24 up` runs for our roles (default ports, programs by name)."""
-    from sandbox.stack_plan import DEFAULT_PORTS, product_processes
+    from sandbox.stack.plan import DEFAULT_PORTS, product_processes
 
     generated = {
         spec.name: " ".join([Path(spec.argv[0]).name, *spec.argv[1:]])
@@ -333,3 +333,20 @@ def test_ingress_keeps_flower_metrics_inside_the_cluster() -> None:
                         if p["path"] == "/metrics" and p["pathType"] == "Exact"
                     ]
                     assert exact and exact[0]["backend"]["service"]["name"] != "flower", rule["host"]
+
+
+def test_default_rosdomofon_url_is_the_one_the_configmap_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clients.rosdomofon.api import DEFAULT_BASE_URL
+    from tasks.runtime.resources import build_rosdomofon_api
+    from tasks.settings import Settings
+
+    configured = next(
+        doc["data"]["ROSDOMOFON_BASE_URL"]
+        for _, doc in manifests()
+        if doc["kind"] == "ConfigMap" and "ROSDOMOFON_BASE_URL" in (doc.get("data") or {})
+    )
+    monkeypatch.delenv("ROSDOMOFON_BASE_URL", raising=False)
+    by_default = build_rosdomofon_api(Settings(_env_file=None)).base_url
+    monkeypatch.setenv("ROSDOMOFON_BASE_URL", configured)
+    by_configmap = build_rosdomofon_api(Settings(_env_file=None)).base_url
+    assert by_default == by_configmap == DEFAULT_BASE_URL.rstrip("/")

@@ -1,4 +1,4 @@
-"""Fixtures of the fault scenarios (their summary table: ``tests/fixtures/parallel.py``)."""
+"""Fixtures of the fault scenarios (their summary table: ``tests/support/parallel_run.py``)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from schemas.dead_letters import DeadLetter
 from tasks.runtime.queues import Queue
 from tasks.state.dead_letters import DeadLetterStore
@@ -36,7 +36,7 @@ from tests.faults import tally
 from tests.faults.procs import REPO_ROOT, ManagedProcess, ProcessFailedError, venv_command
 from tests.faults.servers import LocalS3, dedicated_valkey, local_s3, persistent_tansu
 from tests.faults.sims import Simulators
-from tests.fixtures.worker import FAST_RETRY_ENV, CeleryWorker
+from tests.support.celery_worker import FAST_RETRY_ENV, CeleryWorker
 
 VISIBILITY_TIMEOUT = 10  # seconds; identical on every process (Settings reads VISIBILITY_TIMEOUT)
 

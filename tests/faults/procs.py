@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.stack import lifeline
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 
@@ -53,6 +55,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=REPO_ROOT,
                 start_new_session=True,
+                preexec_fn=lifeline.parent_death_signal(signal.SIGKILL),  # gone with the test session
             )
         self._reaped = False
         self.starts += 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import boto3
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from tests.faults.procs import venv_command
 
 S3_BUCKET = "tansu"

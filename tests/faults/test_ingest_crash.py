@@ -1,7 +1,7 @@
 """Scenario 2: ``kill -9`` of the Kafka ingest worker mid-stream, then a restart.
 
 Offsets are stored only after a chain was accepted, so the restarted consumer re-reads what was not
-committed; the re-read records carry the same ``topic:partition:offset`` ids, so their chains are
+committed; the re-read records carry the same ids (same topic, timestamp and value), so their chains are
 the same tasks and post nothing twice.
 """
 

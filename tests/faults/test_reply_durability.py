@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 
-from sandbox.embedded import free_port, wait_for_port
+from sandbox.stack.embedded import free_port, wait_for_port
 from tasks.state import inflight
 from tests.faults import report, tally
 from tests.faults.conftest import StackFactory

@@ -18,7 +18,7 @@ import requests
 
 import sandbox.bitrix24
 from sandbox.bitrix24 import Bitrix24Simulator
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 
 TIME_KEYS = {
     "start",
@@ -386,6 +386,31 @@ def test_im_chat_and_message(sim: Bitrix24Simulator) -> None:
     assert orphan.json()["error"] == "OWNER_NOT_FOUND"
 
 
+def test_unrouted_paths_and_methods_answer_plain_text(sim: Bitrix24Simulator) -> None:
+    """The app is FastAPI, but its JSON ``{"detail": ...}`` and generated docs never reach the wire."""
+    for path in ("/nope", "/docs", "/openapi.json", "/_sandbox/docs", "/_sandbox/contacts/abc"):
+        answer = requests.get(sim.url + path, timeout=5)
+        assert (answer.status_code, answer.text) == (404, "Not Found"), path
+        assert answer.headers["content-type"].startswith("text/plain"), path
+    wrong = requests.put(f"{sim.webhook_url}crm.contact.list", timeout=5)
+    assert (wrong.status_code, wrong.text) == (405, "Method Not Allowed")
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+def test_two_portals_keep_their_own_state() -> None:
+    """Handlers live at module level; each reaches the simulator of the app that serves the request."""
+    with Bitrix24Simulator(rate_limit=False) as first, Bitrix24Simulator(rate_limit=False) as second:
+        created = call(first, "crm.contact.add", {"fields": {"NAME": "Only in the first"}}).json()["result"]
+        assert call(second, "crm.contact.get", {"id": created}).status_code == 400
+        assert requests.get(f"{second.url}/_sandbox/contacts", timeout=5).json() == []
+        other = requests.post(
+            f"{second.url}/rest/1/{first.portal.webhook_secret}/crm.contact.list", timeout=5
+        )
+        assert other.status_code == 401
+        creds = requests.get(f"{second.url}/_sandbox/credentials", timeout=5).json()
+        assert creds["webhook_url"] == second.webhook_url != first.webhook_url
+
+
 def test_cli_is_a_click_command() -> None:
     assert isinstance(sandbox.bitrix24.cli, click.Command)
 
@@ -415,6 +440,7 @@ def cli_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc.wait(10)
 
 
+@pytest.mark.process
 def test_rdb24_sandbox_bitrix24_serves_and_prints_credentials(
     cli_process: tuple[subprocess.Popen[str], int],
 ) -> None:

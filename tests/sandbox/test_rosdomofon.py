@@ -17,10 +17,10 @@ import pytest
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from sandbox.embedded import free_port
 from sandbox.rosdomofon import RosDomofonSimulator
 from sandbox.rosdomofon.generator import generate
 from sandbox.rosdomofon.state import World
+from sandbox.stack.embedded import free_port
 from schemas.kafka import KafkaIncomingMessage, KafkaOutgoingMessage
 
 V1 = "/abonents-service/api/v1"
@@ -263,6 +263,31 @@ def test_entrance_detail_has_a_trailing_slash(
     assert client.call("GET", "/rdas-service/api/v1/entrances/999999/").status_code == 404
 
 
+def test_wire_types_are_the_upstream_packages(
+    client: UpstreamStyleClient, rosdomofon_sim: RosDomofonSimulator
+) -> None:
+    """Street codes and intercom indexes are strings, a camera's address an object (the contract test
+    checks the same with the package itself, when Python 3.12 is at hand)."""
+    by_street: dict[str, set[tuple[str, str]]] = {}
+    page = client.call("GET", V1 + "/entrances", params={"size": 1000}).json()
+    for entrance in page["content"]:
+        for service in entrance["services"]:
+            camera = service["cameras"][0]
+            assert camera["address"]["entrance"]["id"] == entrance["id"]
+            street = camera["address"]["street"]
+            assert re.fullmatch(r"[0-9a-f-]{36}", street["codeFias"]), street
+            assert re.fullmatch(r"\d{17}", street["codeKladr"]), street
+            by_street.setdefault(street["name"], set()).add((street["codeFias"], street["codeKladr"]))
+            assert isinstance(service["rdas"][0]["intercoms"][0]["index"], str)
+    # One street, one pair of codes, whichever entrance shows it.
+    assert by_street and all(len(codes) == 1 for codes in by_street.values()), by_street
+    account_id = client.call("GET", V1 + "/accounts").json()[0]["id"]
+    flat = client.call("GET", V1 + f"/accounts/{account_id}/flats").json()[0]
+    assert isinstance(flat["adapters"][0]["intercomIndex"], str)
+    connection = client.call("GET", V1 + f"/accounts/{account_id}/connections").json()[0]
+    assert isinstance(connection["flat"]["address"]["street"]["codeKladr"], str)
+
+
 # --- messages and sign-ups ----------------------------------------------------------------------
 
 
@@ -307,6 +332,35 @@ def _snapshot(world: World) -> Any:
     return [(a.id, a.number, world.abonents[a.owner_id].phone) for a in world.accounts.values()], [
         (e.id, e.flat_start, e.flat_end, len(e.additional_ranges)) for e in world.entrances.values()
     ]
+
+
+def test_path_parameters_of_the_wrong_type_answer_400(client: UpstreamStyleClient) -> None:
+    for path in (f"{V1}/accounts/abc", f"{V1}/entrances/1.5/flats", "/rdas-service/api/v1/entrances/x/"):
+        answer = client.call("GET", path)
+        assert answer.status_code == 400, path
+        assert answer.json()["status"] == 400 and answer.json()["path"] == path
+
+
+def test_two_simulators_keep_their_own_world(
+    make_rosdomofon_sim: Callable[..., RosDomofonSimulator],
+) -> None:
+    """Handlers live at module level; each reaches the context of the app that serves the request."""
+    first = make_rosdomofon_sim(company="SK_ONE", seed=1, password="first")
+    second = make_rosdomofon_sim(company="SK_TWO", seed=2, password="second")
+    assert control(first, "GET", "/info")["company"] == "SK_ONE"
+    assert control(second, "GET", "/info")["company"] == "SK_TWO"
+    token = UpstreamStyleClient(first).token
+    refused = requests.get(
+        f"{second.url}{V1}/accounts", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    assert refused.status_code == 401
+    ones = {a["number"] for a in UpstreamStyleClient(first).call("GET", f"{V1}/accounts").json()}
+    twos = {a["number"] for a in UpstreamStyleClient(second).call("GET", f"{V1}/accounts").json()}
+    assert ones == {a.number for a in first.world.accounts.values()}
+    assert twos == {a.number for a in second.world.accounts.values()}
+    accounts = f"{V1}/accounts"
+    assert (first.calls.count("GET", accounts), first.calls.count("POST", TOKEN)) == (1, 2)
+    assert (second.calls.count("GET", accounts), second.calls.count("GET", accounts, status=401)) == (2, 1)
 
 
 def test_generator_is_deterministic() -> None:
@@ -452,6 +506,7 @@ def test_signup_event_published(
 # --- command line -------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_rdb24_sandbox_rosdomofon_prints_url_and_credentials_and_serves() -> None:
     port = free_port()
     rdb24 = os.path.join(os.path.dirname(sys.executable), "rdb24")

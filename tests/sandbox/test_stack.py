@@ -1,5 +1,8 @@
 """``rdb24 up`` end to end: from nothing to a healthy stack, a demo round trip, status, clean stop.
 
+The demo starts while the stack is still starting (it waits, as ``rdb24 status --wait`` does); a
+``kill -9`` of the runner and a closed terminal (SIGHUP) must leave no process behind either.
+
 The stack runs as a real subprocess in its own process group with every stand-in embedded on free
 ports (``--embedded --free-ports``), from an empty working directory, so nothing configured on this
 machine is touched. Process checks use the pids in the stack's state file plus every descendant seen
@@ -21,11 +24,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 import requests
 
 RDB24 = str(Path(sys.executable).with_name("rdb24"))
 READY_WITHIN = 180.0  # seconds from `rdb24 up` to every service healthy (2 busy cores, cold imports)
 STOP_WITHIN = 45.0  # Ctrl-C to no process left: honcho's grace (15 s) plus Celery's warm shutdown
+pytestmark = pytest.mark.process  # `rdb24 up` and its whole process tree
 
 
 @dataclass
@@ -92,8 +97,8 @@ def wait_ready(stack: Stack) -> dict:
     pytest.fail(f"rdb24 up not ready within {READY_WITHIN + 20:g}s:\n{stack.output()[-4000:]}")
 
 
-def assert_all_gone(stack: Stack, processes: list[psutil.Process]) -> None:
-    deadline = time.monotonic() + STOP_WITHIN
+def assert_all_gone(stack: Stack, processes: list[psutil.Process], within: float = STOP_WITHIN) -> None:
+    deadline = time.monotonic() + within
     alive = processes
     while time.monotonic() < deadline:
         alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -101,7 +106,7 @@ def assert_all_gone(stack: Stack, processes: list[psutil.Process]) -> None:
             return
         time.sleep(0.3)
     names = [(p.pid, " ".join(p.cmdline()[:4])) for p in alive if p.is_running()]
-    pytest.fail(f"still running {STOP_WITHIN:g}s after the stop: {names}\n{stack.output()[-3000:]}")
+    pytest.fail(f"still running {within:g}s after the stop: {names}\n{stack.output()[-3000:]}")
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -118,6 +123,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.kill_everything()
+
+
+@pytest.mark.timeout(480)
+def test_demo_round_trip_waits_for_a_starting_stack(stack: Stack) -> None:
+    state = stack.state()
+    assert state is None or not state["ready"], "the first test runs while the stack is starting"
+    result = run_cli("demo", "--run-dir", str(stack.run_dir), "--subscribers", "2", "--timeout", "90",
+                     "--wait", str(READY_WITHIN + 20), cwd=stack.run_dir.parent,
+                     timeout=READY_WITHIN + 240)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr + stack.output()[-3000:]
+    assert "waiting up to" in result.stderr, result.stderr  # it did find the stack still starting
+    out = result.stdout
+    assert "What the operator sees in Bitrix24" in out
+    assert out.count("Hello! The intercom") >= 2, out  # two subscribers' messages, shown from Bitrix24
+    assert "event deliveries" in out and "'status': 200" in out, out  # the portal reached our receiver
+    assert "RosDomofon history" in out and "a technician is on the way" in out
+    assert "round trip complete" in out
+    # The subscriber's history, read independently through the simulator's control API.
+    state = wait_ready(stack)
+    subscribers = requests.get(state["urls"]["rosdomofon"] + "/_sandbox/subscribers", timeout=5).json()
+    histories = [
+        requests.get(
+            f"{state['urls']['rosdomofon']}/_sandbox/subscribers/{s['abonentId']}/messages", timeout=5
+        ).json()
+        for s in subscribers
+    ]
+    replies = [m for h in histories for m in h if not m["incoming"] and "technician" in m["message"]]
+    assert len(replies) == 1, replies  # delivered once, not twice
 
 
 @pytest.mark.timeout(300)
@@ -153,42 +186,24 @@ def test_up_starts_every_service_from_nothing(stack: Stack) -> None:
     assert output.count("rosdomofon-bitrix24 stack") == 1, "exactly one start table"
 
 
-@pytest.mark.timeout(300)
-def test_demo_round_trip(stack: Stack) -> None:
-    wait_ready(stack)
-    result = run_cli("demo", "--run-dir", str(stack.run_dir), "--subscribers", "2", "--timeout", "90",
-                     cwd=stack.run_dir.parent)  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr + stack.output()[-3000:]
-    out = result.stdout
-    assert "What the operator sees in Bitrix24" in out
-    assert out.count("Hello! The intercom") >= 2, out  # two subscribers' messages, shown from Bitrix24
-    assert "event deliveries" in out and "'status': 200" in out, out  # the portal reached our receiver
-    assert "RosDomofon history" in out and "a technician is on the way" in out
-    assert "round trip complete" in out
-    # The subscriber's history, read independently through the simulator's control API.
-    state = wait_ready(stack)
-    subscribers = requests.get(state["urls"]["rosdomofon"] + "/_sandbox/subscribers", timeout=5).json()
-    histories = [
-        requests.get(
-            f"{state['urls']['rosdomofon']}/_sandbox/subscribers/{s['abonentId']}/messages", timeout=5
-        ).json()
-        for s in subscribers
-    ]
-    replies = [m for h in histories for m in h if not m["incoming"] and "technician" in m["message"]]
-    assert len(replies) == 1, replies  # delivered once, not twice
-
-
 @pytest.mark.timeout(120)
 def test_status_prints_its_table(stack: Stack) -> None:
     wait_ready(stack)
     result = run_cli("status", "--run-dir", str(stack.run_dir), "--timeout", "3", cwd=stack.run_dir.parent)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr  # exit 0: healthy
     out = result.stdout
+    assert "healthy (exit 0)" in out, out
     assert "local stack" in out
     for section in ("Workers", "Queues", "Ingest", "Dead letters", "Reconciliation", "rate limiter"):
         assert section in out, f"status lacks {section}:\n{out}"
     assert "worker_flows@" in out and "worker_api@" in out, out
     assert "unavailable" not in out, out
+    document = json.loads(
+        run_cli(
+            "status", "--json", "--run-dir", str(stack.run_dir), "--timeout", "3", cwd=stack.run_dir.parent
+        ).stdout
+    )
+    assert document["status"] == "healthy" and document["where"].startswith("local stack"), document
     for role in ("beat", "ingest"):
         probe = run_cli("status", "--run-dir", str(stack.run_dir), "--probe", role, cwd=stack.run_dir.parent)
         assert probe.returncode == 0, f"{role}: {probe.stdout}{probe.stderr}"
@@ -219,3 +234,78 @@ def test_a_crashed_process_is_reported_loudly_and_stops_the_stack(tmp_path: Path
         assert "STACK FAILED" in output and "webhook exited with rc=-9" in output, output[-2000:]
     finally:
         crashing.kill_everything()
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_of_up_takes_every_child_along(tmp_path: Path) -> None:
+    killed = start_stack(tmp_path)
+    try:
+        wait_ready(killed)
+        processes = killed.processes()
+        assert len(processes) >= 12
+        os.kill(killed.process.pid, signal.SIGKILL)  # the runner only: no handler, no finally runs
+        assert_all_gone(killed, processes, within=15.0)
+    finally:
+        killed.kill_everything()
+
+
+@pytest.mark.timeout(300)
+def test_closing_the_terminal_stops_the_stack_cleanly(tmp_path: Path) -> None:
+    hung_up = start_stack(tmp_path)
+    try:
+        wait_ready(hung_up)
+        processes = hung_up.processes()
+        os.kill(hung_up.process.pid, signal.SIGHUP)
+        assert_all_gone(hung_up, processes)
+        output = hung_up.output()
+        assert hung_up.process.returncode == 0, output[-2000:]
+        assert "SIGHUP received" in output and "stack stopped; no process left running" in output
+        assert not (hung_up.run_dir / "stack.json").exists(), "the state file outlived the stack"
+    finally:
+        hung_up.kill_everything()
+
+
+@pytest.mark.timeout(900)
+def test_run_twice_in_the_same_folder_reaches_the_portal_both_times(
+    tmp_path: Path, redis_server_url: str
+) -> None:
+    """``make run`` → ``rdb24 demo`` → Ctrl-C → ``make run`` → ``rdb24 demo`` (issue 13).
+
+    The second run's embedded Kafka starts again at offset 0 while Redis (here one claimed database,
+    as a local stack claims one) still holds the first run's effect markers: the second demo's
+    messages must reach the portal all the same.
+    """
+    from sandbox.stack.redis_db import claim_database, release_database
+
+    database = claim_database(redis_server_url)
+    foreign = ("KAFKA_", "ROSDOMOFON_", "BITRIX24_", "REDIS_URL", "CELERY_", "PYTEST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
+    env.update(REDIS_URL=database, COLUMNS="160")
+    try:
+        for run in (1, 2):
+            log = tmp_path / f"up{run}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [RDB24, "up", "--free-ports", "--run-dir", str(tmp_path / "var"),
+                     "--health-timeout", str(READY_WITHIN), "--accounts", "10"],
+                    cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, env=env,
+                )  # fmt: skip
+            stack = Stack(process=process, run_dir=tmp_path / "var", log=log)
+            try:
+                wait_ready(stack)
+                demo = subprocess.run(
+                    [RDB24, "demo", "--run-dir", str(stack.run_dir), "--subscribers", "2", "--timeout", "90"],
+                    cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env,
+                )  # fmt: skip
+                assert demo.returncode == 0, f"run {run}:\n{demo.stdout}{demo.stderr}{stack.output()[-3000:]}"
+                assert "round trip complete" in demo.stdout, f"run {run}:\n{demo.stdout}"
+                assert demo.stdout.count("Hello! The intercom") >= 2, f"run {run}:\n{demo.stdout}"
+                processes = stack.processes()
+                os.killpg(stack.process.pid, signal.SIGINT)
+                assert_all_gone(stack, processes)
+            finally:
+                stack.kill_everything()
+    finally:
+        redis.Redis.from_url(database).flushdb()
+        release_database(database)

@@ -9,11 +9,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis
 
-from sandbox.redis_db import CLAIM_KEY, _stale, claim_database, release_database
-from sandbox.stack_plan import Source, StackInputs, make_plan, resolve_sources
-from sandbox.stack_state import StackState, read_state, remove_state, write_state
+from sandbox.stack.plan import Source, StackInputs, make_plan, resolve_sources
+from sandbox.stack.redis_db import CLAIM_KEY, _stale, claim_database, release_database
+from sandbox.stack.state import StackState, read_state, remove_state, write_state
 
 NOTHING = StackInputs(
     redis_url="redis://127.0.0.1:6379/0",
@@ -91,6 +92,7 @@ def test_claimed_database_is_never_taken_by_a_test_session(redis_server_url: str
     assert client.get(CLAIM_KEY) is None
 
 
+@pytest.mark.process
 def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
     """``<pid>-<tag>``: the fixtures respect a live stack's claim and take over a dead one's, and so do we."""
     dead = subprocess.run(
@@ -102,11 +104,14 @@ def test_claims_speak_the_test_fixtures_format(redis_server_url: str) -> None:
         owner = client.get(CLAIM_KEY)
         assert owner == f"{int(dead.stdout)}-stack"
         assert _stale(owner) and not _stale(f"{os.getpid()}-stack") and not _stale("not-a-pid")
+        # read by a client without decode_responses the claim is bytes, and means the same
+        assert _stale(str(owner).encode()) and not _stale(f"{os.getpid()}-stack".encode())
     finally:
         release_database(url, pid=int(dead.stdout))
     assert client.get(CLAIM_KEY) is None
 
 
+@pytest.mark.process
 def test_state_file_is_private_and_ignored_once_its_stack_is_gone(tmp_path: Path) -> None:
     state = StackState(pid=os.getpid(), run_dir=str(tmp_path), env={"ROSDOMOFON_PASSWORD": "p w'd"})
     path = write_state(state)

@@ -6,13 +6,19 @@ from pydantic import ValidationError
 from schemas.rosdomofon import (
     Account,
     AccountInfo,
+    Adapter,
+    Address,
     AuthResponse,
+    Camera,
     CreateAccountRequest,
     CreateConnectionRequest,
     CreateFlatRequest,
     CreateFlatResponse,
     Entrance,
+    EntranceDetail,
     EntrancesResponse,
+    FlatDetailed,
+    Intercom,
     MessagesResponse,
     SendMessageRequest,
     Service,
@@ -180,3 +186,76 @@ def test_signup_status_update_lowercases_and_rejects_unknown() -> None:
     with pytest.raises(ValidationError) as exc:
         SignUpStatusUpdate(status="done")
     assert "done" in str(exc.value)
+
+
+# --- where the sources disagree: the upstream package's models vs older data and the Kafka sample ---
+
+STREET_UPSTREAM = {"id": 200, "name": "Ленина", "codeFias": "6f3b1c4e-0000-4000-8000-000000000001",
+                   "codeKladr": "21000001000000200"}  # fmt: skip
+STREET_NULL_CODES = {"id": 200, "name": "Ленина", "codeFias": None, "codeKladr": None}
+ENTRANCE = {"id": 100, "number": "1", "flatStart": 1, "flatEnd": 40, "additionalFlatRanges": []}
+
+
+def _address(street: dict) -> dict:
+    return {"city": "Чебоксары", "country": {"name": "Россия", "shortName": "RU"}, "entrance": ENTRANCE,
+            "house": {"id": 400, "number": "1"}, "street": street, "flat": 7}  # fmt: skip
+
+
+@pytest.mark.parametrize(("wire", "read"), [(0, "0"), (3, "3"), ("1", "1"), ("A2", "A2"), (None, None)])
+def test_intercom_index_reads_int_or_string_as_string(wire: object, read: str | None) -> None:
+    assert Adapter.model_validate({"rdaUid": "rda-1", "intercomIndex": wire}).intercom_index == read
+    assert Intercom.model_validate({"id": 1, "index": wire}).index == read
+
+
+def test_intercom_index_of_another_type_is_rejected() -> None:
+    with pytest.raises(ValidationError) as exc:
+        Adapter.model_validate({"intercomIndex": [1]})
+    assert "intercomIndex" in str(exc.value)
+
+
+@pytest.mark.parametrize("street", [STREET_UPSTREAM, STREET_NULL_CODES], ids=["strings", "nulls"])
+def test_street_codes_are_strings_or_null(street: dict) -> None:
+    parsed = Address.model_validate(_address(street)).street
+    assert parsed.code_fias == street["codeFias"] and parsed.code_kladr == street["codeKladr"]
+    assert parsed.to_wire().get("codeKladr") == street["codeKladr"]
+
+
+def test_camera_address_as_object_or_string() -> None:
+    as_object = Camera.model_validate({"id": 7000, "uid": 49000, "address": _address(STREET_UPSTREAM)})
+    assert isinstance(as_object.address, Address)
+    assert as_object.address.street.code_kladr == "21000001000000200"
+    as_string = Camera.model_validate({"id": 7000, "address": "Чебоксары, Ленина, 1, подъезд 1"})
+    assert as_string.address == "Чебоксары, Ленина, 1, подъезд 1"
+    with pytest.raises(ValidationError):
+        Camera.model_validate({"id": 7000, "address": 12})
+
+
+def test_lists_the_upstream_declares_optional_read_null_as_empty() -> None:
+    flat = FlatDetailed.model_validate({"id": 1, "adapters": None, "owner": {"id": 2, "delegations": None}})
+    assert flat.adapters == [] and flat.owner.delegations == []
+    detail = EntranceDetail.model_validate({"id": 1, "cameras": None, "services": None, "rda": None})
+    assert detail.cameras == [] and detail.services == []
+
+
+def _entrances_page(*, upstream: bool) -> dict:
+    """One ``GET /entrances`` page as the upstream models type it, or as our simulator used to send it."""
+    street = STREET_UPSTREAM if upstream else STREET_NULL_CODES
+    camera_address = _address(street) if upstream else "Чебоксары, Ленина, 1, подъезд 1"
+    index = "1" if upstream else 1
+    service = {
+        "id": 5, "name": "Ленина, 1", "type": "HardwareIntercom", "companyId": 1003,
+        "cameras": [{"id": 7000, "uid": 49000, "address": camera_address, "active": True}],
+        "rdas": [{"id": 100, "uid": "rda-1", "active": True, "intercoms": [{"id": 1000, "index": index}]}],
+        "dependantServices": [{"id": None, "name": None, "type": None, "accounts": None}],
+    }  # fmt: skip
+    entrance = {"id": 100, "addressString": "Чебоксары, Ленина, 1, подъезд 1", "services": [service]}
+    return {"content": [entrance], "first": True, "last": True, "number": 0, "size": 20, "totalElements": 1,
+            "totalPages": 1}  # fmt: skip
+
+
+@pytest.mark.parametrize("upstream", [True, False], ids=["upstream-types", "older-simulator-types"])
+def test_entrances_page_reads_either_typing_the_same_way(upstream: bool) -> None:
+    service = EntrancesResponse.model_validate(_entrances_page(upstream=upstream)).content[0].services[0]
+    assert service.rdas[0].intercoms[0].index == "1"
+    assert service.cameras[0].address is not None
+    assert service.dependant_services[0].accounts == []

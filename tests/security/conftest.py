@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tests.faults.harness import Stack, StackOptions
 
 WEBHOOK_MAX_BODY = 16 * 1024

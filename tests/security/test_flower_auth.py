@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from tests.security.conftest import SecureRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,7 @@ def test_flower_answers_with_the_password(secure_run: SecureRun) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.process
 def test_flower_does_not_start_without_a_password(redis_url: str) -> None:
     """An unauthenticated Flower would show phones and message texts to whoever reaches its port."""
     env = {**os.environ, "REDIS_URL": redis_url, "FLOWER_PASSWORD": "", "FLOWER_PORT": str(free_port())}

@@ -13,7 +13,7 @@ import requests
 
 from tasks.state.keys import BITRIX24_NAMESPACE
 from tests.security.conftest import SecureRun
-from tests.security.scan import find_leaks
+from tests.support.secret_scan import find_leaks
 
 # clients.bitrix24 token store (RedisKeys.oauth_token): holds the live pair by design
 TOKEN_STORE_PREFIX = f"{BITRIX24_NAMESPACE}:oauth:"

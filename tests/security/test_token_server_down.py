@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.embedded import free_port
+import pytest
+
+from sandbox.stack.embedded import free_port
 from tests.faults.harness import Stack, StackOptions
-from tests.security.scan import find_leaks
+from tests.support.secret_scan import find_leaks
 
 
+@pytest.mark.process
 def test_refresh_failure_does_not_leak_secrets(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}/rest/"  # nothing listens: connection refused
     options = StackOptions(

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "redis://:s3cret-in-a-local@127.0.0.1:1/0"
+pytestmark = pytest.mark.process  # each test runs a Python script of its own
 
 CLI_FAILS = f"""
 from tasks.cli import main  # the console script's module: it sets the command line's sink

@@ -14,8 +14,8 @@ from tasks import replay
 from tasks.errors import DeadLetterNotFound
 from tasks.runtime import metrics
 from tasks.state import dead_letters
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.probe_tasks import attempts_key
+from tests.support.celery_worker import CeleryWorker
+from tests.support.probe_tasks import attempts_key
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 

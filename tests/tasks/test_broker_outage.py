@@ -19,11 +19,12 @@ from kombu import Queue as KombuQueue
 from kombu.common import ignore_errors
 from kombu.transport import redis as kombu_redis
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from tasks.runtime import broker
 from tasks.runtime.app import RESTORE_MUTEX_EXPIRE
 
 QUEUE = "outage-test"
+pytestmark = pytest.mark.process  # stops and restarts a Valkey of its own
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.usefixtures("on_session_db")
 
 @pytest.fixture
 def store(celery_app: Celery, redis_client: redis.Redis) -> Iterator[DeadLetterStore]:
-    redis_client.delete(dead_letters.ITEMS_KEY, dead_letters.INDEX_KEY)
+    keys = (dead_letters.ITEMS_KEY, dead_letters.INDEX_KEY, dead_letters.TRIMMABLE_KEY)
+    redis_client.delete(*keys)
     yield dead_letters.store()
-    redis_client.delete(dead_letters.ITEMS_KEY, dead_letters.INDEX_KEY)
+    redis_client.delete(*keys)
 
 
 def letter(name: str, **extra: object) -> DeadLetter:
@@ -98,3 +99,85 @@ def test_cli_list_and_show(store: DeadLetterStore) -> None:
     missing = runner.invoke(main, ["dlq", "show", "nope"])
     assert missing.exit_code != 0 and "no dead letter nope" in missing.output
     assert runner.invoke(main, ["dlq", "replay"]).exit_code != 0  # an id or --all is required
+
+
+def test_cli_replay_takes_one_id_or_all(store: DeadLetterStore) -> None:
+    replay.register_replayer("cli_record", lambda item: f"again:{item.name}")
+    one = store.add(letter("one", kind="cli_record"))
+    two = store.add(letter("two", kind="cli_record"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["dlq", "replay", one.id, "--all"]).exit_code != 0  # not both
+    assert store.count() == 2
+    single = runner.invoke(main, ["dlq", "replay", one.id])
+    assert single.exit_code == 0 and single.output == f"{one.id} -> again:one\n"
+    everything = runner.invoke(main, ["dlq", "replay", "--all"])
+    assert everything.exit_code == 0 and everything.output == f"{two.id} -> again:two\n"
+    assert store.count() == 0
+
+
+@pytest.fixture
+def small_store(redis_client: redis.Redis) -> Iterator[DeadLetterStore]:
+    from tasks.runtime import metrics
+
+    keys = (dead_letters.ITEMS_KEY, dead_letters.INDEX_KEY, dead_letters.TRIMMABLE_KEY)
+    redis_client.delete(*keys)
+    metrics.use_redis(redis_client)
+    yield DeadLetterStore(redis_client, max_items=3)
+    metrics.use_redis(None)
+    redis_client.delete(*keys)
+
+
+def test_letters_that_carry_a_message_are_never_trimmed(small_store: DeadLetterStore) -> None:
+    """Above DEAD_LETTER_MAX only letters without a message go; a full store counts, drops nothing."""
+    from tasks.runtime import metrics
+
+    chain_step = small_store.add(letter("flows.post_to_chat", source={"message_id": "T:1:ab"}))
+    record = small_store.add(
+        letter("MESSAGES_IN_X", kind="kafka_record", payload="{broken", source={"offset": 1})
+    )
+    plain = [small_store.add(letter("reconcile.apply")) for _ in range(2)]
+    # Four letters, bound three: the oldest letter without a message went, not the older message letters.
+    ids = {x.id for x in small_store.list(limit=10)}
+    assert ids == {chain_step.id, record.id, plain[1].id}
+    assert not small_store.full()
+
+    full_before = metrics.DEAD_LETTERS_OVER_LIMIT.value()
+    reply = small_store.add(letter("flows.deliver_operator_reply", source={"message_id": "reply:1:2"}))
+    more = small_store.add(letter("flows.lookup_account", source={"message_id": "T:2:cd"}))
+    ids = {x.id for x in small_store.list(limit=10)}
+    assert ids == {chain_step.id, record.id, reply.id, more.id}  # the last plain one trimmed, no message
+    assert small_store.full()
+    assert metrics.DEAD_LETTERS_OVER_LIMIT.value() - full_before == 1  # only `more` found nothing to trim
+    assert small_store.delete(more.id) and small_store.delete(reply.id)
+    assert not small_store.full()
+
+
+def test_a_late_replay_whose_post_cannot_be_checked_needs_force(store: DeadLetterStore) -> None:
+    """Older than EFFECT_MARKER_TTL, no record timestamp: the post step could not tell it already went in."""
+    from datetime import timedelta
+
+    old = dead_letters.now() - timedelta(days=15)
+    message = {"message_id": "T:1:ab", "abonent_id": 5, "phone": "79131112233", "text": "да"}
+    blind = store.add(
+        letter("flows.post_to_chat", payload={"message": message, "contact_id": 1}, created_at=old)
+    )
+    runner = CliRunner()
+    refused = runner.invoke(main, ["dlq", "replay", blind.id])
+    assert refused.exit_code != 0 and "--force" in refused.output
+    assert store.get(blind.id).id == blind.id  # kept for a human
+    refused_all: dict[str, str] = {}
+    assert replay.replay_all(store, refused=refused_all) == {}
+    assert list(refused_all) == [blind.id]
+
+    # With the record timestamp the post step sees it is late and checks the chat: no force needed.
+    dated = letter("flows.post_to_chat", payload={"message": {**message, "sent_at": int(old.timestamp())}})
+    assert (
+        replay.late_replay_risk(dated.model_copy(update={"created_at": old}), marker_ttl=14 * 86400) is None
+    )
+    # Young letters and letters without a message are never in question.
+    assert (
+        replay.late_replay_risk(letter("flows.post_to_chat", payload={"message": message}), 14 * 86400)
+        is None
+    )
+    assert replay.late_replay_risk(letter("reconcile.apply", created_at=old), 14 * 86400) is None
+    assert replay.late_replay_risk(blind, 14 * 86400) is not None

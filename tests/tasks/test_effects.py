@@ -105,6 +105,7 @@ with effects.locked(client, sys.argv[2], timeout=float(sys.argv[3]), wait=5):
 """
 
 
+@pytest.mark.process
 def test_lock_of_a_killed_holder_frees_within_one_lease(redis_url: str, unique: str) -> None:
     """kill -9 stops the keep-alive with the holder: the others wait one lease, not a worst case."""
     lease = 1.0
@@ -124,3 +125,26 @@ def test_lock_of_a_killed_holder_frees_within_one_lease(redis_url: str, unique: 
     finally:
         holder.kill()
     assert waited <= lease + 0.5
+
+
+def test_a_marker_of_another_message_under_the_same_id_is_never_done(
+    redis_client: redis.Redis, unique: str
+) -> None:
+    """An id reused by another message (other fingerprint): logged, counted, treated as absent."""
+    from tasks.runtime import metrics
+
+    metrics.use_redis(redis_client)
+    try:
+        before = metrics.MESSAGE_ID_CONFLICTS.value(step="post")
+        effects.mark_done(redis_client, unique, "post", {"chat_id": 7}, fingerprint="a" * 64)
+        assert effects.recall(redis_client, unique, "post", "a" * 64).done  # type: ignore[union-attr]
+        assert effects.recall(redis_client, unique, "post", "b" * 64) is None
+        # The other message starts afresh: no "previous run", so nothing taken as already posted.
+        assert effects.mark_started(redis_client, unique, "post", fingerprint="b" * 64) is None
+        marker = effects.recall(redis_client, unique, "post", "b" * 64)
+        assert marker is not None and marker.state == "started" and marker.fingerprint == "b" * 64
+        assert metrics.MESSAGE_ID_CONFLICTS.value(step="post") - before == 2
+        # Without a fingerprint to compare (an old caller), the marker is read as before.
+        assert effects.recall(redis_client, unique, "post") is not None
+    finally:
+        metrics.use_redis(None)

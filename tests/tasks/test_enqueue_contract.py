@@ -15,11 +15,12 @@ import requests
 from celery import Celery
 from celery.result import AsyncResult
 
-from sandbox.embedded import free_port, wait_for_port
+from sandbox.stack.embedded import free_port, wait_for_port
 from tasks.enqueue import enqueue
 from tasks.errors import InvalidPayloadError, UnknownTaskError
-from tests.fixtures.worker import ROOT, CeleryWorker
-from tests.tasks import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
+from tests.support import probe_tasks  # noqa: F401  (registers probe.* for the enqueue helper)
+from tests.support.celery_worker import CeleryWorker
+from tests.support.paths import REPO_ROOT as ROOT
 
 pytestmark = pytest.mark.usefixtures("on_session_db")
 
@@ -52,6 +53,7 @@ def test_every_catalogued_task_is_registered_in_the_worker(
     assert set(catalogue) - registered == set()
 
 
+@pytest.mark.process
 def test_cli_refuses_a_bad_payload_naming_the_field(redis_url: str) -> None:
     extra = cli(
         "rdb24", "enqueue", "rosdomofon.block_account", '{"account_numbr": "1"}', env={"REDIS_URL": redis_url}
@@ -90,6 +92,7 @@ def test_helper_validates_against_the_same_schema(celery_worker: CeleryWorker, c
     assert AsyncResult(task_id, app=celery_app).get(timeout=30) == {"x": 42}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("ROSDOMOFON_TIMEOUT", "soon"), ("VISIBILITY_TIMEOUT", "10"), ("REDIS_URL", "http://x")],

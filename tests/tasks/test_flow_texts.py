@@ -46,3 +46,23 @@ def test_dialog_ids_round_trip_and_reject_foreign_chats() -> None:
     assert subscribers.abonent_of_dialog(subscribers.dialog_id(1574870)) == 1574870
     with pytest.raises(UnknownDialogError, match="telegram-5"):
         subscribers.abonent_of_dialog("telegram-5")
+
+
+def test_a_text_that_fits_is_one_part_and_a_longer_one_ordered_parts_that_fit() -> None:
+    from tasks.flows.texts import MESSAGE_LIMIT, chat_parts
+
+    short = _message("коротко")
+    assert chat_parts(short, None) == [chat_text(short, None)]
+    words = " ".join(f"слово{i}" for i in range(9000))  # ~ 90,000 characters
+    unbroken = "x" * 45_000  # no space to cut at: cut hard
+    for body in (words, unbroken):
+        parts = chat_parts(_message(body), None)
+        n = len(parts)
+        assert n >= 3 and all(len(part) <= MESSAGE_LIMIT for part in parts)
+        bodies = []
+        for i, part in enumerate(parts, 1):
+            head, _, rest = part.partition("[br]")
+            assert head.endswith(f"({i}/{n})[/b]") and "+79131112233" in head
+            bodies.append(rest)
+        assert "".join(bodies) == body  # nothing lost, nothing added, in order
+    assert all(p.endswith(" ") for p in chat_parts(_message(words), None)[:-1])  # cut between words

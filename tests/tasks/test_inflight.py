@@ -45,3 +45,34 @@ def test_tracking_again_restarts_the_clock(redis_client: redis.Redis, unique: st
     inflight.track(redis_client, message.message_id, inflight.MESSAGE, message)  # what a resend does
     assert message.message_id not in [e.key for e in inflight.stalled(redis_client, older_than=3600)]
     inflight.settle(redis_client, message.message_id)
+
+
+def test_unreadable_entries_come_back_marked_and_can_be_moved_aside(
+    redis_client: redis.Redis, unique: str
+) -> None:
+    """Reading never raises over an entry's content; a bad entry leaves the ledger into its own hash."""
+    redis_client.delete(inflight.LEDGER_KEY, inflight.MESSAGES_KEY, inflight.UNREADABLE_KEY)
+    good = _message(f"T:0:{unique}")
+    inflight.track(redis_client, good.message_id, inflight.MESSAGE, good)
+    bad = {
+        "not-json": "{nope",
+        "no-kind": '{"payload": {}}',
+        "list": "[1, 2]",
+        "payload-text": '{"kind": "message", "payload": "x"}',
+    }
+    for key, raw in bad.items():
+        redis_client.hset(inflight.MESSAGES_KEY, key, raw)
+        redis_client.zadd(inflight.LEDGER_KEY, {key: 1.0})  # older than the good one
+    redis_client.zadd(inflight.LEDGER_KEY, {"orphan": 1.0})  # a member without its payload
+    entries = {e.key: e for e in inflight.stalled(redis_client, older_than=0)}
+    assert set(entries) == {*bad, "orphan", good.message_id}
+    assert entries[good.message_id].error is None
+    assert all(entries[key].error for key in [*bad, "orphan"])
+    assert entries["not-json"].raw == "{nope"
+
+    for key in [*bad, "orphan"]:
+        inflight.move_aside(redis_client, entries[key], entries[key].error or "")
+    assert [e.key for e in inflight.stalled(redis_client, older_than=0)] == [good.message_id]
+    assert inflight.unreadable_count(redis_client) == len(bad) + 1
+    assert "{nope" in redis_client.hget(inflight.UNREADABLE_KEY, "not-json")
+    redis_client.delete(inflight.LEDGER_KEY, inflight.MESSAGES_KEY, inflight.UNREADABLE_KEY)

@@ -24,14 +24,16 @@ import redis
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from sandbox import embedded
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack import embedded
 from tasks.ingest import dead_letters as dlq
 from tests.conftest import create_topics
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import contacts_with_phone, crm_chat_env, rosdomofon_env
-from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
+from tests.support.celery_worker import CeleryWorker
+from tests.support.ingest_process import IngestProcess, ingest_env
+from tests.support.kafka_records import produce, subscriber_payload
+from tests.support.simulators import contacts_with_phone, crm_chat_env, rosdomofon_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -6,6 +6,7 @@ list of a dedicated Valkey, which this test stops, starts and drains at will.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -17,11 +18,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox import embedded
+from sandbox.stack import embedded
 from tests.conftest import create_topics
-from tests.tasks.ingest_support import IngestProcess, ingest_env, produce, subscriber_payload, wait_until
+from tests.support.ingest_process import IngestProcess, ingest_env
+from tests.support.kafka_records import produce, subscriber_payload
+from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 PARTITIONS = 3
 
 
@@ -60,12 +63,17 @@ def start_ingest(
 
 
 def queued_message_ids(client: redis.Redis) -> list[str]:
-    """The Kafka message ids of the chains waiting in the ``flows`` queue."""
-    ids = []
+    """The Kafka positions (``topic:partition:offset``) of the chains waiting in the ``flows`` queue.
+
+    The message id is no longer the position (tasks.ingest.identity); the position rides along in
+    the first step's payload as ``message.kafka_position``.
+    """
+    positions = []
     for raw in client.lrange("flows", 0, -1):
-        task_id = json.loads(raw)["headers"]["id"]  # msg:<topic>:<partition>:<offset>:lookup
-        ids.append(task_id.removeprefix("msg:").removesuffix(":lookup"))
-    return ids
+        envelope = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        positions.append(kwargs["message"]["kafka_position"])
+    return positions
 
 
 def test_enqueue_failure_keeps_records_and_retries_until_redis_is_back(

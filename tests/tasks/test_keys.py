@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from clients.bitrix24 import Bitrix24Client
 from clients.bitrix24.redis_keys import RedisKeys
-from sandbox import wiring
+from sandbox.stack import wiring
 from tasks.runtime import resources, schedule
 from tasks.settings import Settings
 from tasks.state import keys
@@ -30,8 +30,10 @@ PINNED = {
     "LOCK_PREFIX": "rdb24:lock",
     "INFLIGHT_LEDGER": "rdb24:inflight",
     "INFLIGHT_MESSAGES": "rdb24:inflight:messages",
+    "INFLIGHT_UNREADABLE": "rdb24:inflight:unreadable",
     "DLQ_ITEMS": "rdb24:dlq:items",
     "DLQ_INDEX": "rdb24:dlq:index",
+    "DLQ_TRIMMABLE": "rdb24:dlq:trimmable",
     "ACCOUNTS_BY_PHONE": "rdb24:accounts:by_phone",
     "ACCOUNTS_REFRESHED_AT": "rdb24:accounts:refreshed_at",
     "SUBSCRIBER_PREFIX": "rdb24:subscriber",
@@ -100,7 +102,7 @@ def test_beat_is_configured_with_the_pinned_prefix_and_its_lock_is_found() -> No
 
 
 def test_sandbox_copies_match_the_task_layer() -> None:
-    """The simulators may not import tasks, so ``sandbox.wiring`` keeps copies for its health probes."""
+    """The simulators may not import tasks, so ``sandbox.stack.wiring`` keeps copies for its health probes."""
     assert wiring.INGEST_STATUS_PREFIX == keys.INGEST_STATUS_PREFIX
     assert wiring.REDBEAT_LOCK_PATTERN == keys.REDBEAT_LOCK_PATTERN
 

@@ -12,7 +12,7 @@ from tasks.cli.commands.catalogue import tasks_command
 from tasks.runtime.operation import REGISTRY, operation
 from tasks.runtime.queues import DECLARED, Queue
 from tasks.runtime.retry_policy import RetryOptions
-from tests.tasks import probe_tasks  # noqa: F401  (registers probe.impatient, which declares options)
+from tests.support import probe_tasks  # noqa: F401  (registers probe.impatient, which declares options)
 
 
 class Empty(BaseModel):

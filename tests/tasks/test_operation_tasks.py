@@ -28,7 +28,8 @@ from tasks.errors import DeadLetterNotFound
 from tasks.runtime import metrics
 from tasks.state import dead_letters
 from tests.conftest import _claim_free_db
-from tests.fixtures.worker import ROOT, CeleryWorker, point_app_at
+from tests.support.celery_worker import CeleryWorker, point_app_at
+from tests.support.paths import REPO_ROOT as ROOT
 from tests.tasks.test_base_task import wait_dead_letter
 
 pytestmark = pytest.mark.usefixtures("on_session_db")

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
-from sandbox.embedded import free_port
-from sandbox.redis_db import claim_database, release_database
+from sandbox.stack.embedded import free_port
+from sandbox.stack.redis_db import claim_database, release_database
 from schemas.dead_letters import DeadLetter
 from tasks.cli import status_report
 from tasks.cli.stack_settings import settings_with_overrides
 from tasks.ingest.metrics import IngestStatus, write_status
 from tasks.reconcile.report import LAST_REPORT_KEY
 from tasks.runtime import metrics
+from tasks.state import inflight
 from tasks.state.dead_letters import DeadLetterStore
+from tests.support.celery_worker import CeleryWorker
+
+RDB24 = str(Path(sys.executable).with_name("rdb24"))
 
 
 @pytest.fixture
@@ -110,3 +118,86 @@ def test_probes(client: redis.Redis, private_url: str) -> None:
     write_status(client, IngestStatus(group="g", topic="t", consumer=f"{socket.gethostname()}-1"))
     assert status_report.probe("beat", settings)[0] is True
     assert status_report.probe("ingest", settings)[0] is True
+
+
+def run_status(*args: str, redis_url: str, cwd: Path) -> subprocess.Popen[str]:
+    """``rdb24 status`` as a script runs it: its own process, no stack in ``cwd``, this Redis."""
+    return subprocess.Popen(
+        [RDB24, "status", "--run-dir", str(cwd / "var"), *args],
+        cwd=cwd, env={**os.environ, "REDIS_URL": redis_url, "COLUMNS": "160"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_the_verdict_is_the_exit_code_and_the_json_has_stable_keys(
+    client: redis.Redis, private_url: str, tmp_path: Path
+) -> None:
+    down = run_status("--json", redis_url=f"redis://127.0.0.1:{free_port()}/0", cwd=tmp_path)
+    out, _ = down.communicate(timeout=60)
+    assert down.returncode == 2
+    document = json.loads(out)
+    assert (document["status"], document["exit_code"], document["version"]) == ("unreachable", 2, 1)
+    assert [s["key"] for s in document["sections"]] == ["redis"]
+
+    started = time.monotonic()
+    attention = run_status("--json", "--wait", "1.5", "--timeout", "0.2", redis_url=private_url, cwd=tmp_path)
+    out, _ = attention.communicate(timeout=60)
+    assert attention.returncode == 1 and time.monotonic() - started >= 1.5  # looked again until time was up
+    document = json.loads(out)
+    assert set(document) == {"version", "status", "exit_code", "checked_at", "where", "sections"}
+    assert document["status"] == "attention" and document["where"] == "configured environment"
+    keys = [s["key"] for s in document["sections"]]
+    assert keys == [
+        "workers", "queues", "ingest", "dead_letters", "in_flight_entries_unreadable", "reconciliation",
+        "rate_limiter",
+    ]  # fmt: skip
+    sections = {s["key"]: s for s in document["sections"]}
+    assert not sections["workers"]["healthy"] and sections["queues"]["healthy"]
+    assert set(sections["queues"]["rows"][0]) == {"item", "value", "details"}
+
+    table = run_status("--timeout", "0.2", redis_url=private_url, cwd=tmp_path)
+    out, _ = table.communicate(timeout=60)
+    assert table.returncode == 1 and "attention: Workers, Ingest (exit 1)" in out, out
+
+
+def test_wait_returns_as_soon_as_the_system_becomes_healthy(
+    client: redis.Redis,
+    private_url: str,
+    tmp_path: Path,
+    celery_worker_factory: Callable[..., CeleryWorker],
+) -> None:
+    write_status(client, IngestStatus(group="g", topic="t", consumer="host-1"))
+    waiting = run_status("--json", "--wait", "120", "--timeout", "1", redis_url=private_url, cwd=tmp_path)
+    time.sleep(2)
+    assert waiting.poll() is None, "no worker answers yet: it must still be waiting"
+    worker = celery_worker_factory({"REDIS_URL": private_url}, queues=["reconcile"])
+    try:
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        worker.stop(timeout=15)
+    assert waiting.returncode == 0, out + err
+    document = json.loads(out)
+    assert document["status"] == "healthy"
+    workers = {s["key"]: s for s in document["sections"]}["workers"]
+    assert [row["item"] for row in workers["rows"]] == [worker.hostname]
+
+
+def test_a_full_dead_letter_store_and_unreadable_ledger_entries_ask_for_attention(
+    client: redis.Redis, private_url: str
+) -> None:
+    settings = settings_with_overrides({"REDIS_URL": private_url, "DEAD_LETTER_MAX": "1"})
+    calm = by_title(status_report.collect_status(settings, ping_timeout=0.3))
+    assert calm["Dead letters"].healthy and calm["In-flight entries unreadable"].healthy
+    store = DeadLetterStore(client, max_items=1)
+    for n in range(2):  # both carry a message: neither may be trimmed
+        store.add(
+            DeadLetter(
+                name="flows.post_to_chat", reason="unexpected", error="E", source={"message_id": f"m{n}"}
+            )
+        )
+    client.hset(inflight.UNREADABLE_KEY, "T:0:1", json.dumps({"raw": "{nope", "error": "JSONDecodeError"}))
+    sections = by_title(status_report.collect_status(settings, ping_timeout=0.3))
+    letters = sections["Dead letters"]
+    assert not letters.healthy and letters.rows[1][:2] == ("store full", "2/1")
+    unreadable = sections["In-flight entries unreadable"]
+    assert not unreadable.healthy and unreadable.rows[0][:2] == ("moved aside", "1")

@@ -63,7 +63,7 @@ def enqueue_command(name: str, payload: str, task_id: str | None, wait: float | 
 
         from tasks.runtime.app import app
 
-        result = AsyncResult(new_id, app=app).get(timeout=wait, propagate=False)
+        result: object = AsyncResult(new_id, app=app).get(timeout=wait, propagate=False)  # any JSON
         click.echo(json.dumps(result, ensure_ascii=False, default=str))
 
 

@@ -33,11 +33,51 @@ def _wait(
     return pending
 
 
+def _wait_for_stack(run_dir: Path, wait: float) -> None:
+    """Wait (as ``rdb24 status --wait``) until the stack in ``run_dir`` runs and is healthy.
+
+    ``rdb24 up`` and ``rdb24 demo`` are often started together; a stack that is still starting is
+    waited for instead of being reported as missing.
+    """
+    from tasks.cli import stack_health
+    from tasks.cli.status_report import Report, Verdict, wait_for_health
+
+    told = False
+
+    def look() -> Report:
+        nonlocal told
+        report = stack_health.look(run_dir, ping_timeout=3.0, require_stack=True)
+        if report.verdict is not Verdict.HEALTHY and not told and wait > 0:
+            click.echo(f"waiting up to {wait:g}s for the stack in {run_dir} to become healthy ...", err=True)
+            told = True
+        return report
+
+    report = wait_for_health(look, wait)
+    if report.verdict is Verdict.HEALTHY:
+        return
+    if [s.rows[0][1] for s in report.sections if s.key == "stack"] == ["not running"]:
+        raise click.ClickException(
+            f"no running stack in {run_dir} (waited {wait:g}s): start one with `make run` (rdb24 up)"
+        )
+    raise click.ClickException(
+        f"the stack in {run_dir} is not healthy after {wait:g}s ({report.verdict.name.lower()}: "
+        f"{', '.join(report.attention) or 'Redis'}); see `rdb24 status --run-dir {run_dir}`"
+    )
+
+
 @click.command()
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("var"), show_default=True)
 @click.option("--subscribers", "count", default=3, show_default=True, help="How many subscribers write.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds each stage may take.")
-def demo(run_dir: Path, count: int, timeout: float) -> None:
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=180.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a stack that is still starting may take to become healthy (as `rdb24 status --wait`).",
+)
+def demo(run_dir: Path, count: int, timeout: float, wait: float) -> None:
     """Subscribers write, operators see it in Bitrix24, an operator replies, the subscriber gets it."""
     from rich.console import Console
     from rich.markup import escape
@@ -56,6 +96,7 @@ def demo(run_dir: Path, count: int, timeout: float) -> None:
     from tasks.errors import DemoError
     from tasks.runtime import log
 
+    _wait_for_stack(run_dir, wait)
     settings, state = stack_settings(run_dir)
     if state is None or not state.ready:
         raise click.ClickException(f"no running stack in {run_dir}: start one with `make run` (rdb24 up)")

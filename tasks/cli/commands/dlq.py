@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from tasks.state.dead_letters import DeadLetterStore
 
-def _store():
+
+def _store() -> DeadLetterStore:
     from tasks.state.dead_letters import store
 
     return store()
@@ -54,7 +58,12 @@ def show_command(letter_id: str) -> None:
 @click.argument("letter_id", required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 @click.option("--name", default=None, help="With --all: only this task name.")
-def replay_command(letter_id: str | None, replay_all: bool, name: str | None) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also replay letters older than EFFECT_MARKER_TTL whose earlier post cannot be checked.",
+)
+def replay_command(letter_id: str | None, replay_all: bool, name: str | None, force: bool) -> None:
     """Re-enqueue with the original payload (a new attempt); prints 'dead letter id -> new task id'."""
     from tasks import replay
     from tasks.errors import DeadLetterNotFound
@@ -62,15 +71,20 @@ def replay_command(letter_id: str | None, replay_all: bool, name: str | None) ->
     if bool(letter_id) == replay_all:
         raise click.UsageError("give one dead letter ID, or --all")
     store = _store()
-    if replay_all:
-        replayed = replay.replay_all(store, name=name)
+    refused: dict[str, str] = {}
+    if not letter_id:  # so --all, checked above
+        replayed = replay.replay_all(store, name=name, force=force, refused=refused)
     else:
         try:
-            replayed = {letter_id: replay.replay(store, letter_id)}  # type: ignore[dict-item]
+            replayed = {letter_id: replay.replay(store, letter_id, force=force)}
         except DeadLetterNotFound:
             raise click.ClickException(f"no dead letter {letter_id}") from None
+        except replay.LateReplayError as exc:
+            raise click.ClickException(str(exc)) from None
     for old, new in replayed.items():
         click.echo(f"{old} -> {new}")
+    for old, why in refused.items():
+        click.echo(f"{old} not replayed: {why}", err=True)
 
 
 @dlq.command("delete")

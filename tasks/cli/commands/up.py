@@ -1,6 +1,6 @@
 """``rdb24 up``: the whole stack in the foreground, with a stand-in for whatever is not configured.
 
-How each outside dependency is decided (``sandbox.stack_plan.resolve_sources``):
+How each outside dependency is decided (``sandbox.stack.plan.resolve_sources``):
 
 * Redis: ``REDIS_URL`` set in the environment or ``.env`` -> used as it is (it must answer); unset ->
   the default local Redis if it answers (with a database index claimed for this stack), else a
@@ -49,9 +49,9 @@ def up(
     """Run the whole stack in the foreground; Ctrl-C stops everything."""
     from rich.console import Console
 
-    from sandbox.redis_db import redis_answers
-    from sandbox.stack import StackError, StackRunner
-    from sandbox.stack_plan import StackInputs, make_plan
+    from sandbox.stack.plan import StackInputs, make_plan
+    from sandbox.stack.redis_db import redis_answers
+    from sandbox.stack.runner import StackError, StackRunner
     from tasks.errors import SettingsError
     from tasks.settings import load_settings
 

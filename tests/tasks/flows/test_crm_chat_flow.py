@@ -3,6 +3,9 @@ simulators over HTTP)."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Callable, Iterator
 from threading import Thread
 from typing import Any
@@ -16,20 +19,18 @@ from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.state import inflight
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.flow_tasks import queues_drained, resend_stalled
+from tests.support.kafka_records import incoming
+from tests.support.simulators import (
     contacts_with_phone,
     crm_chat_env,
-    incoming,
     posts_of,
-    queues_drained,
-    resend_stalled,
     rosdomofon_env,
     subscriber_with_account,
     subscriber_without_account,
-    wait_result,
-    wait_until,
 )
+from tests.support.waiting import wait_result, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -248,7 +249,8 @@ def test_unreadable_ledger_entries_do_not_block_the_sweep(
     unique: str,
 ) -> None:
     """Entries the sweep cannot read (an unknown kind; a payload from an incompatible version) are
-    older than a lost message, so they come first: they are reported and left, the message is resent."""
+    older than a lost message, so they come first: they are moved aside and dead-lettered, the message
+    is resent."""
     abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
     message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
     lost = subscriber_message(incoming(abonent_id, phone, f"после мусора {unique}"), message_id)
@@ -264,7 +266,120 @@ def test_unreadable_ledger_entries_do_not_block_the_sweep(
         assert {strange, old} <= set(swept["unreadable"]) and message_id in swept["resent"]
         wait_result(step_task_id(message_id, "post"))
         assert len(posts_of(b24_sim, unique)) == 1
-        assert module_redis.zscore(inflight.LEDGER_KEY, strange) is not None  # left for a human
+        for key in (strange, old):  # out of the sweep's window, kept for a human
+            assert module_redis.zscore(inflight.LEDGER_KEY, key) is None
+            assert module_redis.hexists(inflight.UNREADABLE_KEY, key)
     finally:
         inflight.settle(module_redis, strange)
         inflight.settle(module_redis, old)
+        module_redis.hdel(inflight.UNREADABLE_KEY, strange, old)
+        _delete_letters_of(module_redis, {strange, old})
+
+
+def _delete_letters_of(client: redis.Redis, ledger_keys: set[str]) -> None:
+    from tasks.state.dead_letters import DeadLetterStore
+
+    store = DeadLetterStore(client)
+    for letter in store.list(limit=max(store.count(), 1)):
+        if letter.source.get("ledger_key") in ledger_keys:
+            store.delete(letter.id)
+
+
+def test_a_text_longer_than_bitrix24_keeps_is_posted_in_ordered_tagged_parts(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 0)
+    message_id = f"MESSAGES_IN_SK_SB:1700000000000:{unique}"
+    words = [f"{unique}-{i:05d}" for i in range(2500)]  # ~42,500 characters: three parts
+    message = incoming(abonent_id, phone, "\n".join(words))
+    result = wait_result(enqueue_incoming_message(message, message_id))
+    assert len(result["parts"]) == 3 and result["posted_message_id"] == result["parts"][-1]
+
+    posted = posts_of(b24_sim, unique)
+    assert [int(m["id"]) for m in posted] == result["parts"]
+    for i, post in enumerate(posted, 1):
+        assert len(post["text"]) <= 20_000 and f"({i}/3)" in post["text"]
+        assert f"rdb24:{message_id}#{i}[" in post["text"]  # each part recognisable on its own
+    assert re.findall(rf"{unique}-\d{{5}}", "".join(m["text"] for m in posted)) == words
+    assert all(
+        len(module_redis.get(k) or b"") < 2_000 for k in module_redis.scan_iter(f"rdb24:done:{message_id}:*")
+    )
+
+    # A crash right after part 3 went in: its marker still says "started", the message's is gone.
+    part3 = f"rdb24:done:{message_id}:post#3"
+    interrupted = {**json.loads(module_redis.get(part3) or "{}"), "state": "started", "result": None}
+    module_redis.set(part3, json.dumps(interrupted))
+    module_redis.delete(f"rdb24:done:{message_id}:post")
+    for key in module_redis.keys(f"celery-task-meta-msg:{message_id}:*"):
+        module_redis.delete(key)
+    wait_result(enqueue_incoming_message(message, message_id))
+    assert len(posts_of(b24_sim, unique)) == 3  # part 3's tag was found in the chat: not posted again
+
+
+def test_a_late_redelivery_whose_markers_expired_checks_the_chat_first(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    """Older than EFFECT_MARKER_TTL: no marker no longer proves "never posted"."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 1)
+    message_id = f"MESSAGES_IN_SK_SB:1700000000000:{unique}"
+    message = incoming(abonent_id, phone, f"давно {unique}")
+    fifteen_days_ago = int(time.time()) - 15 * 86400
+    wait_result(enqueue_incoming_message(message, message_id, fifteen_days_ago))
+    assert len(posts_of(b24_sim, unique)) == 1
+    # The markers expired (14 days) and so did the task results; the message comes back.
+    for key in [
+        *module_redis.keys(f"rdb24:done:{message_id}:*"),
+        *module_redis.keys(f"celery-task-meta-msg:{message_id}:*"),
+    ]:
+        module_redis.delete(key)
+    wait_result(enqueue_incoming_message(message, message_id, fifteen_days_ago))
+    assert len(posts_of(b24_sim, unique)) == 1  # found by its tag, not posted again
+
+    # A young message without markers is simply posted (no lookup needed).
+    fresh_id = f"MESSAGES_IN_SK_SB:1700000000001:{unique}"
+    wait_result(
+        enqueue_incoming_message(incoming(abonent_id, phone, f"сейчас {unique}"), fresh_id, int(time.time()))
+    )
+    assert len(posts_of(b24_sim, f"сейчас {unique}")) == 1
+
+
+def test_unreadable_ledger_entries_cannot_blind_the_resend_sweep(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    """600 entries it cannot read, older than a good stalled one: the good one is still resent."""
+    from schemas.dead_letters import DeadLetterKind
+    from tasks.state.dead_letters import DeadLetterStore
+
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 2)
+    bad = {f"bad-{unique}-{n}": "{not json" if n % 2 else '{"kind": "message"}' for n in range(600)}
+    with module_redis.pipeline() as pipe:
+        pipe.hset(inflight.MESSAGES_KEY, mapping=bad)
+        pipe.zadd(inflight.LEDGER_KEY, {key: 1.0 + n for n, key in enumerate(bad)})
+        pipe.execute()
+    message_id = f"MESSAGES_IN_SK_SB:1700000000000:{unique}"
+    lost = subscriber_message(incoming(abonent_id, phone, f"за стеной {unique}"), message_id)
+    inflight.track(module_redis, message_id, inflight.MESSAGE, lost)
+
+    swept = resend_stalled()
+    assert message_id in swept["resent"] and len(swept["unreadable"]) == 600
+    wait_result(step_task_id(message_id, "post"))
+    assert len(posts_of(b24_sim, unique)) == 1
+    assert not any(module_redis.zscore(inflight.LEDGER_KEY, key) for key in bad)  # out of the window
+    assert all(module_redis.hexists(inflight.UNREADABLE_KEY, key) for key in bad)
+    store = DeadLetterStore(module_redis)
+    letters = [d for d in store.list(limit=store.count()) if d.kind == DeadLetterKind.INFLIGHT_ENTRY]
+    assert {d.source["ledger_key"] for d in letters} >= set(bad)
+    _delete_letters_of(module_redis, set(bad))
+    module_redis.hdel(inflight.UNREADABLE_KEY, *bad)

@@ -3,6 +3,7 @@ webhook receiver process, real Redis and both simulators over HTTP (OAuth app co
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from threading import Thread
@@ -16,31 +17,28 @@ from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.bitrix24.events import build_payload
 from sandbox.bitrix24.forms import encode
 from sandbox.bitrix24.messaging import operator_message
-from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import SEND_STEP, reply_key
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.state import effects, inflight, reply_order
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
-    WebhookServer,
+from tests.support.celery_worker import CeleryWorker
+from tests.support.flow_tasks import queues_drained, resend_stalled
+from tests.support.kafka_records import incoming
+from tests.support.simulators import (
     contacts_with_phone,
-    incoming,
     openlines_env,
     posts_of,
-    queues_drained,
-    resend_stalled,
     rosdomofon_env,
-    start_webhook,
     subscriber_with_account,
     subscriber_without_account,
-    wait_result,
-    wait_until,
 )
+from tests.support.waiting import wait_result, wait_until
+from tests.support.webhook_process import WebhookServer, start_webhook
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
 ORDER_WAIT = 6.0  # seconds a reply waits for an earlier one of its dialog
@@ -403,6 +401,81 @@ def test_connector_is_set_up_again_when_the_portal_lost_it(
     )
     assert len(posts_of(b24_sim, unique)) == 1
     assert [a["active"] for a in b24_sim.openlines()["active"]] == [True]
+
+
+def _long_text(unique: str, words: int = 4000) -> tuple[str, list[str]]:
+    """About 68,000 characters: more than three Bitrix24 messages (20,000 each)."""
+    expected = [f"{unique}-{i:05d}" for i in range(words)]
+    return " ".join(expected), expected
+
+
+def test_a_text_longer_than_bitrix24_keeps_is_posted_in_ordered_parts_once(
+    worker: CeleryWorker,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    module_redis: redis.Redis,
+    unique: str,
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
+    message_id = f"MESSAGES_IN_SK_SB:1700000000000:{unique}"
+    text, words = _long_text(unique)
+    message = incoming(abonent_id, phone, text)
+    result = wait_result(enqueue_incoming_message(message, message_id))
+    parts = [f"{message_id}#{i}" for i in range(1, len(result["parts"]) + 1)]
+    assert len(parts) == 4 and result["parts"] == parts
+
+    posted = [m for m in _openline_chat(b24_sim, abonent_id)["messages"] if unique in m["text"]]
+    assert [m["external_id"] for m in posted] == parts  # each part its own id, in order
+    assert all(len(m["text"]) <= 20_000 for m in posted)
+    assert [f"({i}/4)" in m["text"] for i, m in enumerate(posted, 1)] == [True] * 4
+    assert re.findall(rf"{unique}-\d{{5}}", "".join(m["text"] for m in posted)) == words  # nothing cut
+    # Markers keep ids and hashes, never the text (Redis runs noeviction).
+    markers = list(module_redis.scan_iter(f"rdb24:done:{message_id}:*"))
+    assert len(markers) == 3 + 4  # lookup, contact, post + one per part
+    assert all(len(module_redis.get(key) or b"") < 2_000 for key in markers)
+
+    # A redelivery after the task results expired posts no part again.
+    for key in module_redis.keys(f"celery-task-meta-msg:{message_id}:*"):
+        module_redis.delete(key)
+    wait_result(enqueue_incoming_message(message, message_id))
+    assert len(posts_of(b24_sim, unique)) == 4
+
+
+def test_an_operator_reply_under_reused_portal_ids_is_another_reply(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """A portal that starts again empty (the sandbox's, on every ``make run``) reuses chat and message
+    ids: the same ids with another text are delivered; the very same event again is not."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 7)
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"Ау {unique}"), f"T:1:{unique}"))
+    outcome = b24_sim.operator_reply(f"первый {unique}", external_chat_id=f"abonent-{abonent_id}")
+
+    def replies() -> list[str]:
+        return [m.text for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+    wait_until(lambda: len(replies()) == 1, message="the first reply delivered")
+    with b24_sim.portal.lock:
+        chat = b24_sim.portal.chats[outcome["chat_id"]]
+        stored = next(m for m in chat["messages"] if m["id"] == outcome["message_id"])
+        reused = {**stored, "text": f"второй {unique}"}  # same ids, another operator message
+        body = encode(build_payload(b24_sim.portal, b24_sim.url, chat, reused, 1))
+    for _ in range(2):  # the second POST is a repeat of the reused-id event: dropped
+        posted = requests.post(
+            f"{webhook.url}/bitrix24/events",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        )
+        assert posted.status_code == 200
+    wait_until(lambda: len(replies()) == 2, message="the reply under reused ids delivered")
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
+    delivered = replies()
+    assert len(delivered) == 2 and any(f"второй {unique}" in t for t in delivered), delivered  # no third
 
 
 SEND_PATH = "/abonents-service/api/v1/messages"  # POST /messages only, not the history GET

@@ -13,25 +13,19 @@ import redis
 from clients.kafka import KafkaConfig, RosDomofonKafkaClient
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.bitrix24.messaging import operator_message
-from sandbox.embedded import free_port
 from sandbox.rosdomofon.server import RosDomofonSimulator
+from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
 from tasks.flows.operator_reply import KAFKA_SETTLE, SEND_STEP, reply_key
 from tasks.flows.texts import strip_bbcodes
 from tasks.state import effects, inflight, reply_sends
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
-    WebhookServer,
-    incoming,
-    openlines_env,
-    resend_stalled,
-    rosdomofon_env,
-    start_webhook,
-    subscriber_with_account,
-    wait_result,
-    wait_until,
-)
+from tests.support.celery_worker import CeleryWorker
+from tests.support.flow_tasks import resend_stalled
+from tests.support.kafka_records import incoming
+from tests.support.simulators import openlines_env, rosdomofon_env, subscriber_with_account
+from tests.support.waiting import wait_result, wait_until
+from tests.support.webhook_process import WebhookServer, start_webhook
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 COMPANY = "FLOWS_REPLY_SB"

@@ -16,17 +16,16 @@ import pytest
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tests.fixtures.worker import CeleryWorker
-from tests.tasks.flows.helpers import (
+from tests.support.celery_worker import CeleryWorker
+from tests.support.kafka_records import incoming
+from tests.support.simulators import (
     contacts_with_phone,
     crm_chat_env,
-    incoming,
     posts_of,
     rosdomofon_env,
     subscriber_with_account,
-    wait_result,
-    wait_until,
 )
+from tests.support.waiting import wait_result, wait_until
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from sandbox.redis_db import CLAIM_KEY, claim_database, release_database
+from sandbox.stack.redis_db import CLAIM_KEY, claim_database, release_database
 from tasks.runtime.schedule import redbeat_lock_key
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,6 +106,7 @@ def start_beat(beat_db: str, tmp_path: Path, worker_base_env: dict[str, str]) ->
         beat.kill()
 
 
+@pytest.mark.process
 @pytest.mark.timeout(120)
 def test_only_one_beat_schedules_and_a_standby_takes_over(
     start_beat: Callable[[], Beat], beat_db: str

@@ -21,7 +21,7 @@ import redis
 import requests
 import uvicorn
 
-from sandbox.embedded import free_port
+from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.state.dead_letters import DeadLetterStore
 from tasks.webhook.receiver import EVENTS_PATH, create_app
@@ -135,7 +135,8 @@ def test_reply_arriving_while_redis_is_down_is_kept_and_forwarded_by_the_next_re
         wait_for(lambda: len(up.items) == 2)
         assert up.task_ids() == [f"reply:{chat}:11", f"reply:{chat}:12"]
         wait_for(lambda: len(list(tmp_path.glob("spool-*.sqlite3"))) == 1)  # the old file removed
-    assert redis_client.get(f"rdb24:reply:enqueued:reply:{chat}:11") == "1"
+    enqueued = redis_client.get(f"rdb24:reply:enqueued:reply:{chat}:11")
+    assert enqueued is not None and len(enqueued) == 64  # the reply's fingerprint
 
 
 def test_the_same_event_twice_is_forwarded_once(

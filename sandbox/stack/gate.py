@@ -1,4 +1,4 @@
-"""``python -m sandbox.gate READY_FILE -- CMD ...``: wait until the stack is wired, then become CMD.
+"""``python -m sandbox.stack.gate READY_FILE -- CMD ...``: wait until the stack is wired, then become CMD.
 
 Honcho starts every process at once and has no dependencies between them; our roles must not start
 before the stand-ins they talk to exist (topics created, event handler bound). The runner writes the
@@ -18,7 +18,7 @@ TIMEOUT_SECONDS = 300.0
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m sandbox.gate READY_FILE -- CMD [ARGS...]", file=sys.stderr)
+        print("usage: python -m sandbox.stack.gate READY_FILE -- CMD [ARGS...]", file=sys.stderr)
         return 2
     ready_file, command = argv[0], argv[2:]
     deadline = time.monotonic() + TIMEOUT_SECONDS

@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 
 from rich.table import Table
 
-from sandbox.stack_plan import WORKERS, Source, StackPlan
-from sandbox.stack_state import ServiceRow
+from sandbox.stack.plan import WORKERS, Source, StackPlan
+from sandbox.stack.state import ServiceRow
 
 
 def _redis_display(url: str) -> str:

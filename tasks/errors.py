@@ -25,6 +25,7 @@ so each class raised inside a task sits under the category that says what should
     ScheduleError      (ValueError)    RECONCILE_CRONTAB is malformed; beat refuses to start
     UnknownTaskError   (KeyError)      `rdb24 tasks|enqueue NAME` names no task
     DeadLetterNotFound (KeyError)      `rdb24 dlq show|replay ID` names no dead letter
+    LateReplayError    (ValueError)    `rdb24 dlq replay`: older than the markers, post unverifiable
     DemoError          (RuntimeError)  `rdb24 demo` cannot run on this stack
     BodyTooLargeError  (Exception)     the webhook body is over its limit (answered 413)
     SpoolBusyError     (OSError)       a webhook spool file is held by another live receiver
@@ -149,6 +150,10 @@ class DeadLetterNotFound(KeyError):
     """No dead letter has that id (already replayed or deleted)."""
 
 
+class LateReplayError(ValueError):
+    """The letter is older than the effect markers and its post cannot be checked: replay with --force."""
+
+
 class DemoError(RuntimeError):
     """The stack cannot run the demo (not running, or not on simulators)."""
 
@@ -168,6 +173,7 @@ __all__ = [
     "IncomingMessageError",
     "InvalidPayloadError",
     "KafkaNotConfigured",
+    "LateReplayError",
     "LockBusyError",
     "OpenLinesRejectedError",
     "OpenLinesSetupError",

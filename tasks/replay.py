@@ -22,16 +22,12 @@ from typing import Any
 from loguru import logger
 
 from schemas.dead_letters import DeadLetter, DeadLetterKind
-from tasks.errors import DeadLetterNotFound
+from tasks.errors import DeadLetterNotFound, LateReplayError
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER
 from tasks.state.dead_letters import DeadLetterStore
 
 Replayer = Callable[[DeadLetter], str]
 _replayers: dict[str, Replayer] = {}
-
-
-class LateReplayError(ValueError):
-    """The letter is older than the effect markers and its post cannot be checked: replay with force."""
 
 
 def late_replay_risk(letter: DeadLetter, marker_ttl: float, now: float | None = None) -> str | None:

@@ -20,6 +20,7 @@ RAISED_OUTSIDE_TASKS = {
     errors.ScheduleError,
     errors.UnknownTaskError,
     errors.DeadLetterNotFound,
+    errors.LateReplayError,
     errors.DemoError,
     errors.BodyTooLargeError,
     errors.SpoolBusyError,

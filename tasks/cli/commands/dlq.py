@@ -66,7 +66,7 @@ def show_command(letter_id: str) -> None:
 def replay_command(letter_id: str | None, replay_all: bool, name: str | None, force: bool) -> None:
     """Re-enqueue with the original payload (a new attempt); prints 'dead letter id -> new task id'."""
     from tasks import replay
-    from tasks.errors import DeadLetterNotFound
+    from tasks.errors import DeadLetterNotFound, LateReplayError
 
     if bool(letter_id) == replay_all:
         raise click.UsageError("give one dead letter ID, or --all")
@@ -79,7 +79,7 @@ def replay_command(letter_id: str | None, replay_all: bool, name: str | None, fo
             replayed = {letter_id: replay.replay(store, letter_id, force=force)}
         except DeadLetterNotFound:
             raise click.ClickException(f"no dead letter {letter_id}") from None
-        except replay.LateReplayError as exc:
+        except LateReplayError as exc:
             raise click.ClickException(str(exc)) from None
     for old, new in replayed.items():
         click.echo(f"{old} -> {new}")

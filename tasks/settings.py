@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- Redis: Celery broker, result backend, locks, indexes, dead letters, rate limiter
+    # redis://, rediss://, unix://, or sentinel://h1:26379;sentinel://h2:26379 (tasks/runtime/redis_target.py)
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_sentinel_master: str = Field(default="", alias="REDIS_SENTINEL_MASTER")  # for sentinel:// only
 
     # --- RosDomofon REST
     rosdomofon_base_url: AnyHttpUrl = Field(
@@ -76,6 +78,13 @@ class Settings(BaseSettings):
     # Celery queues whose summed depth is compared with the marks: the chain runs on flows AND bitrix24
     # (a Bitrix24 rate limit backs up only the latter), comma-separated
     ingest_backpressure_queues: str = Field(default="flows,bitrix24", alias="INGEST_BACKPRESSURE_QUEUES")
+    # Offsets are committed only for settled messages (posted or dead-lettered; tasks/ingest/settlement.py):
+    # how often the in-flight ledger is read for that, seconds
+    ingest_settle_check_interval: float = Field(default=0.5, gt=0, alias="INGEST_SETTLE_CHECK_INTERVAL")
+    # Seconds a settlement must be old before its offset is stored (above appendfsync everysec's 1 s)
+    ingest_commit_grace: float = Field(default=2.0, ge=0, alias="INGEST_COMMIT_GRACE")
+    # Records held per partition (enqueued, offset not yet committable) above which it is paused
+    ingest_max_held: int = Field(default=20_000, gt=0, alias="INGEST_MAX_HELD")
 
     # --- Bitrix24: an incoming webhook, or an OAuth local app (needed for Open Lines)
     bitrix24_webhook_url: SecretStr = Field(default=SecretStr(""), alias="BITRIX24_WEBHOOK_URL")
@@ -165,9 +174,17 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {value[:20]!r}")
+        if not value.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            raise ValueError(
+                f"REDIS_URL must start with redis://, rediss://, unix:// or sentinel://, got {value[:20]!r}"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master(self) -> Settings:
+        if self.redis_url.startswith("sentinel://") and not self.redis_sentinel_master:
+            raise ValueError("REDIS_URL is sentinel://...: set REDIS_SENTINEL_MASTER to the master's name")
+        return self
 
     @model_validator(mode="after")
     def _countdowns_below_visibility(self) -> Settings:

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from tasks.runtime import redis_target
 from tasks.settings import Settings
 from tasks.state import gauges, inflight, keys
 
@@ -166,6 +167,8 @@ def ingest(client: redis.Redis) -> Section:
             age = time.time() - float(status.get("heartbeat", 0))
             lag = sum(int(v) for v in (status.get("lag") or {}).values())
             partitions = len(status.get("assigned") or [])
+            # Offsets wait for settled messages: what a restart of this process would read again.
+            held = sum(int(v) for v in (status.get("held") or {}).values())
             state = "paused (backpressure)" if status.get("paused") else "consuming"
             if age > INGEST_STALE_SECONDS:
                 state, section.healthy = f"stale ({age:.0f}s)", False
@@ -174,7 +177,8 @@ def ingest(client: redis.Redis) -> Section:
                     str(status.get("consumer", "?")),
                     f"lag {lag}",
                     f"{state}; consumed {status.get('consumed', 0)}, enqueued {status.get('enqueued', 0)}, "
-                    f"dead letters {status.get('dead_letters', 0)}; partitions {partitions}",
+                    f"dead letters {status.get('dead_letters', 0)}; partitions {partitions}; "
+                    f"uncommitted {held} ({status.get('unsettled', 0)} not yet posted)",
                 )
             )
 
@@ -270,7 +274,7 @@ def rate_limiter(client: redis.Redis, settings: Settings) -> Section:
 
 
 def collect_status(settings: Settings, ping_timeout: float = 1.0) -> list[Section]:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    client = redis_target.from_settings(settings).client(socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
@@ -299,7 +303,7 @@ def probe(role: str, settings: Settings) -> tuple[bool, str]:
     """Container health probes: is this role doing its job (not just "is the process up")."""
     import socket
 
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    client = redis_target.from_settings(settings).client(socket_connect_timeout=2, socket_timeout=5)
     if role == "beat":
         held = beat_lock_ttl(client) > 0
         return held, "RedBeat lock held" if held else "no scheduler holds the RedBeat lock"

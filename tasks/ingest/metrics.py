@@ -52,6 +52,17 @@ class IngestMetrics:
             labels,
             registry=self.registry,
         )
+        self.reenqueued = Counter(
+            "rdb24_ingest_chains_reenqueued",
+            "Held records Redis had forgotten (restarted from an older snapshot), enqueued again",
+            labels,
+            registry=self.registry,
+        )
+        self.unsettled = Gauge(
+            "rdb24_ingest_unsettled_records",
+            "Records enqueued whose message is not posted or dead-lettered yet (offsets not committed)",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "rdb24_ingest_consumer_lag",
             "Records behind the partition end (committed offset)",
@@ -96,10 +107,13 @@ class IngestStatus:
     enqueued: int = 0
     dead_letters: int = 0
     enqueue_failures: int = 0
+    reenqueued: int = 0
+    unsettled: int = 0  # records enqueued and not settled yet, all partitions
     paused: bool = False
     queue_depth: int | None = None
     assigned: list[str] = field(default_factory=list)
     backlog: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # per partition: records whose offset waits
     lag: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -14,14 +14,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from loguru import logger
 
 from clients.kafka import ConfirmedProducer, GroupConsumer, KafkaConfig
 from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.metrics import IngestMetrics, IngestStatus
+from tasks.ingest.settlement import SettledOffsets
 from tasks.ingest.worker import Enqueue, IngestWorker
+from tasks.runtime import redis_target
 from tasks.runtime.kafka_setup import kafka_config
 from tasks.settings import Settings, get_settings
 from tasks.state.dead_letters import DeadLetterStore
@@ -41,7 +42,7 @@ def build_worker(
     *,
     enqueue: Enqueue | None = None,
 ) -> tuple[IngestWorker, GroupConsumer]:
-    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis_client = redis_target.from_settings(settings).client(socket_timeout=5, socket_connect_timeout=5)
     metrics = IngestMetrics()
     metrics.serve(settings.ingest_metrics_port)
     topic = config.topics.messages_in
@@ -63,6 +64,9 @@ def build_worker(
         status=IngestStatus(group=config.effective_group_id, topic=topic),
         status_redis=redis_client,
         retry_backoff_max=settings.ingest_retry_backoff_max,
+        settled=SettledOffsets(grace=settings.ingest_commit_grace, max_held=settings.ingest_max_held),
+        ledger_redis=redis_client,
+        settle_check_interval=settings.ingest_settle_check_interval,
     )
     extra: dict[str, Any] = {}
     if settings.ingest_stats_interval_ms:

@@ -2,8 +2,10 @@
 
 Per record: decode -> enqueue the chain with the record's identity (:mod:`tasks.ingest.identity`:
 topic, record timestamp and value hash; the ``topic:partition:offset`` position rides along as
-provenance) -> store the offset. A record
-that cannot be read goes to the dead-letter topic first, then its offset is stored. When enqueueing
+provenance) -> hold it until its message is settled (posted or dead-lettered) -> store the offset
+(:mod:`tasks.ingest.settlement`: Redis having accepted a chain is not enough, it may restart without
+it). A record that cannot be read goes to the dead-letter topic first, then its offset is stored in
+turn. When enqueueing
 fails (Redis down) the record is kept in a per-partition backlog, that partition is paused (the
 consumer keeps polling, so it stays in the group), and the backlog is retried with capped exponential
 backoff; later records of the partition queue up behind it, so offsets are never stored out of order
@@ -39,6 +41,7 @@ from tasks.ingest.backpressure import Backpressure
 from tasks.ingest.dead_letters import DeadLetterSink
 from tasks.ingest.identity import RecordIdentity, identify
 from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, write_status
+from tasks.ingest.settlement import SettledOffsets
 from tasks.runtime import metrics as shared_metrics
 
 # (message: KafkaIncomingMessage, message_id: str, *, sent_at: int | None, fingerprint: str, position: str)
@@ -80,6 +83,9 @@ class IngestWorker:
         status: IngestStatus,
         status_redis: redis.Redis | None = None,
         retry_backoff_max: float = 30.0,
+        settled: SettledOffsets | None = None,
+        ledger_redis: redis.Redis | None = None,
+        settle_check_interval: float = 0.5,
     ) -> None:
         self.enqueue = enqueue
         self.dead_letters = dead_letters
@@ -89,15 +95,29 @@ class IngestWorker:
         self.status_redis = status_redis
         self.retry_backoff_max = retry_backoff_max
         self.backlogs: dict[TopicPart, Backlog] = {}
+        # None (tests of the loop alone): offsets are stored as soon as Redis accepted the chain
+        self.settled = settled
+        self.ledger_redis = ledger_redis
+        self.settle_check_interval = settle_check_interval
         self.consumer: GroupConsumer | None = None
         self._next_status = 0.0
+        self._next_settle_check = 0.0
 
     # --- rebalance ----------------------------------------------------------------------------------
     def on_assigned(self, parts: list[TopicPart]) -> None:
         for part in parts:
             self.backlogs.pop(part, None)
+        if self.settled is not None:
+            self.settled.forget(parts)
 
     def on_revoked(self, parts: list[TopicPart], *, lost: bool) -> None:
+        if self.settled is not None:
+            if not lost:  # store what settled meanwhile; the consumer commits right after this
+                self.commit_settled()
+            held = sum(self.settled.count(p) for p in parts)
+            if held:
+                logger.info("{} unsettled records of {} left to be read again", held, parts)
+            self.settled.forget(parts)
         for part in parts:
             dropped = self.backlogs.pop(part, None)
             if dropped and dropped.records:
@@ -121,21 +141,13 @@ class IngestWorker:
             self._sync_pauses()
 
     def _process(self, msg: Message) -> bool:
-        """True once the record's chain (or its dead letter) was accepted and its offset stored."""
+        """True once the record's chain (or its dead letter) was accepted (and held, or its offset stored)."""
         assert self.consumer is not None
         topic = Delivered.of(msg).topic
         identity = record_identity(msg)
         message_id = identity.message_id
-        millis = _timestamp_ms(msg)
         try:
-            message = decode_incoming(msg.value())
-            self.enqueue(
-                message,
-                message_id,
-                sent_at=millis // 1000 if millis is not None else None,
-                fingerprint=identity.fingerprint,
-                position=identity.position,
-            )
+            self._enqueue(msg, identity)
         except (PoisonRecordError, FixInputError, ValidationError, ValueError) as exc:
             return self._dead_letter(msg, exc)
         except Exception as exc:  # the broker (Redis) is down or refused: retry, never drop
@@ -146,11 +158,38 @@ class IngestWorker:
                 message_id, identity.position, type(exc).__name__, exc,
             )  # fmt: skip
             return False
-        self.consumer.store(msg)
+        if self.settled is None:
+            self.consumer.store(msg)
+        else:
+            self.settled.enqueued(msg, message_id)
         self.metrics.enqueued.labels(topic).inc()
         shared_metrics.MESSAGES_INGESTED.inc(topic=topic)  # fleet-wide total in Redis (never raises)
         self.status.enqueued += 1
         logger.debug("enqueued chain for {} ({})", message_id, identity.position)
+        return True
+
+    def _enqueue(self, msg: Message, identity: RecordIdentity) -> None:
+        millis = _timestamp_ms(msg)
+        message = decode_incoming(msg.value())
+        self.enqueue(
+            message,
+            identity.message_id,
+            sent_at=millis // 1000 if millis is not None else None,
+            fingerprint=identity.fingerprint,
+            position=identity.position,
+        )
+
+    def _reenqueue(self, msg: Message) -> bool:
+        """A held record Redis forgot (restarted from an older snapshot): publish its chain again."""
+        identity = record_identity(msg)
+        message_id = identity.message_id
+        try:
+            self._enqueue(msg, identity)
+        except Exception as exc:  # decoded fine the first time: Redis is refusing again
+            logger.warning("re-enqueue of {} failed, will retry: {}: {}", message_id, type(exc).__name__, exc)
+            return False
+        self.metrics.reenqueued.labels(msg.topic()).inc()
+        self.status.reenqueued += 1
         return True
 
     def _dead_letter(self, msg: Message, error: Exception) -> bool:
@@ -160,7 +199,10 @@ class IngestWorker:
         except (RetryLaterError, KafkaClientError, redis.RedisError, RuntimeError) as exc:
             logger.warning("dead letter of {}:{} not accepted yet: {}", msg.topic(), msg.offset(), exc)
             return False
-        self.consumer.store(msg)
+        if self.settled is None:
+            self.consumer.store(msg)
+        else:
+            self.settled.dead_lettered(msg)
         self.metrics.dead_letters.labels(msg.topic()).inc()
         self.status.dead_letters += 1
         return True
@@ -176,6 +218,9 @@ class IngestWorker:
         for part, backlog in list(self.backlogs.items()):
             if backlog.retry_at <= now:
                 self._drain(part, backlog)
+        if now >= self._next_settle_check:
+            self._next_settle_check = now + self.settle_check_interval
+            self.commit_settled()
         self._sync_pauses()
         if now >= self._next_status:
             self._next_status = now + STATUS_INTERVAL
@@ -190,12 +235,22 @@ class IngestWorker:
         del self.backlogs[part]
         logger.info("partition {} caught up after {} failed attempts", part, backlog.failures)
 
+    def commit_settled(self) -> None:
+        """Read settlement from Redis, re-enqueue what it forgot, store the settled prefixes' offsets."""
+        if self.settled is None or self.consumer is None:
+            return
+        if self.ledger_redis is not None:
+            self.settled.check(self.ledger_redis, self._reenqueue)
+        for msg in self.settled.committable():
+            self.consumer.store(msg)
+
     def _sync_pauses(self) -> None:
         consumer = self.consumer
         if consumer is None:
             return
         overloaded = self.backpressure.check() if self.backpressure is not None else False
-        wanted = set(consumer.assignment) if overloaded else set(self.backlogs) & consumer.assignment
+        blocked = set(self.backlogs) | (self.settled.full() if self.settled is not None else set())
+        wanted = set(consumer.assignment) if overloaded else blocked & consumer.assignment
         consumer.pause(wanted - consumer.paused)
         consumer.resume(consumer.paused - wanted)
         self.metrics.paused.set(1 if overloaded else 0)
@@ -221,6 +276,10 @@ class IngestWorker:
         if self.consumer is not None:
             self.status.assigned = sorted(f"{t}:{p}" for t, p in self.consumer.assignment)
         self.status.backlog = {f"{t}:{p}": len(b.records) for (t, p), b in self.backlogs.items()}
+        if self.settled is not None:
+            self.status.held = {f"{t}:{p}": len(q) for (t, p), q in self.settled.held.items() if q}
+            self.status.unsettled = self.settled.unsettled()
+            self.metrics.unsettled.set(self.status.unsettled)
         if self.status_redis is not None:
             write_status(self.status_redis, self.status)
 
@@ -232,5 +291,12 @@ class IngestWorker:
             run(consumer, self.on_message, stop, tick=self.tick, poll_timeout=0.2)
         finally:
             self.backlogs.clear()
+            if not consumer.closed:
+                try:  # the settled prefix goes with close()'s commit; the rest is read again
+                    self.commit_settled()
+                except Exception as exc:
+                    logger.warning("settled offsets not stored at shutdown: {}", exc)
+            if self.settled is not None:
+                self.settled.clear()
             consumer.close()
             self.publish_status()

@@ -18,7 +18,7 @@ from celery import Celery, signals
 from celery.app.amqp import AMQP, task_message
 from kombu import Queue as KombuQueue
 
-from tasks.runtime import broker
+from tasks.runtime import broker, redis_target
 from tasks.runtime.publishing import PUBLISH_RETRY_POLICY
 from tasks.runtime.queues import DEFAULT_QUEUE, Queue, route_task
 
@@ -52,7 +52,10 @@ def celery_config() -> dict[str, Any]:
     except SettingsError as exc:
         print(f"rdb24: {exc}", file=sys.stderr)
         raise
+    target = redis_target.from_settings(settings)
     transport = {
+        # sentinel:// URLs: kombu and Celery find the master by this name (tasks/runtime/redis_target.py)
+        **target.transport_options(),
         # A message fetched but not acked is redelivered after this; it must exceed every retry
         # countdown (held as an ETA message in worker memory) or the retry runs twice. Same value on
         # every process: the restore sweep uses its own process's value.

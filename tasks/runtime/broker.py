@@ -10,8 +10,9 @@ shutdown restore. Only a worker killed while Redis is still down loses it, and t
 Also, closing a channel after a connection loss no longer kills the worker process (see
 :meth:`Channel._connparams`).
 
-Installed for the ``redis``/``rediss`` schemes by :func:`install` (called when ``tasks.runtime.app`` is
-imported), so every process of ours gets it while URLs, ``as_uri()`` and Flower stay unchanged.
+Installed for the ``redis``/``rediss`` schemes, and ``sentinel`` (:class:`SentinelTransport`), by
+:func:`install` (called when ``tasks.runtime.app`` is imported), so every process of ours gets it while
+URLs, ``as_uri()`` and Flower stay unchanged.
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ class QoS(kombu_redis.QoS):
         return super().restore_unacked(client)
 
 
-class Channel(kombu_redis.Channel):
-    QoS = QoS
+class _ClosedConnectionGuard:
+    """Shared by the plain and the Sentinel channel (see :meth:`_connparams`)."""
+
+    connection: Any
     connection_errors: tuple[type[BaseException], ...]  # set by kombu from the transport's
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
@@ -95,8 +98,22 @@ class Channel(kombu_redis.Channel):
         return super()._connparams(asynchronous)  # type: ignore[misc]  # private, absent from the kombu stubs
 
 
+class Channel(_ClosedConnectionGuard, kombu_redis.Channel):
+    QoS = QoS
+
+
+class SentinelChannel(_ClosedConnectionGuard, kombu_redis.SentinelChannel):
+    """``sentinel://`` URLs: the master found through Sentinel, with the same stranded-message rescue."""
+
+    QoS = QoS
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
 
 
 def stranded_count() -> int:
@@ -106,11 +123,15 @@ def stranded_count() -> int:
 
 
 def install() -> None:
-    """Make the ``redis`` and ``rediss`` schemes resolve to :class:`Transport` in this process."""
-    for scheme in ("redis", "rediss"):
-        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+    """Make the ``redis``/``rediss`` (``sentinel``) schemes resolve to our transports in this process."""
+    for scheme, transport in (
+        ("redis", "Transport"),
+        ("rediss", "Transport"),
+        ("sentinel", "SentinelTransport"),
+    ):
+        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:{transport}"
         # Resolved before install: resolve again (a private cache, absent from the kombu stubs).
         kombu_transport._transport_cache.pop(scheme, None)  # type: ignore[attr-defined]
 
 
-__all__ = ["Channel", "QoS", "Transport", "install", "stranded_count"]
+__all__ = ["Channel", "QoS", "SentinelChannel", "SentinelTransport", "Transport", "install", "stranded_count"]

@@ -38,9 +38,10 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
+        from tasks.runtime import redis_target
         from tasks.settings import get_settings
 
-        _client = redis.Redis.from_url(get_settings().redis_url, decode_responses=True)
+        _client = redis_target.from_settings(get_settings()).client(decode_responses=True)
     return _client
 
 

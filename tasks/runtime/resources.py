@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 from loguru import logger
 
+from tasks.runtime import redis_target
 from tasks.settings import Settings, get_settings
 from tasks.state import keys
 
@@ -42,7 +43,7 @@ def _cached(name: str, build: Callable[[], T]) -> T:
 
 def redis_client() -> redis.Redis:
     """Redis (decoded strings) for locks, indexes, markers, dead letters and the rate limiter."""
-    return _cached("redis", lambda: redis.Redis.from_url(get_settings().redis_url, decode_responses=True))
+    return _cached("redis", lambda: redis_target.from_settings(get_settings()).client(decode_responses=True))
 
 
 def rosdomofon_api() -> RosDomofonAPI:
@@ -94,7 +95,9 @@ def build_bitrix24_client(settings: Settings) -> Bitrix24Client:
     # rate_limit_retries=0: a refused call becomes a task retry with a countdown instead of a sleep
     # that holds a worker slot; the task layer owns retries (tasks.runtime.retry_policy).
     return Bitrix24Client(
-        bitrix24_config(settings), redis=redis.Redis.from_url(settings.redis_url), rate_limit_retries=0
+        bitrix24_config(settings),
+        redis=redis_target.from_settings(settings).client(),
+        rate_limit_retries=0,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol, cast
 from celery.schedules import crontab
 
 from tasks.errors import ScheduleError
+from tasks.runtime import redis_target
 from tasks.runtime.queues import Queue
 from tasks.settings import Settings, get_settings
 from tasks.state import keys
@@ -141,7 +142,7 @@ def beat_defaults(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "beat_schedule": beat_schedule(settings),
         "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": settings.redis_url,
+        **redis_target.from_settings(settings).redbeat_config(),  # plain URL, or RedBeat's sentinel form
         "redbeat_key_prefix": REDBEAT_KEY_PREFIX,
         "redbeat_lock_timeout": lock_timeout,
         # The active beat extends its lock each tick; ticking 5x per timeout keeps it safely held,

@@ -18,6 +18,11 @@ Redis layout: ``rdb24:inflight`` (sorted set, member = key, score = when tracked
 The payload is the one copy of the work the sweep can publish again, so it keeps the message text;
 effect markers keep ids and hashes only.
 
+Settling also leaves a receipt, ``rdb24:inflight:settled:<key>`` = when (unix seconds), kept
+``SETTLED_RECEIPT_TTL``. The Kafka ingest worker commits a record's offset only once it has seen that
+receipt (:func:`settlement`): an entry merely *missing* from the ledger may be one that a Redis restarted
+from an older snapshot never had, and committing past it would lose the message for good.
+
 An entry the sweep cannot read (not JSON, no kind, a payload of an incompatible version, or a ledger
 member without its payload) would keep its old score and, oldest first, fill every sweep's window
 until no good entry behind it is ever resent. :func:`move_aside` takes it out of the ledger into
@@ -29,7 +34,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, cast
 
 import redis
@@ -42,6 +49,17 @@ MESSAGES_KEY = keys.INFLIGHT_MESSAGES
 UNREADABLE_KEY = keys.INFLIGHT_UNREADABLE
 MESSAGE = "message"  # a subscriber message's chain (key: its Kafka message id)
 REPLY = "reply"  # an operator reply's delivery (key: reply:<im chat id>:<im message id>)
+SETTLED_PREFIX = keys.INFLIGHT_SETTLED_PREFIX
+# Receipts outlive any uncommitted Kafka tail by far; an expired one only costs a harmless re-enqueue.
+SETTLED_RECEIPT_TTL = 2 * 24 * 3600
+
+
+class Settlement(StrEnum):
+    """What Redis says about one key the ingest worker enqueued."""
+
+    IN_FLIGHT = "in_flight"  # in the ledger: the chain (or the resend sweep) will finish it
+    SETTLED = "settled"  # posted or dead-lettered: its offset may be committed
+    UNKNOWN = "unknown"  # neither: Redis lost the entry (restarted from an older snapshot): enqueue again
 
 
 @dataclass(frozen=True)
@@ -67,11 +85,35 @@ def track(client: redis.Redis, key: str, kind: str, payload: BaseModel) -> None:
 
 
 def settle(client: redis.Redis, key: str) -> None:
-    """Done, or accounted for in the dead-letter store: nothing left to watch."""
-    with client.pipeline() as pipe:
+    """Done, or accounted for in the dead-letter store: nothing left to watch; leave the receipt."""
+    with client.pipeline() as pipe:  # MULTI/EXEC: the entry never disappears without its receipt
         pipe.zrem(LEDGER_KEY, key)
         pipe.hdel(MESSAGES_KEY, key)
+        pipe.set(receipt_key(key), f"{time.time():.3f}", ex=SETTLED_RECEIPT_TTL)
         pipe.execute()
+
+
+def receipt_key(key: str) -> str:
+    return f"{SETTLED_PREFIX}:{key}"
+
+
+def settlement(client: redis.Redis, keys_: Sequence[str]) -> list[tuple[Settlement, float | None]]:
+    """For each key: in flight, settled (with when, unix seconds) or unknown; one round trip."""
+    if not keys_:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        pipe.mget([receipt_key(k) for k in keys_])
+        pipe.zmscore(LEDGER_KEY, list(keys_))
+        receipts, scores = pipe.execute()
+    found: list[tuple[Settlement, float | None]] = []
+    for receipt, score in zip(receipts, scores, strict=True):
+        if receipt is not None:
+            found.append((Settlement.SETTLED, float(receipt)))
+        elif score is not None:
+            found.append((Settlement.IN_FLIGHT, None))
+        else:
+            found.append((Settlement.UNKNOWN, None))
+    return found
 
 
 def stalled(client: redis.Redis, older_than: float, limit: int = 500) -> list[InFlight]:
@@ -153,12 +195,17 @@ __all__ = [
     "MESSAGE",
     "MESSAGES_KEY",
     "REPLY",
+    "SETTLED_PREFIX",
+    "SETTLED_RECEIPT_TTL",
     "UNREADABLE_KEY",
     "InFlight",
+    "Settlement",
     "count",
     "move_aside",
     "oldest_age",
+    "receipt_key",
     "settle",
+    "settlement",
     "stalled",
     "track",
     "unreadable_count",

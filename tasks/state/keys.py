@@ -32,6 +32,9 @@ INFLIGHT_LEDGER = "rdb24:inflight"
 INFLIGHT_MESSAGES = "rdb24:inflight:messages"
 # hash: ledger entries the resend sweep could not read, moved aside (also dead-lettered)
 INFLIGHT_UNREADABLE = "rdb24:inflight:unreadable"
+# string <prefix>:<ledger key>: when it was settled (unix seconds), expiring; the ingest worker commits a
+# Kafka offset only after it saw this (absence from the ledger alone may be Redis having lost it)
+INFLIGHT_SETTLED_PREFIX = "rdb24:inflight:settled"
 
 # --- tasks.state.dead_letters: the dead-letter store
 # hash: dead-letter id -> DeadLetter JSON
@@ -136,6 +139,7 @@ __all__ = [
     "DONE_PREFIX",
     "INFLIGHT_LEDGER",
     "INFLIGHT_MESSAGES",
+    "INFLIGHT_SETTLED_PREFIX",
     "INFLIGHT_UNREADABLE",
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",

@@ -353,7 +353,7 @@ def test_sigterm_finishes_commits_and_exits_zero(
     bootstrap, topic = lane.bootstrap, lane.topic
     tag = f"term{uuid.uuid4().hex[:6]}"
     port = embedded.free_port()
-    ingest = ingest_factory(lane, INGEST_METRICS_PORT=str(port))
+    ingest = ingest_factory(lane, INGEST_METRICS_PORT=str(port), INGEST_COMMIT_GRACE="0")
     ingest.wait_assigned(module_redis)
     sent = produce(bootstrap, topic, payloads(subscribers(rd_sim, 5), tag, 30), partitions=PARTITIONS)
     ends = {p: max(o for q, o in sent if q == p) + 1 for p in range(PARTITIONS)}
@@ -364,9 +364,12 @@ def test_sigterm_finishes_commits_and_exits_zero(
     assert f'rdb24_ingest_records_consumed_total{{topic="{topic}"}} 30.0' in metrics
     assert f'rdb24_ingest_chains_enqueued_total{{topic="{topic}"}} 30.0' in metrics
     assert "rdb24_ingest_paused 0.0" in metrics
+    # Offsets wait for the posts (tasks/ingest/settlement.py); once every message is posted, SIGTERM
+    # commits them all.
+    wait_until(all_posted(b24_sim, tag, 30), 60, "posts")
+    wait_until(lambda: (ingest.status(module_redis) or {}).get("unsettled") == 0, 30, "all settled")
     assert ingest.terminate(timeout=25) == 0, ingest.logs()[-3000:]
     assert committed_offsets(bootstrap, lane.group, topic) == ends, ingest.logs()[-3000:]
-    wait_until(all_posted(b24_sim, tag, 30), 60, "posts")
     assert_exactly_once(b24_sim, tag, 30)
 
 

@@ -11,14 +11,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from confluent_kafka import Consumer, TopicPartition
 
 from sandbox.stack import embedded
+from tasks.state import inflight
 from tests.conftest import create_topics
 from tests.support.ingest_process import IngestProcess, ingest_env
 from tests.support.kafka_records import produce, subscriber_payload
@@ -193,3 +196,109 @@ def test_dead_letter_topic_refused_keeps_the_record_in_the_redis_store(
 
     again = wait_until(dead_again, 60, "the replayed record dead-lettered again")
     assert again[0]["payload"] == mine[0]["payload"]
+
+
+# --- offsets wait for settlement (tasks/ingest/settlement.py) -------------------------------------------
+
+SETTLE_FAST = {"INGEST_COMMIT_GRACE": "0", "INGEST_SETTLE_CHECK_INTERVAL": "0.1"}
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (negative: nothing committed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def test_offsets_are_committed_only_up_to_the_oldest_unsettled_message(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    """No Celery worker runs, so nothing is posted: Redis accepting the chains must not commit them."""
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0", decode_responses=True)
+    ingest, topic = start_ingest(**SETTLE_FAST)
+    ingest.wait_assigned(client)
+    group = ingest.env["KAFKA_GROUP_ID"]
+    sent = produce(
+        kafka_bootstrap,
+        topic,
+        [subscriber_payload(900001, 79131234567, 1, f"held {i}") for i in range(12)],
+        partitions=PARTITIONS,
+    )
+    ids = [f"{topic}:{p}:{o}" for p, o in sent]
+    wait_until(lambda: set(ids) <= set(queued_message_ids(client)), 60, "every chain enqueued")
+    wait_until(lambda: (ingest.status(client) or {}).get("unsettled") == len(ids), 30, "held records")
+    # Settle the first two records of each partition and the fourth (a gap at the third).
+    by_partition: dict[int, list[int]] = {}
+    for p, o in sent:
+        by_partition.setdefault(p, []).append(o)
+    for p, offsets in by_partition.items():
+        for o in (offsets[0], offsets[1], offsets[3]):
+            inflight.settle(client, f"{topic}:{p}:{o}")
+    expected = {p: offsets[2] for p, offsets in by_partition.items()}  # next to read: the unsettled third
+    assert ingest.terminate(timeout=25) == 0, ingest.logs()[-3000:]
+    assert committed_offsets(kafka_bootstrap, group, topic) == expected, ingest.logs()[-3000:]
+
+
+def test_chains_redis_forgot_are_enqueued_again(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    """Redis loses its data after accepting the chains (a restart from an older snapshot): the ingest
+    worker, still holding their offsets, finds them neither in flight nor settled and publishes them
+    again; a settled one is not."""
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0", decode_responses=True)
+    ingest, topic = start_ingest(**SETTLE_FAST)
+    ingest.wait_assigned(client)
+    sent = produce(
+        kafka_bootstrap,
+        topic,
+        [subscriber_payload(900001, 79131234567, 1, f"forgotten {i}") for i in range(9)],
+        partitions=PARTITIONS,
+    )
+    ids = [f"{topic}:{p}:{o}" for p, o in sent]
+    wait_until(lambda: set(ids) <= set(queued_message_ids(client)), 60, "every chain enqueued")
+    done = ids[0]
+    inflight.settle(client, done)
+    wait_until(lambda: (ingest.status(client) or {}).get("unsettled") == len(ids) - 1, 30, "one settled")
+    with client.pipeline() as pipe:  # one MULTI, so the ingest worker never sees the gap between
+        pipe.flushall()  # everything Redis held is gone, receipts included...
+        pipe.set(inflight.receipt_key(done), str(time.time()))  # ...except this one, which reached disk
+        pipe.execute()
+    again = wait_until(lambda: set(ids[1:]) <= set(queued_message_ids(client)), 60, "chains enqueued again")
+    assert again
+    assert done not in queued_message_ids(client)
+    assert sorted(queued_message_ids(client)) == sorted(ids[1:]), "a chain was enqueued twice"
+    status = wait_until(lambda: ingest.status(client), 10, "status")
+    assert status["reenqueued"] == len(ids) - 1
+    assert inflight.count(client) == len(ids) - 1
+
+
+def test_a_partition_holding_max_held_records_pauses_until_its_oldest_settles(
+    kafka_bootstrap: str,
+    broker_redis: embedded.EmbeddedServer,
+    start_ingest: Callable[..., tuple[IngestProcess, str]],
+) -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{broker_redis.port}/0", decode_responses=True)
+    ingest, topic = start_ingest(INGEST_MAX_HELD="3", **SETTLE_FAST)
+    ingest.wait_assigned(client)
+    sent = produce(
+        kafka_bootstrap,
+        topic,
+        [subscriber_payload(900001, 79131234567, 1, f"capped {i}") for i in range(5 * PARTITIONS)],
+        partitions=PARTITIONS,
+    )
+    wait_until(lambda: len(queued_message_ids(client)) >= 3 * PARTITIONS, 60, "three chains per partition")
+    time.sleep(2)  # time enough to enqueue more, were the partitions not paused
+    held = queued_message_ids(client)
+    assert len(held) == 3 * PARTITIONS, held
+    first = min(o for p, o in sent if p == 0)
+    inflight.settle(client, f"{topic}:0:{first}")
+    wait_until(lambda: len(queued_message_ids(client)) == 3 * PARTITIONS + 1, 30, "partition 0 resumed")
+    time.sleep(1)
+    assert len(queued_message_ids(client)) == 3 * PARTITIONS + 1  # one settled, one more in; the rest wait

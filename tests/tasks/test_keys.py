@@ -31,6 +31,7 @@ PINNED = {
     "INFLIGHT_LEDGER": "rdb24:inflight",
     "INFLIGHT_MESSAGES": "rdb24:inflight:messages",
     "INFLIGHT_UNREADABLE": "rdb24:inflight:unreadable",
+    "INFLIGHT_SETTLED_PREFIX": "rdb24:inflight:settled",
     "DLQ_ITEMS": "rdb24:dlq:items",
     "DLQ_INDEX": "rdb24:dlq:index",
     "DLQ_TRIMMABLE": "rdb24:dlq:trimmable",

@@ -29,6 +29,7 @@ from tasks.runtime import metrics
 from tasks.runtime.headers import MESSAGE_HEADER
 from tasks.runtime.kafka_setup import kafka_client
 from tasks.runtime.operation import operation
+from tasks.runtime.publishing import QUICK_PUBLISH_RETRY_POLICY
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client, rosdomofon_api
 from tasks.settings import ReplyTransport, Settings, get_settings
@@ -259,8 +260,13 @@ def enqueue_operator_reply(payload: OperatorReplyPayload, task_id: str) -> Any:
     reply_order.join(
         cache, payload.chat_id, task_id, payload.im_message_id, ttl=get_settings().effect_marker_ttl
     )
+    # Every caller tries again itself (the receiver's drain loop, the resend sweep, the offline poll):
+    # fail fast like start_chain rather than hold a spool row for a minute of kombu retries.
     return deliver_operator_reply.apply_async(
-        kwargs=payload.model_dump(mode="json"), task_id=task_id, headers={MESSAGE_HEADER: task_id}
+        kwargs=payload.model_dump(mode="json"),
+        task_id=task_id,
+        headers={MESSAGE_HEADER: task_id},
+        retry_policy=QUICK_PUBLISH_RETRY_POLICY,
     )
 
 

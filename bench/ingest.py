@@ -51,7 +51,7 @@ from tests.support.celery_worker import CeleryWorker, point_app_at  # noqa: E402
 from tests.support.ingest_process import IngestProcess, ingest_env  # noqa: E402
 from tests.support.kafka_records import produce, subscriber_payload  # noqa: E402
 
-TAG = re.compile(r"\[bench:(\d+)\]")
+TAG = re.compile(r"\[\u2060?bench:(\d+)\]")  # a word joiner follows "[" in posted subscriber text
 
 
 def message_mix(sim: RosDomofonSimulator, n: int, seed: int = 5) -> list[tuple[int, int, int]]:

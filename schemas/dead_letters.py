@@ -27,6 +27,7 @@ class DeadLetterReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors outlasted the retry budget
     UNEXPECTED = "unexpected"  # an error no category covers (a bug): fix, then replay
     UNREADABLE = "unreadable"  # a Kafka record that could not be decoded
+    WORKER_CRASHED = "worker_crashed"  # its task killed the worker process MAX_WORKER_CRASHES times
 
 
 class DeadLetter(BaseModel):

@@ -24,6 +24,13 @@ class FlowModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _seconds(sent_at: float | None) -> str:
+    """``sent_at`` as the fingerprint has always spelled it: whole seconds without a decimal point."""
+    if sent_at is None or not float(sent_at).is_integer():
+        return str(sent_at)
+    return str(int(sent_at))
+
+
 class SubscriberMessage(FlowModel):
     """One subscriber message from ``MESSAGES_IN_<company>``, reduced to what the flow needs."""
 
@@ -34,7 +41,11 @@ class SubscriberMessage(FlowModel):
     phone: PhoneStr
     company_id: int | None = None
     text: str = Field(default="", description="The message text (localizedPush.message on the wire)")
-    sent_at: int | None = Field(default=None, description="Kafka record timestamp, unix seconds")
+    image_url: str | None = Field(default=None, description="A picture the subscriber sent (imageUrl)")
+    sent_at: float | None = Field(
+        default=None,
+        description="Kafka record timestamp, unix seconds (to the ms); orders the subscriber's messages",
+    )
     fingerprint: str | None = Field(
         default=None, description="sha256 hex of the Kafka record value; None: derived from the content"
     )
@@ -47,7 +58,7 @@ class SubscriberMessage(FlowModel):
         hash of what the chain posts, so a marker left by other content under this id is still told apart."""
         if self.fingerprint:
             return self.fingerprint
-        content = f"{self.abonent_id}\x1f{self.phone}\x1f{self.sent_at}\x1f{self.text}"
+        content = f"{self.abonent_id}\x1f{self.phone}\x1f{_seconds(self.sent_at)}\x1f{self.text}"
         return hashlib.sha256(content.encode()).hexdigest()
 
 
@@ -114,6 +125,17 @@ class PostToChatResult(FlowModel):
     parts: list[int | str | None] = Field(
         default_factory=list, description="posted ids of each part of a text too long for one message"
     )
+    held: bool = Field(
+        default=False, description="Not posted: the Bitrix24 app is uninstalled; a reinstall posts it"
+    )
+
+
+class ReplyFile(FlowModel):
+    """A file an operator attached to an Open Lines reply (``files[]`` of the event, facts doc §11)."""
+
+    name: str = Field(default="", description="File name as the operator uploaded it")
+    link: str = Field(min_length=1, description="Signed short portal URL that opens without OAuth")
+    size: int | None = Field(default=None, ge=0, description="Bytes")
 
 
 class OperatorReplyPayload(FlowModel):
@@ -125,6 +147,7 @@ class OperatorReplyPayload(FlowModel):
     im_chat_id: int
     im_message_id: int
     text: str = Field(description="Operator text as Bitrix24 sent it (BB codes)")
+    files: list[ReplyFile] = Field(default_factory=list, description="Files the operator attached")
     operator_user_id: int | None = None
 
 
@@ -137,8 +160,12 @@ class OperatorReplyResult(FlowModel):
     abonent_id: int
     phone: PhoneStr | None = None
     transport: ReplyTransportUsed
-    text: str = Field(description="The plain text the subscriber received")
+    text: str = Field(description="The plain text the subscriber received (all parts, joined)")
     rosdomofon_message_id: int | str | None = None
+    parts: list[int | str | None] = Field(
+        default_factory=list,
+        description="RosDomofon message ids of each part of a reply over REPLY_MAX_LENGTH",
+    )
     delivery_reported: bool = False
 
 
@@ -196,6 +223,7 @@ __all__ = [
     "PollOfflineEventsResult",
     "PostToChatPayload",
     "PostToChatResult",
+    "ReplyFile",
     "ReplyTransportUsed",
     "ResendStalledPayload",
     "ResendStalledResult",

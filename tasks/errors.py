@@ -5,7 +5,11 @@ so each class raised inside a task sits under the category that says what should
 
     clients.errors category       task-layer class             raised when
     RetryLaterError               (retried with backoff, MAX_RETRIES)
+    ├── WaitingError              (a wait, not a failure: retried after retry_after, no budget)
+    │   └── PredecessorPendingError flows.chat                 the subscriber's earlier message is pending
     ├── LockBusyError             state.effects.locked         another worker holds the lock too long
+    ├── LeaseLostError            state.effects, reconcile.lock our lease expired (we were stopped)
+    ├── TaskTimeLimitError        runtime.operation            the task ran past TASK_SOFT_TIME_LIMIT
     ├── PortalReadError           reconcile.portal             a read command inside a batch failed
     └── ReplyNotYetError          flows.operator_reply         an earlier reply of the dialog is unsent
         (a RateLimitedError: a known wait, nothing was attempted)
@@ -18,10 +22,12 @@ so each class raised inside a task sits under the category that says what should
     └── UserFieldError            reconcile.fields             the portal refused to create a userfield
     DoNotRetryError               (never retried: a human must act)
     ├── OpenLinesSetupError       flows.openlines              the portal has no Open Line
+    ├── WorkerCrashLoopError      runtime.operation            the task killed its worker N times
     └── KafkaNotConfigured        runtime.kafka_setup          Kafka settings are empty
 
     raised outside tasks (configuration, command line, HTTP receiver): no category needed
     SettingsError      (RuntimeError)  the environment is invalid; the worker refuses to start
+    RedisUrlError      (ValueError)    REDIS_URL (+ REDIS_SENTINEL_MASTER) does not say where Redis is
     ScheduleError      (ValueError)    RECONCILE_CRONTAB is malformed; beat refuses to start
     UnknownTaskError   (KeyError)      `rdb24 tasks|enqueue NAME` names no task
     DeadLetterNotFound (KeyError)      `rdb24 dlq show|replay ID` names no dead letter
@@ -47,6 +53,39 @@ class LockBusyError(RetryLaterError):
     """Another worker holds the lock for longer than we may wait: retry the task later."""
 
     service = "redis"
+
+
+class WaitingError(RetryLaterError):
+    """The task must wait (its turn), not fail: retried after ``retry_after``, outside every budget.
+
+    The raiser bounds how long it waits (it gives up waiting and goes on); the policy never counts
+    these retries, so a message that waited for its predecessor keeps its whole retry budget.
+    """
+
+    service = "tasks"
+
+
+class PredecessorPendingError(WaitingError):
+    """The subscriber's earlier message is not posted yet: wait, then look again (ORDER_WAIT_MAX)."""
+
+    service = "flows"
+
+
+class LeaseLostError(RetryLaterError):
+    """Our lock's lease expired while we held it (process stopped, GC pause, Redis away for longer
+    than the lease), so another worker may hold it now: stop before the next side effect and retry;
+    the retry finds whatever the new holder did (its marker, its contact) and builds on it."""
+
+    service = "redis"
+
+
+class TaskTimeLimitError(RetryLaterError):
+    """The task ran past its soft time limit (a wait that did not end): retry it from the start.
+
+    The hard limit, just above, kills the process instead; its message is then requeued and counted
+    as a worker crash (``tasks.runtime.operation``)."""
+
+    service = "celery"
 
 
 class PortalReadError(RetryLaterError):
@@ -122,6 +161,13 @@ class OpenLinesSetupError(DoNotRetryError):
     service = "bitrix24"
 
 
+class WorkerCrashLoopError(DoNotRetryError):
+    """The message's task killed its worker process ``MAX_WORKER_CRASHES`` times (OOM, segfault,
+    ``os._exit``, the hard time limit): dead-lettered as ``worker_crashed``, not run again."""
+
+    service = "celery"
+
+
 class KafkaNotConfigured(DoNotRetryError, RuntimeError):
     """KAFKA_BOOTSTRAP_SERVERS or COMPANY_SHORT_NAME is empty."""
 
@@ -137,6 +183,10 @@ class SettingsError(RuntimeError):
 
 class ScheduleError(ValueError):
     """A schedule setting is malformed; the message names the variable and the value."""
+
+
+class RedisUrlError(ValueError):
+    """REDIS_URL (with REDIS_SENTINEL_MASTER) does not say where Redis is."""
 
 
 class UnknownTaskError(KeyError):
@@ -174,16 +224,22 @@ __all__ = [
     "InvalidPayloadError",
     "KafkaNotConfigured",
     "LateReplayError",
+    "LeaseLostError",
     "LockBusyError",
     "OpenLinesRejectedError",
     "OpenLinesSetupError",
     "PortalReadError",
+    "PredecessorPendingError",
+    "RedisUrlError",
     "ReplyNotYetError",
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",
     "SpoolBusyError",
+    "TaskTimeLimitError",
     "UnknownDialogError",
     "UnknownTaskError",
     "UserFieldError",
+    "WaitingError",
+    "WorkerCrashLoopError",
 ]

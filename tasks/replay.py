@@ -1,7 +1,10 @@
 """``rdb24 dlq replay``: what replaying each kind of dead letter means.
 
-A failed task is sent again by name with its original payload, marked as a replay of its letter; an
-unreadable Kafka record goes back to its source topic (:mod:`tasks.ingest.replay`). The letter is
+A failed task is sent again by name with its original payload, marked as a replay of its letter; a
+failed step of a subscriber message's chain (lookup, contact, post) is sent with every step after it
+and the message enters the in-flight ledger again (:func:`tasks.flows.incoming_message.resume_chain`),
+so the message is posted, not only its contact created; an unreadable Kafka record goes back to its
+source topic (:mod:`tasks.ingest.replay`). The letter is
 deleted only after the replay was accepted, so a replay interrupted by Ctrl-C or a kill leaves the
 letter in place, and the replay's task id is derived from the letter id, so running it again
 publishes the same task again rather than a second piece of work.
@@ -60,7 +63,11 @@ def replay_task_id(letter: DeadLetter) -> str:
 
 
 def _replay_task(letter: DeadLetter) -> str:
-    """Send the original task by name, original payload, to its queue, marked as a replay."""
+    """Send the original task by name, original payload, to its queue, marked as a replay.
+
+    A message chain's step takes the rest of its chain along.
+    """
+    from tasks.flows.incoming_message import resume_chain
     from tasks.runtime.app import app
     from tasks.runtime.queues import queue_for
 
@@ -69,6 +76,9 @@ def _replay_task(letter: DeadLetter) -> str:
     message_id = letter.source.get("message_id")
     if message_id:
         headers[MESSAGE_HEADER] = message_id
+    resumed = resume_chain(letter.name, payload, replay_task_id(letter), headers)
+    if resumed is not None:
+        return resumed
     result = app.send_task(
         letter.name,
         kwargs=payload,

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.validation import format_validation_errors
 from tasks.errors import SettingsError
+
+# Seconds. Generous because one reconciliation run is one task (a large portal at 2 requests per
+# second); every other step takes seconds. Below the default VISIBILITY_TIMEOUT (7200 s).
+DEFAULT_SOFT_TIME_LIMIT = 3000.0
+DEFAULT_TIME_LIMIT = 3300.0
+BRPOP_TIMEOUT = 1.0  # kombu's redis transport: BRPOP blocks this long server-side (brpop_timeout)
 
 
 class ChatMode(StrEnum):
@@ -105,6 +112,9 @@ class Settings(BaseSettings):
     openlines_connector_id: str = Field(default="rosdomofon", alias="OPENLINES_CONNECTOR_ID")
     openlines_line_id: str = Field(default="", alias="OPENLINES_LINE_ID")
     reply_transport: ReplyTransport = Field(default=ReplyTransport.REST, alias="REPLY_TRANSPORT")
+    # Longest text one RosDomofon message carries (the app's limit is not documented): a longer
+    # operator reply goes out as ordered parts "(1/3) ..." of at most this many characters.
+    reply_max_length: int = Field(default=4000, ge=100, alias="REPLY_MAX_LENGTH")
     # Public URL of `rdb24 webhook` (e.g. https://b24.example.com); Open Lines setup binds
     # ONIMCONNECTORMESSAGEADD to <url>/bitrix24/events. Empty: operator replies are not bound.
     webhook_public_url: str = Field(default="", alias="WEBHOOK_PUBLIC_URL")
@@ -124,6 +134,10 @@ class Settings(BaseSettings):
     accounts_index_min_refresh: float = Field(default=60.0, ge=0, alias="ACCOUNTS_INDEX_MIN_REFRESH")
     # How long "step done" markers are kept: longer than any redelivery or dead-letter replay window.
     effect_marker_ttl: int = Field(default=14 * 24 * 3600, gt=0, alias="EFFECT_MARKER_TTL")
+    # Order per subscriber (tasks/state/order.py): a message whose predecessor (earlier Kafka record
+    # timestamp, same subscriber) is not yet posted or dead-lettered waits for it at most this many
+    # seconds, then is posted anyway (out of order). 0: never wait.
+    order_wait_max: float = Field(default=300.0, ge=0, alias="ORDER_WAIT_MAX")
 
     # --- Logging
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
@@ -146,6 +160,22 @@ class Settings(BaseSettings):
     rate_limit_wait_max: float = Field(default=300.0, gt=0, alias="RATE_LIMIT_WAIT_MAX")  # Retry-After cap
     worker_soft_shutdown_timeout: float = Field(default=60.0, ge=0, alias="WORKER_SOFT_SHUTDOWN_TIMEOUT")
     dead_letter_max: int = Field(default=100_000, gt=0, alias="DEAD_LETTER_MAX")  # oldest trimmed beyond
+    # Every wait has an end. A task past TASK_SOFT_TIME_LIMIT gets an exception and retries; past
+    # TASK_TIME_LIMIT its process is killed and the message requeued (counted as a crash). Both below
+    # VISIBILITY_TIMEOUT, so no task still runs when its message is handed to another worker. Unset:
+    # 3000/3300 s, scaled down to 0.72/0.9 x VISIBILITY_TIMEOUT when that is shorter (time_limits).
+    task_soft_time_limit: float | None = Field(default=None, gt=0, alias="TASK_SOFT_TIME_LIMIT")
+    task_time_limit: float | None = Field(default=None, gt=0, alias="TASK_TIME_LIMIT")
+    # A message whose task killed its worker process (OOM, segfault, hard time limit) this many times
+    # in a row is dead-lettered ("worker_crashed") instead of being run again.
+    max_worker_crashes: int = Field(default=3, ge=1, alias="MAX_WORKER_CRASHES")
+    # Every Redis client (broker, result backend, state, metrics, the Bitrix24 client's): a command
+    # without an answer for REDIS_SOCKET_TIMEOUT seconds fails instead of blocking forever on a
+    # half-open connection; above kombu's BRPOP timeout (1 s), which blocks that long by design.
+    redis_socket_timeout: float = Field(default=15.0, gt=0, alias="REDIS_SOCKET_TIMEOUT")
+    redis_connect_timeout: float = Field(default=5.0, gt=0, alias="REDIS_CONNECT_TIMEOUT")
+    # Seconds idle before a pooled connection is PINGed before use (and kombu checks BRPOP replies).
+    redis_health_check_interval: int = Field(default=10, ge=0, alias="REDIS_HEALTH_CHECK_INTERVAL")
 
     # --- Flower and metrics
     flower_user: str = Field(default="admin", alias="FLOWER_USER")
@@ -195,6 +225,39 @@ class Settings(BaseSettings):
                 f"RATE_LIMIT_WAIT_MAX (longest {longest:g}s), else delayed retries are redelivered twice"
             )
         return self
+
+    @model_validator(mode="after")
+    def _time_limits_below_visibility(self) -> Settings:
+        soft, hard = self.time_limits
+        if not soft < hard < self.visibility_timeout:
+            raise ValueError(
+                f"TASK_SOFT_TIME_LIMIT ({soft:g}s) < TASK_TIME_LIMIT ({hard:g}s) < VISIBILITY_TIMEOUT "
+                f"({self.visibility_timeout}s) must hold, else a task still runs when its message is "
+                "redelivered to another worker"
+            )
+        if self.redis_socket_timeout <= BRPOP_TIMEOUT:
+            raise ValueError(
+                f"REDIS_SOCKET_TIMEOUT ({self.redis_socket_timeout:g}s) must exceed kombu's BRPOP "
+                f"timeout ({BRPOP_TIMEOUT:g}s), else an idle worker's poll fails every time"
+            )
+        return self
+
+    @property
+    def time_limits(self) -> tuple[float, float]:
+        """(soft, hard) task time limits in seconds, explicit or derived from VISIBILITY_TIMEOUT."""
+        hard = self.task_time_limit or min(DEFAULT_TIME_LIMIT, 0.9 * self.visibility_timeout)
+        derived = DEFAULT_SOFT_TIME_LIMIT if hard >= DEFAULT_TIME_LIMIT else 0.8 * hard
+        soft = self.task_soft_time_limit or derived
+        return soft, hard
+
+    def redis_client_options(self) -> dict[str, Any]:
+        """Timeouts and keepalive for every redis-py client we build (``Redis.from_url(**...)``)."""
+        return {
+            "socket_timeout": self.redis_socket_timeout,
+            "socket_connect_timeout": self.redis_connect_timeout,
+            "socket_keepalive": True,
+            "health_check_interval": self.redis_health_check_interval,
+        }
 
     @property
     def bitrix24_oauth_configured(self) -> bool:

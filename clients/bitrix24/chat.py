@@ -23,9 +23,15 @@ class ChatMixin:
             params["USERS"] = [int(u) for u in users]
         return int(self.call("im.chat.add", params))
 
-    def post_chat_message(self, chat_id: int, text: str) -> int:
-        """Post ``text`` (BB codes allowed) to ``chat<chat_id>`` and return the message id."""
-        return int(self.call("im.message.add", {"DIALOG_ID": f"chat{int(chat_id)}", "MESSAGE": text}))
+    def post_chat_message(self, chat_id: int, text: str, attach: list[dict[str, Any]] | None = None) -> int:
+        """Post ``text`` (BB codes allowed) to ``chat<chat_id>`` and return the message id.
+
+        ``attach`` is an ``ATTACH`` block list (``[{"LINK": {"NAME", "LINK"}}, …]``), e.g. a picture.
+        """
+        params: dict[str, Any] = {"DIALOG_ID": f"chat{int(chat_id)}", "MESSAGE": text}
+        if attach:
+            params["ATTACH"] = attach
+        return int(self.call("im.message.add", params))
 
 
 __all__ = ["ChatMixin"]

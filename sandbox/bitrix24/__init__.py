@@ -9,8 +9,9 @@ errors by code and status, the leaky bucket (503 QUERY_LIMIT_EXCEEDED) and opera
 Control API (no auth), all JSON:
 
 - ``GET  /_sandbox/contacts`` / ``/_sandbox/contacts/{id}``: records with every multifield.
-- ``GET  /_sandbox/chats``: chats with messages; ``GET /_sandbox/openlines``: connectors, lines,
-  handlers and, per ``connector|line|external_chat_id``, the chat id and its messages.
+- ``GET  /_sandbox/chats``: chats with messages (a subscriber's ``files``, a post's ``attach``);
+  ``GET /_sandbox/openlines``: connectors, lines, handlers and, per
+  ``connector|line|external_chat_id``, the chat id and its messages.
 - ``GET  /_sandbox/calls``: ``{calls:[{method,status,error,identity,batch,host,ts}], requests, rate_limited,
   counts{method:n}, inner_counts{method:n}, oauth_refreshes}``.
 - ``POST /_sandbox/reset``.  ``GET|POST|DELETE /_sandbox/faults``: POST one of
@@ -21,7 +22,11 @@ Control API (no auth), all JSON:
   "count":k}`` (302 to another origin: a moved portal); DELETE clears.
 - ``GET|POST /_sandbox/settings``: ``{rate, burst, rate_limit, operation_time_limit, access_ttl}``.
 - ``POST /_sandbox/operator/reply``: ``{"text", "chat_id"? | "external_chat_id"?, "connector"?,
-  "operator_name"?}`` -> ``{chat_id, message_id, deliveries:[{handler, status|error}]}``.
+  "files"?: [{"name", "size"?}], "operator_name"?}`` -> ``{chat_id, message_id, deliveries}``
+  (files get the event's ``files[]`` fields with a short portal ``link``; text may then be empty).
+- ``POST /_sandbox/app/install`` ``{"handler"}``: (re)install the app, new tokens and application
+  token, ``ONAPPINSTALL`` to the handler. ``POST /_sandbox/app/uninstall`` ``{"clean"?}``: revoke,
+  unregister connectors, unbind, ``ONAPPUNINSTALL`` to its bound handlers.
 - ``POST /_sandbox/oauth/expire``: every access token expires now.  ``GET /_sandbox/credentials``.
 """
 

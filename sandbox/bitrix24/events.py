@@ -43,7 +43,11 @@ def build_payload(
             "MESSAGES": [
                 {
                     "im": {"chat_id": chat["ID"], "message_id": message["id"]},
-                    "message": {"user_id": message["author_id"], "text": message["text"]},
+                    "message": {
+                        "user_id": message["author_id"],
+                        "text": message["text"],
+                        **({"files": message["files"]} if message.get("files") else {}),
+                    },
                     "chat": {"id": line["external_chat_id"]},
                 }
             ],
@@ -76,10 +80,12 @@ def operator_reply(
     connector: str | None = None,
     operator_id: int = 1,
     operator_name: str = "Operator",
+    files: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Store the reply, then deliver the event to every handler; report each delivery."""
+    """Store the reply (``files``: ``[{name, size?}]`` uploads), then deliver the event to every
+    handler; report each delivery."""
     target = find_chat(portal, chat_id, external_chat_id, connector)
-    stored = messaging.operator_message(portal, target, text, operator_id, operator_name)
+    stored = messaging.operator_message(portal, target, text, operator_id, operator_name, files)
     chat, message = stored["chat"], stored["message"]
     line = chat["openline"]
     offline.record(
@@ -91,7 +97,11 @@ def operator_reply(
             "MESSAGES": [
                 {
                     "im": {"chat_id": chat["ID"], "message_id": message["id"]},
-                    "message": {"user_id": message["author_id"], "text": message["text"]},
+                    "message": {
+                        "user_id": message["author_id"],
+                        "text": message["text"],
+                        **({"files": message["files"]} if message.get("files") else {}),
+                    },
                     "chat": {"id": line["external_chat_id"]},
                 }
             ],

@@ -326,6 +326,7 @@ def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[
                 # CONNECTOR_MID, an array of strings (imopenlines/imconnector source: the message is
                 # added with PARAMS['CONNECTOR_MID']); im.dialog.messages.get returns it in ``params``.
                 connector_mid=[str(message["id"])] if message.get("id") not in (None, "") else [],
+                files=_subscriber_files(message.get("files")),
                 direction="in",
                 user_name=user.get("name"),
             )
@@ -341,6 +342,24 @@ def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[
                 }
             )
     return {"SUCCESS": True, "DATA": {"RESULT": results}}
+
+
+FILE_NAME_MAX = 50
+
+
+def _subscriber_files(raw: Any) -> list[dict[str, str]]:
+    """``message.files`` as the portal keeps them: ``{url, name}`` with the name cut to its last 50
+    characters; an entry without an http(s) ``url`` is dropped silently, like a failed download
+    (facts doc §11; this simulator downloads nothing)."""
+    items = list(raw.values()) if isinstance(raw, dict) else raw if isinstance(raw, list) else []
+    files = []
+    for item in items:
+        url = str(item.get("url") or "") if isinstance(item, dict) else ""
+        if not re.match(r"https?://[^\s/]+", url):
+            continue
+        name = str(item.get("name") or url.rsplit("/", 1)[-1] or "file")[-FILE_NAME_MAX:]
+        files.append({"url": url, "name": name})
+    return files
 
 
 def _tracked_contacts(portal: Portal, phone: Any) -> list[int]:
@@ -440,15 +459,50 @@ def event_unbind(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[s
         return {"count": before - len(portal.handlers)}
 
 
-def operator_message(portal: Portal, chat_id: int, text: str, operator_id: int, operator_name: str) -> dict:
-    """Store an operator's reply in an Open Lines chat; return what the event needs."""
+def operator_message(
+    portal: Portal,
+    chat_id: int,
+    text: str,
+    operator_id: int,
+    operator_name: str,
+    files: list[dict[str, Any]] | None = None,
+) -> dict:
+    """Store an operator's reply in an Open Lines chat; return what the event needs.
+
+    ``files`` are ``{name, size?}`` uploads: each gets the event's ``files[]`` fields (facts doc §11),
+    with ``link`` a short portal URL. A files-only reply has empty text, as on a real portal.
+    """
     with portal.lock:
         chat = portal.chats.get(chat_id)
         if chat is None or not chat.get("openline"):
             raise ApiError("CHAT_ID", f"chat {chat_id} is not an Open Lines chat", 404)
-        body = f"[b]{operator_name}:[/b][br] {text}"
-        stored = _add_message(portal, chat_id, operator_id, body, direction="out", delivered=False)
+        body = f"[b]{operator_name}:[/b][br] {text}" if text else ""
+        stored = _add_message(
+            portal,
+            chat_id,
+            operator_id,
+            body,
+            direction="out",
+            delivered=False,
+            files=[_operator_file(portal, f) for f in files or []],
+        )
         return {"chat": chat, "message": stored}
+
+
+def _operator_file(portal: Portal, upload: dict[str, Any]) -> dict[str, Any]:
+    file_id = portal.next_id("file")
+    name = str(upload.get("name") or f"file{file_id}")
+    size = int(upload.get("size") or 1024)
+    return {
+        "id": file_id,
+        "name": name,
+        "type": str(upload.get("type") or "file"),
+        "mime": str(upload.get("mime") or "application/octet-stream"),
+        "link": f"https://{portal.domain}/~{file_id:x}{portal.webhook_secret[:4]}",
+        "downloadLink": f"https://{portal.domain}/disk/downloadFile/{file_id}/?&ncc=1&filename={name}",
+        "size": size,
+        "sizef": f"{size / 1024:.1f} KB",
+    }
 
 
 METHODS = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from sandbox.bitrix24 import events, oauth
+from sandbox.bitrix24 import app_lifecycle, events, oauth
 from sandbox.bitrix24.app import build_app
 from sandbox.bitrix24.dispatch import Dispatcher
 from sandbox.bitrix24.faults import Fault, Faults
@@ -121,8 +121,14 @@ class Bitrix24Simulator:
 
     # --- control (also served under /_sandbox) ------------------------------------------------------
     def reset(self) -> None:
-        """Forget records, calls, faults and limit state; credentials and tokens stay valid."""
+        """Forget records, calls, faults and limit state; credentials and tokens stay valid (an
+        uninstalled app is installed again, with its last install-time pair)."""
         self.portal.reset()
+        with self.portal.lock:
+            self.portal.app_installed = True
+            state = self.portal.oauth
+            state.access.setdefault(self._install[0], time.time() + state.access_ttl)
+            state.refresh.setdefault(self._install[1], time.time() + 180 * 86400)
         self.faults.clear()
         self.bucket.reset()
         self.operating.reset()
@@ -167,6 +173,18 @@ class Bitrix24Simulator:
         with self.portal.lock:
             access, refresh, _ = self.portal.oauth.issue()
         return access, refresh
+
+    def install_app(self, handler: str) -> dict[str, Any]:
+        """(Re)install the app: new tokens and application token, ``ONAPPINSTALL`` to ``handler``.
+
+        :attr:`oauth` then hands out the new install-time pair."""
+        outcome = app_lifecycle.install(self.portal, self.url, handler)
+        self._install = outcome.pop("tokens")
+        return outcome
+
+    def uninstall_app(self, clean: bool = False) -> dict[str, Any]:
+        """Uninstall the app: tokens revoked, connectors and bindings gone, ``ONAPPUNINSTALL`` sent."""
+        return app_lifecycle.uninstall(self.portal, self.url, clean)
 
     def expire_access_tokens(self) -> int:
         return oauth.expire_access_tokens(self.portal)

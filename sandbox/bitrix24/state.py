@@ -85,6 +85,7 @@ class Portal:
     offline_events: list[dict[str, Any]] = field(default_factory=list)  # the offline queue (offline.py)
     calls: list[dict[str, Any]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    app_installed: bool = True  # the app starts installed (its install-time pair is handed out)
 
     def __post_init__(self) -> None:
         self.reset()

@@ -27,8 +27,15 @@ class KafkaSideError(RuntimeError):
     """The broker refused or did not confirm a record."""
 
 
-def incoming_payload(abonent: Abonent, text: str, channel: str = "support") -> dict[str, Any]:
-    """A MESSAGES_IN record value as RosDomofon sends it (the §4 real sample, field for field)."""
+def incoming_payload(
+    abonent: Abonent, text: str, channel: str = "support", image_url: str | None = None
+) -> dict[str, Any]:
+    """A MESSAGES_IN record value as RosDomofon sends it (the §4 real sample, field for field).
+
+    ``image_url``: a picture the subscriber sent, in the optional ``imageUrl`` field (§4 lists it
+    among the model's optional fields; the real sample has none, so it is left out unless given).
+    """
+    picture = {"imageUrl": image_url} if image_url else {}
     return {
         "fromAbonent": {
             "id": abonent.id,
@@ -43,6 +50,7 @@ def incoming_payload(abonent: Abonent, text: str, channel: str = "support") -> d
         "broadcast": False,
         "waitResponse": True,
         "localizedPush": {"message": text, "messageKey": None, "messageArgs": None},
+        **picture,
     }
 
 
@@ -92,13 +100,16 @@ class SubscriberApp:
 
     # --- producing ---------------------------------------------------------------------------
 
-    def send_from_subscriber(self, abonent_id: int, text: str, channel: str = "support") -> dict[str, Any]:
-        """Produce a subscriber message and record it (incoming) in the history; returns the record."""
+    def send_from_subscriber(
+        self, abonent_id: int, text: str, channel: str = "support", image_url: str | None = None
+    ) -> dict[str, Any]:
+        """Produce a subscriber message (``image_url``: with a picture) and record it (incoming) in
+        the history; returns the record."""
         with self.world.lock:
             abonent = self.world.abonents.get(abonent_id)
             if abonent is None:
                 raise KeyError(f"abonent {abonent_id} not found")
-        payload = incoming_payload(abonent, text, channel)
+        payload = incoming_payload(abonent, text, channel, image_url)
         record = self._produce(self.topic_in, payload)
         with self.world.lock:
             message = self.world.record_message(abonent_id, channel, text, incoming=True, source="kafka-in")

@@ -111,10 +111,12 @@ class RosDomofonSimulator:
 
     # --- shortcuts for tests -----------------------------------------------------------------
 
-    def send_from_subscriber(self, abonent_id: int, text: str, channel: str = "support") -> dict[str, Any]:
+    def send_from_subscriber(
+        self, abonent_id: int, text: str, channel: str = "support", image_url: str | None = None
+    ) -> dict[str, Any]:
         if self.ctx.kafka is None:
             raise RuntimeError("the simulator was started without a Kafka bootstrap")
-        return self.ctx.kafka.send_from_subscriber(abonent_id, text, channel)
+        return self.ctx.kafka.send_from_subscriber(abonent_id, text, channel, image_url)
 
     def expire_tokens(self) -> int:
         return self.ctx.tokens.expire_all()

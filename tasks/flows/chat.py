@@ -7,7 +7,8 @@ chain that Bitrix24 cannot deduplicate for us, so it is bracketed by the effect 
 without ``done`` (the worker died during the call) means the message may already be in the chat,
 so we look for it before posting again: in Open Lines by our message id in the message's
 ``params.CONNECTOR_MID`` (:func:`_already_in_open_line`), in a CRM chat by the hidden tag
-``rdb24:<message id>`` matched whole (:func:`_has_crm_tag`). Never by the text alone: a subscriber
+``rdb24:<message id>`` matched whole, wrapper included, at the end of the post (:func:`_has_crm_tag`;
+subscriber text cannot forge it, see :func:`tasks.flows.texts.inert`). Never by the text alone: a subscriber
 may send the same words twice, and taking the first for the second would lose it silently.
 
 The first message of a new Open Lines dialog is the hard case: its answer (the chat id) is what was
@@ -20,12 +21,31 @@ The same check runs when no marker is found for a message older than ``EFFECT_MA
 marker may have expired after a post: a late replay or redelivery, :func:`older_than_markers`).
 A text longer than Bitrix24 keeps whole (20,000 characters) is posted in ordered parts, each with its
 own id ``<message id>#i`` and marker ``post#i`` (:func:`message_parts`), so a rerun after a crash
-posts only the parts still missing.
+posts only the parts still missing. The subscriber's picture goes with the first part only.
+
+While the Bitrix24 app is uninstalled (``ONAPPUNINSTALL``, :mod:`tasks.state.app_install`) an Open
+Lines post is held (:mod:`tasks.state.held`, the result says ``held``) rather than failed; the next
+install publishes it again.
+
+Order per subscriber: before posting, the step looks in the subscriber's order queue
+(:mod:`tasks.state.order`) for messages written earlier (record timestamp) and not yet posted or
+dead-lettered. While there is one, it parks itself with its payload and raises
+:class:`PredecessorPendingError` (a wait, not a failure: retried after a countdown, outside every
+retry budget); the post before it posts parked successors in turn as soon as it is done
+(:func:`_post_parked_successors`). It waits at most ``ORDER_WAIT_MAX`` seconds from its first
+wait; then it posts anyway, out of order, and the
+messages it gave up on leave the queue (they hold up no later message any more). An earlier
+message whose post marker says done (the worker died between the post and leaving the queue) is
+taken out of the queue here instead of being waited for.
+
+The post lock is a fenced lease (``tasks.state.effects``): the send runs only after
+``lease.ensure_held()``, and both markers are written only while the lease holds. A worker stopped
+past the lease therefore neither posts beside the successor that took over its message nor
+overwrites the successor's marker; it retries and finds the successor's result.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,23 +53,84 @@ from typing import Any
 
 from loguru import logger
 
-from clients.errors import DoNotRetryError, FixInputError
+from clients.errors import DoNotRetryError, FixInputError, IntegrationError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult, SubscriberMessage
+from tasks.errors import PredecessorPendingError
 from tasks.flows import crm_chat, openlines
-from tasks.flows.texts import chat_parts
+from tasks.flows.attachments import crm_attach, web_url
+from tasks.flows.texts import OUR_TAG, chat_parts
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import bitrix24_client, redis_client
 from tasks.settings import ChatMode, Settings, get_settings
-from tasks.state import effects, inflight, subscribers
+from tasks.state import app_install, effects, held, inflight, order, subscribers
 
 STEP = "post"
-TAG_PREFIX = "rdb24:"  # hidden in the CRM chat message so a retry can recognise its own post
+TAG_PREFIX = OUR_TAG  # hidden in the CRM chat message so a retry can recognise its own post
+PICTURE_LINE = "Фото:"
 POST_LOCK_WAIT = 20.0
 # Refusals that will not change on a retry (no access, unknown method): the check cannot be made, so
 # we post again. Transient errors are not here: they propagate and the task retries.
 UNREADABLE = (FixInputError, DoNotRetryError)
+# A waiting post is parked: the post before it posts it in turn (_post_parked_successors). It also
+# looks again on its own after this many seconds per message ahead of it, within these bounds, for
+# a predecessor that was dead-lettered or overtaken, or a hand-over missed in a race. Each look is
+# one retry message, so the tenth in line looks rarely.
+ORDER_POLL_PER_AHEAD = 0.5
+ORDER_POLL_MIN = 0.5
+ORDER_POLL_MAX = 5.0
+DRAIN_MAX = 20  # parked successors one post posts in turn before handing over to the next one's task
+
+
+def _order_poll(ahead: int, remaining: float) -> float:
+    return max(0.05, min(max(ORDER_POLL_PER_AHEAD * ahead, ORDER_POLL_MIN), ORDER_POLL_MAX, remaining))
+
+
+def _posted(cache: Any, message_id: str) -> bool:
+    marker = effects.recall(cache, message_id, STEP)
+    return marker is not None and marker.done
+
+
+def wait_for_turn(cache: Any, payload: PostToChatPayload, settings: Settings) -> None:
+    """Return when the message may be posted; raise :class:`PredecessorPendingError` to wait more.
+
+    While it waits the post is parked with ``payload``, so the post before it can post it in turn.
+    """
+    message = payload.message
+    if message.sent_at is None or settings.order_wait_max <= 0:
+        return
+    ahead = []
+    for earlier in order.earlier(cache, message.abonent_id, message.message_id, message.sent_at):
+        if _posted(cache, earlier):
+            order.leave(cache, message.abonent_id, earlier)  # posted, but died before leaving
+        else:
+            ahead.append(earlier)
+    if not ahead:
+        order.unpark(cache, message.abonent_id, message.message_id)
+        return
+    ttl = settings.effect_marker_ttl
+    since = order.park(
+        cache, message.abonent_id, message.message_id, payload.model_dump(mode="json"), ttl=ttl
+    )
+    waited = time.time() - since
+    remaining = settings.order_wait_max - waited
+    if remaining <= 0:
+        # Overtaken: they no longer hold up this subscriber's later messages either, or a stuck
+        # one would delay every new message by the whole bound until the sweep resends it.
+        for earlier in ahead:
+            order.leave(cache, message.abonent_id, earlier)
+        order.unpark(cache, message.abonent_id, message.message_id)
+        metrics.ORDER_WAITS_EXPIRED.inc()
+        logger.warning(
+            "waited {:.0f}s for {} earlier message(s) of the subscriber ({}); posting out of order",
+            waited, len(ahead), ", ".join(ahead[:3]),
+        )  # fmt: skip
+        return
+    raise PredecessorPendingError(
+        f"subscriber's earlier message {ahead[0]} not posted yet ({len(ahead)} ahead, waited {waited:.1f}s)",
+        retry_after=_order_poll(len(ahead), remaining),
+    )
 
 
 def chat_mode(settings: Settings) -> ChatModeUsed:
@@ -72,6 +153,7 @@ class Part:
     post_id: str
     text: str
     step: str
+    first: bool = True  # the part that carries the subscriber's picture
 
 
 def message_parts(payload: PostToChatPayload) -> list[Part]:
@@ -79,17 +161,19 @@ def message_parts(payload: PostToChatPayload) -> list[Part]:
     message_id = payload.message.message_id
     if len(texts) == 1:
         return [Part(message_id, texts[0], STEP)]
-    return [Part(f"{message_id}#{i}", text, f"{STEP}#{i}") for i, text in enumerate(texts, 1)]
+    return [Part(f"{message_id}#{i}", text, f"{STEP}#{i}", i == 1) for i, text in enumerate(texts, 1)]
 
 
 def _post_openlines(
-    payload: PostToChatPayload, settings: Settings, part: Part, ambiguous: bool
+    payload: PostToChatPayload, settings: Settings, part: Part, ambiguous: bool, lease: effects.Lease
 ) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     connector = settings.openlines_connector_id
     line = openlines.resolve_line(portal, cache, settings.openlines_line_id)
-    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
-    item = openlines.connector_message(payload.message, payload.account, part.text, message_id=part.post_id)
+    openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url, lease=lease)
+    item = openlines.connector_message(
+        payload.message, payload.account, part.text, message_id=part.post_id, with_picture=part.first
+    )
     known = subscribers.recall(cache, payload.message.abonent_id)
     chat_id = known.openlines_chat_id if known else None
     # After an interrupted send, the dialog shows whether it went in, recognised by our message id
@@ -100,6 +184,7 @@ def _post_openlines(
     elif ambiguous:
         chat_id, posted = _interrupted_first_post(portal, connector, payload.contact_id, part.post_id)
     if posted is None:
+        lease.ensure_held()
         try:
             chat_id = openlines.send_to_line(portal, connector, line, item)
         except FixInputError as exc:
@@ -108,6 +193,7 @@ def _post_openlines(
             logger.warning("open lines: portal lost the connector ({}); setting it up again", exc.code)
             openlines.forget_setup(cache, connector, line)
             openlines.ensure_connector(portal, cache, connector, line, settings.webhook_public_url)
+            lease.ensure_held()
             chat_id = openlines.send_to_line(portal, connector, line, item)
     else:
         logger.info("message {} already in open line chat {} from an interrupted run", part.post_id, chat_id)
@@ -121,18 +207,28 @@ def _post_openlines(
     )
 
 
-def _crm_chat_text(part: Part) -> str:
+def _crm_tag(post_id: str) -> str:
+    return f"[i][size=8]{TAG_PREFIX}{post_id}[/size][/i]"
+
+
+def _crm_chat_text(part: Part, picture: str | None = None) -> str:
     # The trailing tag lets a redelivered step find its own post (im.dialog.messages.get).
-    return f"{part.text}[br][i][size=8]{TAG_PREFIX}{part.post_id}[/size][/i]"
+    text = part.text
+    if picture:
+        text += f"[br]{PICTURE_LINE} {picture}"  # the ATTACH link too, for clients that hide attachments
+    return f"{text}[br]{_crm_tag(part.post_id)}"
 
 
 def _has_crm_tag(text: str, message_id: str) -> bool:
-    """Our tag for exactly ``message_id``: ``rdb24:T:0:1`` must not match the tag ``rdb24:T:0:10``
+    """Our tag for exactly ``message_id``, ending the text: ``…:1`` must not match the tag of ``…:10``
     (nor ``rdb24:<id>`` the tag of its part ``rdb24:<id>#1``).
 
-    The id must end where the tag's closing BB code (or its HTML rendering, or the text) begins.
+    The tag is matched whole with its BB wrapper and at the very end of the post, where only we put
+    it: subscriber text is inert (every ``[`` is followed by a word joiner and ``rdb24:`` is broken up,
+    :func:`tasks.flows.texts.inert`), so no words a subscriber types can contain ``[size=8]rdb24:…``,
+    let alone end a post with it.
     """
-    return re.search(re.escape(f"{TAG_PREFIX}{message_id}") + r"(?=[\[<\s]|$)", text) is not None
+    return text.rstrip().endswith(_crm_tag(message_id))
 
 
 def _recent_messages(portal: Any, chat_id: int) -> list[dict[str, Any]] | None:
@@ -232,17 +328,22 @@ def _interrupted_first_post(
     return None, None
 
 
-def _post_crm_chat(payload: PostToChatPayload, part: Part, ambiguous: bool) -> PostToChatResult:
+def _post_crm_chat(
+    payload: PostToChatPayload, part: Part, ambiguous: bool, lease: effects.Lease
+) -> PostToChatResult:
     portal, cache = bitrix24_client(), redis_client()
     title = f"РосДомофон: абонент +{payload.message.phone}"
-    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title)
+    chat_id = crm_chat.ensure_chat(portal, cache, payload.contact_id, title, lease=lease)
     posted = _already_posted(portal, chat_id, lambda t: _has_crm_tag(t, part.post_id)) if ambiguous else None
     if posted is not None:
         logger.info(
             "message {} already in chat {} (id {}) from an interrupted run", part.post_id, chat_id, posted
         )
     else:
-        posted = portal.post_chat_message(chat_id, _crm_chat_text(part))
+        picture = web_url(payload.message.image_url) if part.first else None
+        attach = crm_attach(picture) if picture else None
+        lease.ensure_held()
+        posted = portal.post_chat_message(chat_id, _crm_chat_text(part, picture), attach)
     return PostToChatResult(
         message_id=payload.message.message_id,
         contact_id=payload.contact_id,
@@ -278,11 +379,16 @@ def older_than_markers(message: SubscriberMessage, settings: Settings) -> bool:
 
 
 def _post_part(
-    payload: PostToChatPayload, settings: Settings, mode: ChatModeUsed, part: Part, ambiguous: bool
+    payload: PostToChatPayload,
+    settings: Settings,
+    mode: ChatModeUsed,
+    part: Part,
+    ambiguous: bool,
+    lease: effects.Lease,
 ) -> PostToChatResult:
     if mode == ChatModeUsed.OPENLINES:
-        return _post_openlines(payload, settings, part, ambiguous)
-    return _post_crm_chat(payload, part, ambiguous)
+        return _post_openlines(payload, settings, part, ambiguous, lease)
+    return _post_crm_chat(payload, part, ambiguous, lease)
 
 
 def _post_parts(
@@ -293,17 +399,20 @@ def _post_parts(
     record: subscribers.SubscriberRecord,
     *,
     late: bool,
+    lease: effects.Lease,
 ) -> list[PostToChatResult]:
     """Post parts 1..n in order, each under its own marker, so a rerun posts only what is missing."""
     cache, message = redis_client(), payload.message
     fingerprint, ttl = message.content_fingerprint(), settings.effect_marker_ttl
     results = []
     for part in parts:
-        marker = effects.mark_started(cache, message.message_id, part.step, ttl=ttl, fingerprint=fingerprint)
+        marker = effects.mark_started(
+            cache, message.message_id, part.step, ttl=ttl, fingerprint=fingerprint, lease=lease
+        )
         if marker is not None and marker.done and marker.result is not None:
             results.append(PostToChatResult.model_validate(marker.result))
             continue
-        result = _post_part(payload, settings, mode, part, ambiguous=marker is not None or late)
+        result = _post_part(payload, settings, mode, part, ambiguous=marker is not None or late, lease=lease)
         effects.mark_done(
             cache,
             message.message_id,
@@ -311,11 +420,39 @@ def _post_parts(
             result.model_dump(mode="json"),
             ttl=ttl,
             fingerprint=fingerprint,
+            lease=lease,
         )
         _remember_chat(record, result)
         subscribers.remember(cache, record)  # the next part (and an operator's answer) finds the dialog
         results.append(result)
     return results
+
+
+def _held_while_uninstalled(cache: Any, payload: PostToChatPayload) -> bool:
+    """Hold the post while the app is uninstalled (no token can post); True when it was held.
+
+    Held first, then the state read again: an install that completed in between has already
+    released what it saw, so this message goes on to be posted now rather than wait for another.
+    """
+    if not app_install.is_uninstalled(cache):
+        return False
+    message = payload.message
+    done = effects.recall(cache, message.message_id, STEP, message.content_fingerprint())
+    if done is not None and done.done:
+        return False  # posted before the uninstall: the stored result is returned as usual
+    held.hold(cache, message.message_id, payload.model_dump_json())
+    if app_install.is_uninstalled(cache):
+        logger.warning("bitrix24 app is uninstalled: message held until it is installed again")
+        return True
+    held.release(cache, message.message_id)
+    return False
+
+
+def _held(payload: PostToChatPayload, mode: ChatModeUsed) -> PostToChatResult:
+    inflight.settle(redis_client(), payload.message.message_id)  # the held store has it now
+    return PostToChatResult(
+        message_id=payload.message.message_id, contact_id=payload.contact_id, mode=mode, held=True
+    )
 
 
 def _remember_chat(record: subscribers.SubscriberRecord, result: PostToChatResult) -> None:
@@ -325,43 +462,106 @@ def _remember_chat(record: subscribers.SubscriberRecord, result: PostToChatResul
         record.crm_chat_id = result.chat_id
 
 
-@operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
-def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
-    """Post the subscriber's message to the contact's chat, exactly once per message id."""
-    settings, cache = get_settings(), redis_client()
+def _settle(cache: Any, payload: PostToChatPayload) -> None:
+    """Posted: out of the in-flight ledger and out of the way of the subscriber's next message."""
+    inflight.settle(cache, payload.message.message_id)
+    order.leave(cache, payload.message.abonent_id, payload.message.message_id)
+
+
+def _post_once(
+    cache: Any, settings: Settings, payload: PostToChatPayload, *, lock_wait: float = POST_LOCK_WAIT
+) -> PostToChatResult:
+    """Post the message unless a run before did; the lock and the markers make it once per message id."""
     message_id, fingerprint = payload.message.message_id, payload.message.content_fingerprint()
     ttl = settings.effect_marker_ttl
-    with logger.contextualize(message_id=message_id, kafka_position=payload.message.kafka_position):
-        # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
-        # second waits, then returns the first one's stored result.
-        with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
-            previous = effects.mark_started(cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint)
-            if previous is not None and previous.done and previous.result is not None:
-                inflight.settle(cache, message_id)
-                return PostToChatResult.model_validate(previous.result)
-            late = previous is None and older_than_markers(payload.message, settings)
-            if late:
-                logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
-            mode = chat_mode(settings)
-            # Remember the subscriber before posting: an operator may answer before this step returns.
-            record = _subscriber_record(payload)
-            subscribers.remember(cache, record)
-            parts = message_parts(payload)
+    # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
+    # second waits, then returns the first one's stored result.
+    with effects.locked(cache, f"post:{message_id}", wait=lock_wait) as lease:
+        mode = chat_mode(settings)
+        if mode == ChatModeUsed.OPENLINES and _held_while_uninstalled(cache, payload):
+            return _held(payload, mode)
+        previous = effects.mark_started(
+            cache, message_id, STEP, ttl=ttl, fingerprint=fingerprint, lease=lease
+        )
+        if previous is not None and previous.done and previous.result is not None:
+            _settle(cache, payload)
+            return PostToChatResult.model_validate(previous.result)
+        late = previous is None and older_than_markers(payload.message, settings)
+        if late:
+            logger.warning("message older than EFFECT_MARKER_TTL: checking the chat before posting")
+        # Remember the subscriber before posting: an operator may answer before this step returns.
+        record = _subscriber_record(payload)
+        subscribers.remember(cache, record)
+        parts = message_parts(payload)
+        try:
             if len(parts) == 1:
-                result = _post_part(payload, settings, mode, parts[0], ambiguous=previous is not None or late)
+                ambiguous = previous is not None or late
+                result = _post_part(payload, settings, mode, parts[0], ambiguous, lease)
             else:
-                posted = _post_parts(payload, settings, mode, parts, record, late=late)
+                posted = _post_parts(payload, settings, mode, parts, record, late=late, lease=lease)
                 result = posted[-1].model_copy(update={"parts": [r.posted_message_id for r in posted]})
                 metrics.TEXTS_SPLIT.inc(mode=mode.value)
-            _remember_chat(record, result)
-            effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
-            )
-            inflight.settle(cache, message_id)
-            subscribers.remember(cache, record)
-        metrics.CHAT_POSTS.inc(mode=mode.value)
-        logger.info("message posted to {} chat {} in {} part(s)", mode.value, result.dialog_id, len(parts))
-        return result
+        except IntegrationError:
+            # Uninstalled while posting (tokens revoked): hold it rather than fail it.
+            if mode != ChatModeUsed.OPENLINES or not _held_while_uninstalled(cache, payload):
+                raise
+            return _held(payload, mode)
+        _remember_chat(record, result)
+        effects.mark_done(
+            cache,
+            message_id,
+            STEP,
+            result.model_dump(mode="json"),
+            ttl=ttl,
+            fingerprint=fingerprint,
+            lease=lease,
+        )
+        _settle(cache, payload)
+        subscribers.remember(cache, record)
+    metrics.CHAT_POSTS.inc(mode=mode.value)
+    logger.info("message posted to {} chat {} in {} part(s)", mode.value, result.dialog_id, len(parts))
+    return result
 
 
-__all__ = ["Part", "chat_mode", "message_parts", "older_than_markers", "post_to_chat"]
+def _post_parked_successors(cache: Any, settings: Settings, abonent_id: int) -> None:
+    """Post, in order, the subscriber's next messages that are parked waiting for this one.
+
+    Done here, at once, rather than left to their next look: each look waits for a free worker
+    behind the backlog, so a burst of one subscriber's messages would otherwise go at one message
+    per look. At most ``DRAIN_MAX``. Never blocks and never fails the post already made: a message
+    whose post lock is taken (its own run is posting it) or whose post fails ends the hand-over,
+    and that message's own parked retry carries on (the lock and marker keep every post single).
+    """
+    for _ in range(DRAIN_MAX):
+        parked = order.next_parked(cache, abonent_id)
+        if parked is None:
+            return
+        message_id, raw = parked
+        with logger.contextualize(message_id=message_id):
+            try:
+                successor = PostToChatPayload.model_validate(raw)
+                order.unpark(cache, abonent_id, message_id)
+                _post_once(cache, settings, successor, lock_wait=0.0)
+            except Exception as exc:
+                logger.info("next message not posted in turn here ({}); its own retry goes on", exc)
+                return
+
+
+@operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
+def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
+    """Post the subscriber's message to the contact's chat, exactly once per message id, in order."""
+    settings, cache = get_settings(), redis_client()
+    message = payload.message
+    with logger.contextualize(message_id=message.message_id, kafka_position=message.kafka_position):
+        done = effects.recall(cache, message.message_id, STEP, message.content_fingerprint())
+        if done is not None and done.done and done.result is not None:
+            _settle(cache, payload)
+            result = PostToChatResult.model_validate(done.result)
+        else:
+            wait_for_turn(cache, payload, settings)
+            result = _post_once(cache, settings, payload)
+    _post_parked_successors(cache, settings, message.abonent_id)  # also after a crash before the hand-over
+    return result
+
+
+__all__ = ["Part", "chat_mode", "message_parts", "older_than_markers", "post_to_chat", "wait_for_turn"]

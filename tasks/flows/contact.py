@@ -4,19 +4,33 @@ Bitrix24 has no uniqueness constraint and no idempotency key for contacts, so:
 
 1. a Redis cache ``phone -> contact id`` answers repeat subscribers without an API call;
 2. under the per-phone lock, ``crm.duplicate.findbycomm`` finds contacts made by anyone (operators,
-   reconciliation, another worker that held the lock before us), and only then we create;
+   reconciliation, another worker that held the lock before us), and only then we create. The
+   portal compares digits only, so the phone is asked in its three spellings (``7…``, ``8…``, ten
+   digits, :func:`phone_spellings`): a contact an operator typed as ``8 (913) 123-45-67`` is found;
 3. if the lock is busy (someone is creating it, or died doing so), the portal is asked at once;
 4. a create that failed ambiguously (timeout, 5xx: it may have committed) is looked up once more at
    once and, if still absent, re-raised as ``LookUpFirstError``; the retry starts again at step 1,
-   so it looks the phone up before creating again.
+   so it looks the phone up before creating again;
+5. the lock is a fenced lease: the create runs only after ``lease.ensure_held()``, and right after
+   it the phone is looked up again on the portal. A create that was on the wire while we were
+   stopped past the lease may have committed after a successor's: if an older contact carries the
+   phone, ours is the newer duplicate and we delete it and use the older one.
 
 Contacts carry the RosDomofon ids as reconciliation writes them (``ORIGINATOR_ID="rosdomofon"``,
 ``ORIGIN_ID=<account id>``, the same name), so reconciliation later adopts rather than duplicates
 them. A subscriber without an account still gets a contact, marked in its comment.
+
+Reconciliation creates contacts through the same gate (:class:`PhoneGate`): it holds the same
+per-phone locks around its create batch, skips (for a later round) the phones a message is being
+handled for right now, re-checks the phones this module has cached a contact for, and caches what
+it created. So an owner who writes during a reconcile run still gets one contact: whoever takes the
+phone's lock second finds the first one's contact.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import redis
@@ -42,13 +56,31 @@ LOCK_WAIT = 30.0
 class ContactDirectory(Protocol):
     """The part of ``Bitrix24Client`` this module uses."""
 
-    def find_contacts_by_phone(self, phones: Any) -> dict[str, list[int]]: ...
+    def call(self, method: str, params: Any = None) -> Any: ...
 
     def create_contact(self, fields: Any) -> int: ...
 
 
 def cache_key(phone: str) -> str:
     return f"{CACHE_PREFIX}:{phone}"
+
+
+def phone_spellings(phone: str) -> list[str]:
+    """How a canonical ``7XXXXXXXXXX`` may be stored, as the portal's digits-only index sees it."""
+    return [phone, "8" + phone[1:], phone[1:]]
+
+
+def find_on_portal(directory: ContactDirectory, phone: str) -> list[int]:
+    """Ids of the contacts holding ``phone`` in any spelling (one ``crm.duplicate.findbycomm``)."""
+    params = {"type": "PHONE", "entity_type": "CONTACT", "values": phone_spellings(phone)}
+    result = directory.call("crm.duplicate.findbycomm", params)
+    ids = result.get("CONTACT") if isinstance(result, dict) else None  # [] when nothing matched
+    return sorted({int(i) for i in ids or []})
+
+
+def remember(cache: redis.Redis, phone: str, contact_id: int) -> None:
+    """The phone's contact, for the next message of the subscriber (and for :class:`PhoneGate`)."""
+    cache.set(cache_key(phone), contact_id, ex=CACHE_TTL)
 
 
 def contact_fields(phone: str, account: AccountRef | None, abonent_id: int | None) -> dict[str, Any]:
@@ -85,11 +117,11 @@ def _lookup(directory: ContactDirectory, cache: redis.Redis, phone: str) -> int 
     cached = _cached(cache, phone)
     if cached is not None:
         return cached
-    ids = directory.find_contacts_by_phone([phone]).get(phone) or []
+    ids = find_on_portal(directory, phone)
     if not ids:
         return None
     contact_id = min(ids)  # the oldest is the one operators have been using
-    cache.set(cache_key(phone), contact_id, ex=CACHE_TTL)
+    remember(cache, phone, contact_id)
     if len(ids) > 1:
         logger.warning("phone has {} contacts in Bitrix24; using the oldest, {}", len(ids), contact_id)
     return contact_id
@@ -111,10 +143,11 @@ def ensure_contact(
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
-    with effects.phone_lock(cache, phone, wait=LOCK_WAIT):
+    with effects.phone_lock(cache, phone, wait=LOCK_WAIT) as lease:
         found = _lookup(directory, cache, phone)
         if found is not None:
             return found, False
+        lease.ensure_held()  # stopped past the lease: a successor may have created it already
         try:
             contact_id = directory.create_contact(fields)
         except LookUpFirstError:
@@ -123,9 +156,64 @@ def ensure_contact(
                 logger.info("contact {} committed despite an ambiguous answer", found)
                 return found, True
             raise
-        cache.set(cache_key(phone), contact_id, ex=CACHE_TTL)
+        kept = _keep_oldest(directory, phone, contact_id)
+        remember(cache, phone, kept)
+        if kept != contact_id:
+            return kept, False
         logger.info("bitrix24 contact {} created for a subscriber", contact_id)
         return contact_id, True
+
+
+class PhoneGate:
+    """The contact-creation gate for a batch writer (reconciliation): the flow's locks and cache.
+
+    ``with gate.claim(phones) as claimed`` holds the per-phone lock of each phone that is free right
+    now (``claimed``); a phone whose lock is busy is being handled by a message and must be tried
+    again later. Under the locks, :meth:`known` says which claimed phones already have a contact
+    this module found or made (re-check those, never create them), and :meth:`remember` records
+    the batch's creates so the flow finds them without asking the portal.
+    """
+
+    def __init__(self, cache: redis.Redis) -> None:
+        self.cache = cache
+
+    @contextmanager
+    def claim(self, phones: Iterable[str]) -> Iterator[set[str]]:
+        names = {effects.phone_lock_name(p): p for p in phones}
+        with effects.locked_free(self.cache, names) as held:
+            yield {names[name] for name in held}
+
+    def known(self, phones: Iterable[str]) -> set[str]:
+        phones = list(phones)
+        if not phones:
+            return set()
+        found = self.cache.mget([cache_key(p) for p in phones])
+        return {p for p, raw in zip(phones, found, strict=True) if raw is not None}
+
+    def remember(self, phone: str, contact_id: int) -> None:
+        remember(self.cache, phone, contact_id)
+
+
+def _keep_oldest(directory: ContactDirectory, phone: str, created: int) -> int:
+    """After our create: the phone's oldest contact, deleting ours if an older one exists.
+
+    A lease check before the create cannot stop a request already sent when the holder was stopped:
+    the portal may commit it after the successor's own create. Only the newer one of two is removed,
+    and only by its creator, so two creators never delete each other's contacts.
+    """
+    ids = find_on_portal(directory, phone)  # every spelling, as the flow looks it up
+    older = [i for i in ids if i < created]
+    if not older:
+        return created
+    oldest = min(older)
+    logger.warning(
+        "contact {} duplicates the older contact {} of the same phone (created beside a successor "
+        "while we were stopped); deleting ours",
+        created, oldest,
+    )  # fmt: skip
+    directory.call("crm.contact.delete", {"id": created})
+    metrics.CONTACTS.inc(outcome="duplicate_removed")
+    return oldest
 
 
 @operation(
@@ -165,4 +253,12 @@ def find_or_create_contact(payload: FindOrCreateContactPayload) -> FindOrCreateC
         return result
 
 
-__all__ = ["contact_fields", "ensure_contact", "find_or_create_contact"]
+__all__ = [
+    "PhoneGate",
+    "contact_fields",
+    "ensure_contact",
+    "find_on_portal",
+    "find_or_create_contact",
+    "phone_spellings",
+    "remember",
+]

@@ -24,7 +24,9 @@ class CrmChatPortal(Protocol):
 
     def create_crm_chat(self, contact_id: int, title: str) -> int: ...
 
-    def post_chat_message(self, chat_id: int, text: str) -> int: ...
+    def post_chat_message(
+        self, chat_id: int, text: str, attach: list[dict[str, Any]] | None = None
+    ) -> int: ...
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any: ...
 
@@ -49,8 +51,17 @@ def find_chat(portal: CrmChatPortal, contact_id: int) -> int | None:
     return int(found) if found else None
 
 
-def ensure_chat(portal: CrmChatPortal, cache: redis.Redis, contact_id: int, title: str) -> int:
+def ensure_chat(
+    portal: CrmChatPortal,
+    cache: redis.Redis,
+    contact_id: int,
+    title: str,
+    *,
+    lease: effects.Lease | None = None,
+) -> int:
     """The contact's chat id, creating the chat once.
+
+    The create runs only while both our chat lease and the caller's ``lease`` (the post lock) hold.
 
     As with contacts, a busy lock (someone creating it, or dead mid-create) or an ambiguous create
     sends us to the portal first, so a chat that was committed is found rather than made twice.
@@ -64,10 +75,13 @@ def ensure_chat(portal: CrmChatPortal, cache: redis.Redis, contact_id: int, titl
         if found is not None:
             cache.set(chat_key(contact_id), found, ex=CHAT_TTL)
             return found
-    with effects.locked(cache, name, wait=30):
+    with effects.locked(cache, name, wait=30) as chat_lease:
         found = known_chat(cache, contact_id)
         if found is not None:
             return found
+        for held in (chat_lease, lease):
+            if held is not None:
+                held.ensure_held()
         try:
             chat_id = portal.create_crm_chat(contact_id, title)
         except LookUpFirstError:

@@ -7,6 +7,11 @@ message id (topic, record timestamp, value hash: :mod:`tasks.ingest.identity`):
 ingest worker, or a producer's retry duplicate at another offset) produces the same task ids, and the
 per-step effect markers make the second run return the first run's results.
 
+Each message with a record timestamp also enters its subscriber's order queue
+(:mod:`tasks.state.order`) with the ledger entry; the post step waits for the subscriber's earlier
+messages (:mod:`tasks.flows.chat`). :func:`resume_chain` is the dead-letter replay of any step: it
+runs that step and every later one, and enters the ledger (and the order queue) again.
+
 :func:`enqueue_incoming_message` is what the Kafka ingest worker calls; it returns only after the
 broker accepted the chain, so the ingest worker may then store the Kafka offset. Each message is
 entered in the in-flight ledger first (:mod:`tasks.state.inflight`); ``flows.resend_stalled_messages``
@@ -34,10 +39,15 @@ from tasks.runtime.publishing import QUICK_PUBLISH_RETRY_POLICY
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import redis_client, rosdomofon_api
 from tasks.settings import get_settings
-from tasks.state import accounts_index, effects, inflight
+from tasks.state import accounts_index, effects, inflight, order
 
 LOOKUP_STEP = "lookup"
 STEPS = ("lookup", "contact", "post")
+STEP_TASKS = {
+    "lookup": "flows.lookup_account",
+    "contact": "bitrix24.find_or_create_contact",
+    "post": "flows.post_to_chat",
+}
 
 
 def step_task_id(message_id: str, step: str) -> str:
@@ -84,16 +94,37 @@ def lookup_account(payload: LookupAccountPayload) -> LookupAccountResult:
         return result
 
 
+_STEP_SIGNATURES = {"lookup": lookup_account, "contact": find_or_create_contact, "post": post_to_chat}
+
+
+def chain_from(
+    step: str,
+    payload: dict,
+    task_ids: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> Signature:
+    """``step`` with ``payload``, then every later step, each with the task id ``task_ids[step]``."""
+    steps = STEPS[STEPS.index(step) :]
+    options = {"headers": headers} if headers else {}
+    signatures = [_STEP_SIGNATURES[step].signature(kwargs=payload, task_id=task_ids[step], **options)]
+    signatures += [_STEP_SIGNATURES[s].signature(task_id=task_ids[s], **options) for s in steps[1:]]
+    return chain(*signatures)
+
+
 def message_chain(message: SubscriberMessage) -> Signature:
     """The three-step chain for one message, with deterministic task ids."""
     first = LookupAccountPayload(phone=message.phone, abonent_id=message.abonent_id, message=message)
-    return chain(
-        lookup_account.signature(
-            kwargs=first.model_dump(mode="json"), task_id=step_task_id(message.message_id, "lookup")
-        ),
-        find_or_create_contact.signature(task_id=step_task_id(message.message_id, "contact")),
-        post_to_chat.signature(task_id=step_task_id(message.message_id, "post")),
-    )
+    ids = {s: step_task_id(message.message_id, s) for s in STEPS}
+    return chain_from(LOOKUP_STEP, first.model_dump(mode="json"), ids)
+
+
+def enter_in_flight(message: SubscriberMessage) -> None:
+    """Record the message in the ledger and, when it has a timestamp, its subscriber's order queue."""
+    cache = redis_client()
+    inflight.track(cache, message.message_id, inflight.MESSAGE, message)
+    if message.sent_at is not None:
+        ttl = get_settings().effect_marker_ttl
+        order.enter(cache, message.abonent_id, message.message_id, message.sent_at, ttl=ttl)
 
 
 def start_chain(message: SubscriberMessage) -> str:
@@ -101,8 +132,32 @@ def start_chain(message: SubscriberMessage) -> str:
 
     The ledger entry is written first: a chain published but never recorded could be lost unseen.
     """
-    inflight.track(redis_client(), message.message_id, inflight.MESSAGE, message)
+    enter_in_flight(message)
     result = message_chain(message).apply_async(retry_policy=QUICK_PUBLISH_RETRY_POLICY)
+    return str(result.id)
+
+
+def chain_step(task_name: str) -> str | None:
+    """The chain step a task name runs (``lookup``, ``contact``, ``post``), None for other tasks."""
+    return next((step for step, name in STEP_TASKS.items() if name == task_name), None)
+
+
+def resume_chain(task_name: str, payload: dict, task_id: str, headers: dict[str, str]) -> str | None:
+    """Replay a dead-lettered chain step and every step after it; None when it is not a chain step.
+
+    ``task_id`` (derived from the dead letter's id) names the replayed step; the later steps get
+    ``<task_id>:<step>``, so replaying the same letter again publishes the same tasks again, and
+    the effect markers keep the contact and the post single. The message enters the in-flight
+    ledger again before anything is published, as in :func:`start_chain`.
+    """
+    step = chain_step(task_name)
+    nested = payload.get("message")
+    if step is None or not isinstance(nested, dict):
+        return None
+    message = SubscriberMessage.model_validate(nested)
+    enter_in_flight(message)
+    ids = {s: task_id if s == step else f"{task_id}:{s}" for s in STEPS}
+    result = chain_from(step, payload, ids, headers).apply_async(retry_policy=QUICK_PUBLISH_RETRY_POLICY)
     return str(result.id)
 
 
@@ -125,7 +180,7 @@ def handle_incoming_message(payload: SubscriberMessage) -> HandleIncomingMessage
 def subscriber_message(
     message: KafkaIncomingMessage,
     message_id: str,
-    sent_at: int | None = None,
+    sent_at: float | None = None,
     *,
     fingerprint: str | None = None,
     position: str | None = None,
@@ -143,6 +198,7 @@ def subscriber_message(
             phone=str(sender.phone),
             company_id=sender.company_id,
             text=message.text or "",
+            image_url=message.image_url or None,
             sent_at=sent_at,
             fingerprint=fingerprint,
             kafka_position=position,
@@ -154,7 +210,7 @@ def subscriber_message(
 def enqueue_incoming_message(
     message: KafkaIncomingMessage,
     message_id: str,
-    sent_at: int | None = None,
+    sent_at: float | None = None,
     *,
     fingerprint: str | None = None,
     position: str | None = None,
@@ -176,10 +232,14 @@ def enqueue_incoming_message(
 
 
 __all__ = [
+    "STEP_TASKS",
+    "chain_from",
+    "chain_step",
     "enqueue_incoming_message",
     "handle_incoming_message",
     "lookup_account",
     "message_chain",
+    "resume_chain",
     "step_task_id",
     "subscriber_message",
 ]

@@ -1,9 +1,12 @@
 """``flows.deliver_operator_reply``: an operator's Open Lines answer back to the subscriber's app.
 
 The dialog's external chat id names the subscriber (``abonent-<id>``); the phone and company come
-from the record the message flow keeps. The text loses its BB codes, goes out over RosDomofon REST
-(``POST /messages``, channel ``support``) or Kafka ``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``),
-and the delivery is reported back with ``imconnector.send.status.delivery``.
+from the record the message flow keeps. The text loses its BB codes, the operator's files follow as
+lines with their names and portal links (the app shows text only, :mod:`tasks.flows.attachments`), a
+reply over ``REPLY_MAX_LENGTH`` is split into ordered parts (:mod:`tasks.flows.reply_parts`, each
+part under its own marker ``send-part:<i>``); it goes out over RosDomofon REST (``POST /messages``,
+channel ``support``) or Kafka ``MESSAGES_OUT_<company>`` (``REPLY_TRANSPORT``), and the delivery is
+reported back with ``imconnector.send.status.delivery``.
 
 Sending is bracketed by the effect marker ``done:reply:<chat>:<message>:send``, so a redelivered task
 never sends twice once the send is recorded; the delivery report has its own marker. A retry that
@@ -24,6 +27,8 @@ from schemas.bitrix24 import DeliveryStatus
 from schemas.flows import OperatorReplyPayload, OperatorReplyResult, ReplyTransportUsed
 from tasks.errors import ReplyNotYetError, ReplyTargetError, UnknownDialogError
 from tasks.flows import reply_history
+from tasks.flows.attachments import files_text
+from tasks.flows.reply_parts import split_reply
 from tasks.flows.texts import strip_bbcodes
 from tasks.runtime import metrics
 from tasks.runtime.headers import MESSAGE_HEADER
@@ -36,6 +41,7 @@ from tasks.settings import ReplyTransport, Settings, get_settings
 from tasks.state import effects, inflight, reply_order, reply_sends, subscribers
 
 SEND_STEP = "send"
+PART_STEP = "send-part"
 STATUS_STEP = "delivery-status"
 CHANNEL = reply_history.CHANNEL
 SEND_LOCK_WAIT = 20.0
@@ -55,6 +61,8 @@ def reply_fingerprint(payload: OperatorReplyPayload) -> str:
     fingerprint is another reply, never "already delivered". A repeated event carries the same text.
     """
     content = f"{payload.connector}\x1f{payload.line}\x1f{payload.chat_id}\x1f{payload.text}"
+    if payload.files:  # a files-only reply has no text: its files tell it apart
+        content += "\x1f" + "\x1f".join(f.link for f in payload.files)
     return hashlib.sha256(content.encode()).hexdigest()
 
 
@@ -157,6 +165,67 @@ def _wait_for_earlier(settings: Settings, cache: Any, payload: OperatorReplyPayl
     reply_order.leave(cache, dialog, *ahead)
 
 
+def _wait_for_kafka_record(
+    settings: Settings, cache: Any, key: str, started_at: float, found: OperatorReplyResult | None
+) -> None:
+    """A Kafka record reaches the history only once RosDomofon consumed it: give an interrupted
+    produce ``KAFKA_SETTLE`` seconds from its attempt to show up before deciding it never went out."""
+    if found is not None or settings.reply_transport != ReplyTransport.KAFKA:
+        return
+    if reply_sends.recall_seen(cache, key) is None:
+        return  # unknowable anyway: waiting would not tell
+    left = KAFKA_SETTLE - (time.time() - started_at)
+    if left > 0:
+        raise ReplyNotYetError(f"waiting {left:.1f}s for an interrupted Kafka reply to reach the history",
+                               retry_after=max(1.0, left))  # fmt: skip
+
+
+def reply_text(payload: OperatorReplyPayload) -> str:
+    """What the subscriber reads: the operator's words without BB codes, then one line per file."""
+    words = strip_bbcodes(payload.text)
+    files = files_text(payload.files)
+    return "\n".join(part for part in (words, files) if part)
+
+
+def _send_parts(
+    settings: Settings, cache: Any, key: str, fingerprint: str, abonent_id: int, parts: list[str]
+) -> OperatorReplyResult:
+    """Send the reply, or each of its parts once and in order; an interrupted send is looked for first.
+
+    Before the reply's first attempt the outgoing history ids are noted (``reply_sends``), so a send
+    found only "started" is looked for by a new id. Part ``i`` of a split reply has its own marker
+    ``send-part:<i>``, so a redelivered task resumes at
+    the first part not recorded as sent instead of sending the reply's beginning again. A reply that
+    fits is sent under the reply's own ``send`` marker, as it always was.
+    """
+    ttl = settings.effect_marker_ttl
+    record = subscribers.recall(cache, abonent_id)
+    first = SEND_STEP if len(parts) == 1 else f"{PART_STEP}:1"
+    if effects.recall(cache, key, first, fingerprint) is None:  # the reply's first attempt
+        reply_sends.remember_seen(cache, key, reply_history.outgoing_ids(abonent_id), ttl=ttl)
+    sent: list[OperatorReplyResult] = []
+    for number, part in enumerate(parts, 1):
+        step = SEND_STEP if len(parts) == 1 else f"{PART_STEP}:{number}"
+        marker = effects.recall(cache, key, step, fingerprint)
+        if step != SEND_STEP and marker is not None and marker.done and marker.result is not None:
+            sent.append(OperatorReplyResult.model_validate(marker.result))
+            continue
+        found = None
+        if marker is not None:  # an earlier attempt began this send: did it go out?
+            found = _recognised(settings, abonent_id, record, part, key)
+            _wait_for_kafka_record(settings, cache, key, marker.at, found)
+        effects.mark_started(cache, key, step, ttl=ttl, fingerprint=fingerprint)
+        one = found or _send(settings, abonent_id, record, part)
+        if step != SEND_STEP:
+            effects.mark_done(cache, key, step, one.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint)
+        sent.append(one)
+    if len(sent) == 1:
+        return sent[0]
+    return sent[-1].model_copy(
+        update={"text": "\n".join(r.text for r in sent), "parts": [r.rosdomofon_message_id for r in sent]}
+    )
+
+
 def _report_delivery(payload: OperatorReplyPayload) -> None:
     status = DeliveryStatus.model_validate(
         {
@@ -191,11 +260,21 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
             if marker is not None and marker.done and marker.result is not None:
                 result = OperatorReplyResult.model_validate(marker.result)
             else:
-                text = strip_bbcodes(payload.text)
+                text = reply_text(payload)
                 if not text:
-                    raise ReplyTargetError(f"operator message {payload.im_message_id} has no text to deliver")
+                    raise ReplyTargetError(
+                        f"operator message {payload.im_message_id} has no text and no file to deliver"
+                    )
+                parts = split_reply(text, settings.reply_max_length)
                 _wait_for_earlier(settings, cache, payload, key)
-                result = _send_once(settings, cache, key, fingerprint, abonent_id, text)
+                result = _send_parts(settings, cache, key, fingerprint, abonent_id, parts)
+                effects.mark_done(
+                    cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint
+                )
+                logger.info(
+                    "operator reply sent to abonent {} via {} in {} part(s)",
+                    abonent_id, result.transport.value, len(parts),
+                )  # fmt: skip
         reply_order.leave(cache, payload.chat_id, key)  # sent: the dialog's next reply may go
         status = effects.recall(cache, key, STATUS_STEP, fingerprint)
         if status is None or not status.done:
@@ -205,41 +284,6 @@ def deliver_operator_reply(payload: OperatorReplyPayload) -> OperatorReplyResult
         inflight.settle(cache, key)
         reply_sends.forget_seen(cache, key)
         return result.model_copy(update={"delivery_reported": True})
-
-
-def _send_once(
-    settings: Settings, cache: Any, key: str, fingerprint: str, abonent_id: int, text: str
-) -> OperatorReplyResult:
-    """The send between its markers: a first attempt notes the history, a later one looks there first."""
-    ttl = settings.effect_marker_ttl
-    previous = effects.recall(cache, key, SEND_STEP, fingerprint)
-    record = subscribers.recall(cache, abonent_id)
-    found = None
-    if previous is None:
-        reply_sends.remember_seen(cache, key, reply_history.outgoing_ids(abonent_id), ttl=ttl)
-    else:
-        found = _recognised(settings, abonent_id, record, text, key)
-        _wait_for_kafka_record(settings, cache, key, previous.at, found)
-    effects.mark_started(cache, key, SEND_STEP, ttl=ttl, fingerprint=fingerprint)
-    result = found or _send(settings, abonent_id, record, text)
-    effects.mark_done(cache, key, SEND_STEP, result.model_dump(mode="json"), ttl=ttl, fingerprint=fingerprint)
-    logger.info("operator reply sent to abonent {} via {}", abonent_id, result.transport.value)
-    return result
-
-
-def _wait_for_kafka_record(
-    settings: Settings, cache: Any, key: str, started_at: float, found: OperatorReplyResult | None
-) -> None:
-    """A Kafka record reaches the history only once RosDomofon consumed it: give an interrupted
-    produce ``KAFKA_SETTLE`` seconds from its attempt to show up before deciding it never went out."""
-    if found is not None or settings.reply_transport != ReplyTransport.KAFKA:
-        return
-    if reply_sends.recall_seen(cache, key) is None:
-        return  # unknowable anyway: waiting would not tell
-    left = KAFKA_SETTLE - (time.time() - started_at)
-    if left > 0:
-        raise ReplyNotYetError(f"waiting {left:.1f}s for an interrupted Kafka reply to reach the history",
-                               retry_after=max(1.0, left))  # fmt: skip
 
 
 def reply_task_id(im_chat_id: int, im_message_id: int) -> str:
@@ -277,4 +321,5 @@ __all__ = [
     "reply_fingerprint",
     "reply_key",
     "reply_task_id",
+    "reply_text",
 ]

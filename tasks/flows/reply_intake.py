@@ -26,6 +26,7 @@ from loguru import logger
 
 from schemas.bitrix24 import EventData
 from schemas.flows import OperatorReplyPayload
+from tasks.flows.attachments import reply_files
 from tasks.flows.operator_reply import reply_fingerprint, reply_task_id
 from tasks.runtime import metrics
 from tasks.state import keys
@@ -54,6 +55,7 @@ def replies_of(data: EventData) -> list[tuple[str, OperatorReplyPayload]]:
             im_chat_id=item.im.chat_id,
             im_message_id=item.im.message_id,
             text=item.message.text,
+            files=reply_files(item.message.files),
             operator_user_id=item.message.user_id,
         )
         found.append((reply_task_id(payload.im_chat_id, payload.im_message_id), payload))

@@ -3,9 +3,10 @@
 Beat runs it every ``STALLED_SWEEP_INTERVAL`` seconds (``tasks/runtime/schedule.py``); see
 :mod:`tasks.state.inflight` for why the ledger exists. Each entry older than ``STALLED_MESSAGE_AFTER`` is
 checked against its last effect marker first: done work that was never struck out (the worker died
-between the two writes) is only struck out; everything else is published again, which the effect
-markers make safe. An entry that cannot be read (or is of an unknown kind) is moved aside and
-dead-lettered (:func:`tasks.state.inflight.move_aside`), so it never blinds later sweeps.
+between the two writes) is only struck out (of the ledger and its subscriber's order queue);
+everything else is published again, which the effect markers make safe. An entry that cannot be
+read (or is of an unknown kind) is moved aside and dead-lettered
+(:func:`tasks.state.inflight.move_aside`), so it never blinds later sweeps.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tasks.runtime.operation import operation
 from tasks.runtime.queues import Queue
 from tasks.runtime.resources import redis_client
 from tasks.settings import get_settings
-from tasks.state import dead_letters, effects, inflight
+from tasks.state import dead_letters, effects, inflight, order
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _sweep_one(
     marker = effects.recall(cache, entry.key, kind.last_step)
     if marker is not None and marker.done:
         inflight.settle(cache, entry.key)
+        order.release(cache, entry.key, entry.payload)
         outcome.settled.append(entry.key)
         return
     logger.warning(

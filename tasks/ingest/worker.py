@@ -44,7 +44,7 @@ from tasks.ingest.metrics import IngestMetrics, IngestStatus, lag_from_stats, wr
 from tasks.ingest.settlement import SettledOffsets
 from tasks.runtime import metrics as shared_metrics
 
-# (message: KafkaIncomingMessage, message_id: str, *, sent_at: int | None, fingerprint: str, position: str)
+# (message: KafkaIncomingMessage, message_id: str, *, sent_at: float | None, fingerprint: str, position: str)
 Enqueue = Callable[..., str]
 STATUS_INTERVAL = 2.0
 
@@ -174,7 +174,8 @@ class IngestWorker:
         self.enqueue(
             message,
             identity.message_id,
-            sent_at=millis // 1000 if millis is not None else None,
+            # To the millisecond: it orders one subscriber's messages written within one second.
+            sent_at=millis / 1000 if millis is not None else None,
             fingerprint=identity.fingerprint,
             position=identity.position,
         )

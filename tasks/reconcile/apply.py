@@ -12,6 +12,13 @@ What happens to a failure depends on whether the write may have happened (docs/b
 
 A contact's fingerprint is stored as soon as its write is confirmed, so a run killed halfway only
 re-checks the accounts it had not confirmed yet.
+
+Creates go through the message flow's gate (:class:`tasks.flows.contact.PhoneGate`): each create
+batch is sent holding the per-phone locks the flow takes to find or create a subscriber's contact.
+A phone whose lock is busy (a message of that owner is being handled) waits for the next round; a
+phone the flow has a contact for is looked up again and re-planned (adopted or updated), never
+created; what the batch created is cached for the flow. An owner who writes during a run therefore
+gets one contact, whichever side comes first.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from loguru import logger
 from clients.bitrix24.errors import error_class
 from clients.errors import LookUpFirstError, RateLimitedError, RetryLaterError
 from schemas.bitrix24 import BatchResult
+from tasks.flows.contact import PhoneGate
 from tasks.reconcile.fingerprint import FingerprintStore, Stored
 from tasks.reconcile.mapping import DesiredContact
 from tasks.reconcile.plan import ContactWrite, ObservedContact, WriteKind, build_plan
@@ -64,6 +72,8 @@ class Applier:
         *,
         sleep: Callable[[float], None] = time.sleep,
         max_rounds: int = MAX_ROUNDS,
+        gate: PhoneGate | None = None,
+        fence: Callable[[], None] = lambda: None,
     ) -> None:
         self.client = client
         self.reader = reader
@@ -73,9 +83,15 @@ class Applier:
         self.digests = digests
         self.sleep = sleep
         self.max_rounds = max_rounds
+        self.gate = gate
+        self.fence = fence  # raises when the run lock is lost: no batch is sent after that
         # The kind each account was first planned as: a create found committed on re-check counts
         # as created, not as unchanged.
         self._kind: dict[int, WriteKind] = {}
+        self._confirmed: dict[int, int] = {}  # account id -> contact id, as confirmed by the portal
+        # Creates re-checked because the flow knew a contact for the phone: if the re-check still
+        # plans a create (that contact is another account's, or gone), it is not re-checked again.
+        self._rechecked: set[int] = set()
 
     def apply(self, writes: Sequence[ContactWrite]) -> None:
         for write in writes:
@@ -110,8 +126,40 @@ class Applier:
             self.report.add_failure(write.account_id, write.kind.value, "still failing after retries")
 
     def _apply_chunk(self, chunk: Sequence[ContactWrite]) -> tuple[list[ContactWrite], list[ContactWrite]]:
+        """Send one batch, its creates through the gate; returns (to send again, to re-check first)."""
+        phones = {
+            w.account_id: phone
+            for w in chunk
+            if w.kind == WriteKind.CREATE and (phone := self.desired[w.account_id].phone)
+        }
+        if self.gate is None or not phones:
+            return self._send(chunk)
+        with self.gate.claim(phones.values()) as claimed:
+            known = self.gate.known(claimed)
+            busy = [w for w in chunk if w.account_id in phones and phones[w.account_id] not in claimed]
+            taken = [
+                w for w in chunk if phones.get(w.account_id) in known and w.account_id not in self._rechecked
+            ]
+            self._rechecked.update(w.account_id for w in taken)
+            if busy or taken:
+                logger.info(
+                    "reconcile: {} create(s) wait for a message's contact lookup, {} re-checked first",
+                    len(busy), len(taken),
+                )  # fmt: skip
+            skip = {w.account_id for w in [*busy, *taken]}
+            again, unsure = self._send([w for w in chunk if w.account_id not in skip])
+            for write in chunk:
+                stored = self._confirmed.get(write.account_id)
+                if write.account_id in phones and stored is not None:
+                    self.gate.remember(phones[write.account_id], stored)
+        return [*again, *busy], [*unsure, *taken]
+
+    def _send(self, chunk: Sequence[ContactWrite]) -> tuple[list[ContactWrite], list[ContactWrite]]:
         """Send one batch; returns (writes to send again, writes to re-check before any retry)."""
+        if not chunk:
+            return [], []
         commands = {command_id(w): command(w) for w in chunk}
+        self.fence()
         try:
             outcome = self.client.batch(commands)
         except RateLimitedError as exc:
@@ -133,6 +181,7 @@ class Applier:
                     unsure.append(write)
                     continue
                 confirmed[write.account_id] = Stored(contact_id, self.digests[write.account_id])
+                self._confirmed[write.account_id] = contact_id
                 self._count(write.account_id)
                 continue
             if error is None:
@@ -147,6 +196,7 @@ class Applier:
                 text = f"{error.error} {error.error_description}".strip()
                 logger.error("reconcile: account {} {} failed: {}", write.account_id, write.kind.value, text)
                 self.report.add_failure(write.account_id, write.kind.value, text)
+        self.fence()
         self.store.save(confirmed)
         return retry, unsure
 
@@ -159,15 +209,36 @@ class Applier:
         if adopt_ids:
             by_id = {c.id: c for c in self.reader.by_ids(adopt_ids.values()) if not c.ours}
             adoptable = {a: by_id[cid] for a, cid in adopt_ids.items() if cid in by_id}
+        adoptable.update(self._adoptable_for_creates(writes, ours))
         plan = build_plan([self.desired[a] for a in accounts], ours, adoptable)
+        for write in plan.of_kind(WriteKind.ADOPT):  # a create that found someone's contact after all
+            self._kind[write.account_id] = WriteKind.ADOPT
         confirmed = {a: Stored(cid, self.digests[a]) for a, cid in plan.unchanged.items()}
         for account_id in confirmed:
             self._count(account_id)
+        self.fence()
         self.store.save(confirmed)
         logger.info(
             "reconcile: re-check of {}: {} landed, {} to write", len(writes), len(confirmed), len(plan.writes)
         )
         return plan.writes
+
+    def _adoptable_for_creates(
+        self, writes: Sequence[ContactWrite], ours: Sequence[ObservedContact]
+    ) -> dict[int, ObservedContact]:
+        """For creates that found no contact of ours: one made meanwhile by someone else (the
+        message flow before it knew the account, an operator), matched by phone as on a first run."""
+        if self.gate is None:
+            return {}
+        origins = {c.origin_id for c in ours if c.ours}
+        homeless = {
+            w.account_id: phone
+            for w in writes
+            if w.kind == WriteKind.CREATE
+            and str(w.account_id) not in origins
+            and (phone := self.desired[w.account_id].phone)
+        }
+        return self.reader.adoption_candidates(homeless)[0] if homeless else {}
 
     def _count(self, account_id: int) -> None:
         kind = self._kind.get(account_id, WriteKind.UPDATE)

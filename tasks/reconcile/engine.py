@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from loguru import logger
 
+from tasks.flows.contact import PhoneGate
 from tasks.reconcile.apply import Applier
 from tasks.reconcile.fields import ensure_fields
 from tasks.reconcile.fingerprint import FingerprintStore, Stored, fingerprint
@@ -83,10 +84,12 @@ def reconcile(
     sleep: Any = time.sleep,
     report: RunReport | None = None,
     read_concurrency: int = DEFAULT_CONCURRENCY,
+    fence: Callable[[], None] = lambda: None,
 ) -> Outcome:
     """Run one reconciliation (the caller holds the run lock) and return its report and plan.
 
     Pass ``report`` to keep hold of it when the run raises: it is then marked failed with the error.
+    ``fence`` is called before every write and raises when the run lock is no longer ours.
     """
     report = report or new_report(full=full, dry_run=dry_run)
     requests0, limited0 = _requests(bitrix24)
@@ -99,8 +102,10 @@ def reconcile(
         if refresh_index and not dry_run:
             from tasks.state.accounts_index import refresh_accounts_index
 
+            fence()
             refresh_accounts_index(snapshot.accounts, store)
         if not dry_run:
+            fence()
             ensure_fields(bitrix24, store)
         desired = {a.id: desired_contact(a, snapshot.connections_of(a.id)) for a in snapshot.accounts}
         digests = {a: fingerprint(d) for a, d in desired.items()}
@@ -127,11 +132,22 @@ def reconcile(
             report.adopted = len(plan.of_kind(WriteKind.ADOPT))
             report.status = RunStatus.DRY_RUN
         else:
+            fence()
             fingerprints.save({a: Stored(cid, digests[a]) for a, cid in plan.unchanged.items()})
+            gate = PhoneGate(store)  # the message flow's per-phone locks and contact cache
             applier = Applier(
-                bitrix24, PortalReader(bitrix24), fingerprints, report, desired, digests, sleep=sleep
+                bitrix24,
+                PortalReader(bitrix24),
+                fingerprints,
+                report,
+                desired,
+                digests,
+                sleep=sleep,
+                gate=gate,
+                fence=fence,
             )
             applier.apply(plan.writes)
+            fence()
             fingerprints.forget(set(stored) - set(desired))
             report.status = RunStatus.PARTIAL if report.failed else RunStatus.OK
     except Exception as exc:

@@ -5,6 +5,12 @@ TTL, kept alive by a heartbeat thread while the run works. If the worker is kill
 OOM) the heartbeat dies with it and the lock lapses within ``ttl`` seconds, so the next scheduled or
 manual run can start and resume. A second run that finds the lock held does not wait: it reports
 ``skipped`` (beat will try again at the next interval).
+
+The lock fences: a run that lost it (stopped past its TTL, Redis away, taken by the next run) stops
+writing. :meth:`RunLock.ensure_held` runs before every write of the run (each batch, each
+fingerprint save, the accounts index, the field setup) and raises
+:class:`~tasks.errors.LeaseLostError` when the heartbeat saw the lock lapse or the key no longer
+holds our token; the task then retries and, finding the lock held, reports ``skipped``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import redis
 from loguru import logger
 from redis.exceptions import LockError, RedisError
 
+from tasks.errors import LeaseLostError
 from tasks.state import keys
 
 RUN_LOCK_KEY = keys.RECONCILE_RUN_LOCK
@@ -43,11 +50,29 @@ class RunLock:
         while not self._stop.wait(self.ttl / 3):
             try:
                 self._lock.extend(self.ttl, replace_ttl=True)
-            except (LockError, RedisError) as exc:
-                # Lost (expired and taken, or Redis away): the run carries on; its writes stay safe
-                # because every create is keyed by ORIGIN_ID and re-checked by the next run.
+            except LockError as exc:
+                # Expired (and maybe taken): final. The run's next write sees it and stops.
                 self.lost = True
-                logger.warning("reconcile run lock not extended: {}", exc)
+                logger.warning("reconcile run lock lost: {}; the run stops writing", exc)
+                return
+            except RedisError as exc:
+                # Redis away for a moment: try again; ensure_held asks Redis itself before writing.
+                logger.warning("reconcile run lock not extended: {}; trying again", exc)
+
+    def held(self) -> bool:
+        """Whether the lock key still holds our token (asks Redis; a lapse seen once is final)."""
+        if self.lost:
+            return False
+        if not self._lock.owned():
+            self.lost = True
+        return not self.lost
+
+    def ensure_held(self) -> None:
+        """Call before each write of the run: raises ``LeaseLostError`` once the lock is not ours."""
+        if not self.held():
+            raise LeaseLostError(
+                "reconcile run lock lost while the run was writing; stopping", retry_after=1.0
+            )
 
     def release(self) -> None:
         self._stop.set()

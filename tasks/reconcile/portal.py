@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from schemas.bitrix24 import BatchResult
 from tasks.errors import PortalReadError
+from tasks.flows.contact import phone_spellings as spellings  # the message flow asks the same three
 from tasks.reconcile.mapping import ORIGINATOR, OWNED_FIELDS
 from tasks.reconcile.plan import ObservedContact, assign_adoptions
 
@@ -38,11 +39,6 @@ FINDBYCOMM_SIZE = 20
 BATCH_SIZE = 50
 PAGE = 50
 PHONES_PER_FINDBYCOMM_REQUEST = FINDBYCOMM_SIZE * BATCH_SIZE // 3
-
-
-def spellings(phone: str) -> list[str]:
-    """How a canonical ``7XXXXXXXXXX`` may be stored, as the portal's digits-only index sees it."""
-    return [phone, "8" + phone[1:], phone[1:]]
 
 
 class PortalClient(Protocol):

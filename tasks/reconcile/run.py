@@ -62,7 +62,13 @@ def run_reconciliation(
         return Outcome(report=report, plan=Plan())
     try:
         outcome = reconcile(
-            rosdomofon, bitrix24, store, full=full, report=report, read_concurrency=read_concurrency
+            rosdomofon,
+            bitrix24,
+            store,
+            full=full,
+            report=report,
+            read_concurrency=read_concurrency,
+            fence=lock.ensure_held,
         )
     except Exception:
         publish(report, store)

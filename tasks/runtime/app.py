@@ -72,6 +72,11 @@ def celery_config() -> dict[str, Any]:
         # five minutes, so messages of a crashed worker sat in `unacked` that long. Sweeps are
         # safe to overlap (each restore is a WATCH transaction), so the mutex only has to cover one.
         "unacked_mutex_expire": RESTORE_MUTEX_EXPIRE,
+        # Every wait has an end: a command unanswered for socket_timeout fails (a half-open
+        # connection, a frozen Redis) instead of blocking the worker forever. It must exceed the
+        # BRPOP timeout (kombu's brpop_timeout, 1 s), which blocks that long by design; kombu also
+        # drops a BRPOP connection whose reply is overdue by health_check_interval.
+        **settings.redis_client_options(),
     }
     return {
         "broker_url": settings.redis_url,
@@ -91,6 +96,16 @@ def celery_config() -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "broker_transport_options": broker_transport,
         "result_backend_transport_options": dict(transport),
+        # The result backend's own connection settings (it does not read the transport options).
+        "redis_socket_timeout": settings.redis_socket_timeout,
+        "redis_socket_connect_timeout": settings.redis_connect_timeout,
+        "redis_socket_keepalive": True,
+        "redis_backend_health_check_interval": settings.redis_health_check_interval,
+        # Every task has an end, below the visibility timeout: past the soft limit the body gets
+        # SoftTimeLimitExceeded (the operation retries it); past the hard one the process is killed
+        # and the message requeued (OperationTask's request), counted as a worker crash.
+        "task_soft_time_limit": settings.time_limits[0],
+        "task_time_limit": settings.time_limits[1],
         # Events for Flower's live view and the sent event so it sees queued tasks too.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -41,7 +41,10 @@ def _redis() -> redis.Redis:
         from tasks.runtime import redis_target
         from tasks.settings import get_settings
 
-        _client = redis_target.from_settings(get_settings()).client(decode_responses=True)
+        settings = get_settings()
+        _client = redis_target.from_settings(settings).client(
+            decode_responses=True, **settings.redis_client_options()
+        )
     return _client
 
 
@@ -194,6 +197,11 @@ REPLIES_RESENT_UNKNOWN = RedisCounter(
 REPLY_ORDER_GIVEN_UP = RedisCounter(
     "rdb24_reply_order_given_up_total",
     "Operator replies sent before an earlier one (REPLY_ORDER_WAIT passed)",
+    (),
+)
+ORDER_WAITS_EXPIRED = RedisCounter(
+    "rdb24_order_waits_expired_total",
+    "Messages posted out of order: their predecessor was still pending after ORDER_WAIT_MAX",
     (),
 )
 DEAD_LETTER_STORE_FULL = RedisGauge(

@@ -25,6 +25,14 @@ Contract::
   message stays in kombu's ``unacked`` hash until the restore sweep brings it back after
   ``VISIBILITY_TIMEOUT``. The re-run is safe because every side-effecting step is bracketed by
   effect markers (``tasks.state.effects``).
+- Every wait has an end: past ``TASK_SOFT_TIME_LIMIT`` the body's ``SoftTimeLimitExceeded`` becomes
+  a ``TaskTimeLimitError`` (retried like any transient error); past ``TASK_TIME_LIMIT`` the process is
+  killed and the message requeued rather than acked (``acks_on_timeout = False``; Celery's default
+  acks a timed-out late-ack message: it would be lost).
+- Crash loops end: each run counts its start per task id (``tasks.state.deliveries``) and clears the
+  count when it finishes; a run that finds ``MAX_WORKER_CRASHES`` unfinished starts before it (the
+  task killed that many worker processes: OOM, segfault, ``os._exit``, hard time limit) writes the
+  dead letter ``worker_crashed`` and fails instead of running the body again.
 - ``current_attempt()`` tells the body whether this run is a retry (e.g. to look a record up before
   repeating an ambiguous write) or a replay, and which message it belongs to.
 """
@@ -41,14 +49,14 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Task
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letters import DeadLetter, DeadLetterReason
 from schemas.validation import format_validation_errors
-from tasks.errors import InvalidPayloadError
+from tasks.errors import InvalidPayloadError, TaskTimeLimitError, WorkerCrashLoopError
 from tasks.runtime import metrics, retry_policy
 from tasks.runtime.app import app
 from tasks.runtime.headers import MESSAGE_HEADER, REPLAY_HEADER, RETRIES_HEADER
@@ -117,6 +125,10 @@ class OperationTask(Task):
 
     acks_late = True
     reject_on_worker_lost = True
+    # Celery acks a late-ack message whose task hit the hard time limit: it would vanish. Requeued
+    # instead; its start count (never cleared, the process was killed) makes a task that always
+    # hangs end as a ``worker_crashed`` dead letter.
+    acks_on_timeout = False
     max_retries = None  # our policy counts retries by cause; Celery's single counter must not interfere
     typing = False
 
@@ -217,21 +229,84 @@ def _execute(task: Task, spec: OperationSpec, fn: Callable[[Any], Any], args: tu
         raw, merge_error = {"args": list(args), **kwargs}, exc
     attempt = _attempt_from(task, spec, raw)
     with _bound(attempt):
-        started = time.monotonic()
-        logger.debug("attempt {} payload {}", attempt.number, redact(raw))
+        crashes = _count_start(attempt)
         try:
-            if merge_error is not None:
-                raise merge_error
-            payload = validate_payload(spec.payload, raw, task_name=spec.name)
-            output = _call_with_reauthentication(spec, fn, payload)
-        except Retry:
+            result = _run(task, spec, fn, attempt, raw, merge_error, crashes)
+        except Exception:  # Retry, Reject and every failure: this run ended, its process lives
+            _count_finish(attempt)
             raise
-        except Exception as exc:
-            _handle_failure(task, spec, attempt, raw, exc)
-            raise
-        metrics.TASKS.inc(task=spec.name, outcome="success")
-        logger.info("{} done in {:.3f}s (attempt {})", spec.name, time.monotonic() - started, attempt.number)
-        return _dump(spec, output)
+        # SystemExit and the like (the pool terminating the process at the hard time limit, a
+        # shutdown) leave the count: the next start sees a run that never finished.
+        _count_finish(attempt)
+        return result
+
+
+def _run(
+    task: Task,
+    spec: OperationSpec,
+    fn: Callable[[Any], Any],
+    attempt: Attempt,
+    raw: dict,
+    merge_error: InvalidPayloadError | None,
+    crashes: int,
+) -> Any:
+    from tasks.settings import get_settings
+
+    limit = get_settings().max_worker_crashes
+    if crashes >= limit:
+        crash = WorkerCrashLoopError(
+            f"{spec.name} killed its worker process {crashes} times (MAX_WORKER_CRASHES={limit}): "
+            "OOM, segfault, os._exit or the hard time limit; not run again"
+        )
+        logger.error("{}", crash)
+        metrics.TASKS.inc(task=spec.name, outcome="dead_letter")
+        _dead_letter(task, spec, attempt, raw, crash, DeadLetterReason.WORKER_CRASHED)
+        raise crash
+    started = time.monotonic()
+    logger.debug("attempt {} payload {}", attempt.number, redact(raw))
+    try:
+        if merge_error is not None:
+            raise merge_error
+        payload = validate_payload(spec.payload, raw, task_name=spec.name)
+        output = _call_with_reauthentication(spec, fn, payload)
+    except Retry:
+        raise
+    except SoftTimeLimitExceeded as exc:
+        limited = TaskTimeLimitError(
+            f"{spec.name} ran past its soft time limit ({time.monotonic() - started:.1f}s): a wait "
+            "did not end; retrying"
+        )
+        limited.__cause__ = exc
+        _handle_failure(task, spec, attempt, raw, limited)
+        raise limited from exc
+    except Exception as exc:
+        _handle_failure(task, spec, attempt, raw, exc)
+        raise
+    metrics.TASKS.inc(task=spec.name, outcome="success")
+    logger.info("{} done in {:.3f}s (attempt {})", spec.name, time.monotonic() - started, attempt.number)
+    return _dump(spec, output)
+
+
+def _count_start(attempt: Attempt) -> int:
+    """Unfinished earlier starts of this task id; 0 when Redis cannot be asked (the run goes ahead)."""
+    from tasks.runtime.resources import redis_client
+    from tasks.state import deliveries
+
+    try:
+        return deliveries.count_start(redis_client(), attempt.task_id)
+    except redis.RedisError as exc:
+        logger.warning("could not count the start of {}: {}", attempt.task_id, exc)
+        return 0
+
+
+def _count_finish(attempt: Attempt) -> None:
+    from tasks.runtime.resources import redis_client
+    from tasks.state import deliveries
+
+    try:
+        deliveries.count_finish(redis_client(), attempt.task_id)
+    except redis.RedisError as exc:  # the count expires; at worst one later start looks like a crash
+        logger.warning("could not clear the start count of {}: {}", attempt.task_id, exc)
 
 
 def broker_unreachable(exc: BaseException | None) -> bool:
@@ -292,7 +367,8 @@ def _handle_failure(task: Task, spec: OperationSpec, attempt: Attempt, raw: dict
         metrics.TASKS.inc(task=spec.name, outcome="retry")
         if decision.cause is Cause.RATE_LIMITED:
             metrics.RATE_LIMIT_WAIT.inc(decision.countdown, task=spec.name)
-        logger.warning(
+        log = logger.info if decision.cause is Cause.WAITING else logger.warning
+        log(
             "{} attempt {} failed ({}: {}); retry in {:.2f}s",
             spec.name, attempt.number, decision.cause.value, exc, decision.countdown,
         )  # fmt: skip
@@ -363,19 +439,23 @@ def _dead_letter(
             raise _requeue(spec, attempt, "storing the dead letter", store_exc) from exc
         return
     if attempt.message_id:
-        _settle_in_flight(attempt.message_id)
+        _settle_in_flight(attempt.message_id, raw)
 
 
-def _settle_in_flight(message_id: str) -> None:
-    """The message is accounted for in the dead-letter store: the in-flight ledger must not resend it.
+def _settle_in_flight(message_id: str, raw: dict) -> None:
+    """The message is accounted for in the dead-letter store: the in-flight ledger must not resend it,
+    and its subscriber's later messages must not wait for it (:mod:`tasks.state.order`).
 
     If Redis refuses just now the entry stays, and a later resend runs the chain once more (its
-    markers keep any effect single); that is logged, never raised over the dead letter.
+    markers keep any effect single), and later messages wait at most ``ORDER_WAIT_MAX``; that is
+    logged, never raised over the dead letter.
     """
     from tasks.runtime.resources import redis_client
-    from tasks.state import inflight
+    from tasks.state import inflight, order
 
     try:
-        inflight.settle(redis_client(), message_id)
+        client = redis_client()
+        inflight.settle(client, message_id)
+        order.release(client, message_id, raw)
     except redis.RedisError as exc:
         logger.warning("dead-lettered message {} left in the in-flight ledger: {}", message_id, exc)

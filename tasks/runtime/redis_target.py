@@ -20,15 +20,12 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.sentinel import Sentinel
 
+from tasks.errors import RedisUrlError
 from tasks.settings import Settings
 
 PLAIN_SCHEMES = ("redis://", "rediss://", "unix://")
 SENTINEL_SCHEME = "sentinel://"
 SENTINEL_DEFAULT_PORT = 26379
-
-
-class RedisUrlError(ValueError):
-    """REDIS_URL (with REDIS_SENTINEL_MASTER) does not say where Redis is."""
 
 
 @dataclass(frozen=True)

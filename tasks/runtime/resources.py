@@ -42,8 +42,20 @@ def _cached(name: str, build: Callable[[], T]) -> T:
 
 
 def redis_client() -> redis.Redis:
-    """Redis (decoded strings) for locks, indexes, markers, dead letters and the rate limiter."""
-    return _cached("redis", lambda: redis_target.from_settings(get_settings()).client(decode_responses=True))
+    """Redis (decoded strings) for locks, indexes, markers, dead letters and the rate limiter.
+
+    With read and connect timeouts and TCP keepalive: a half-open connection fails the command
+    (the task retries) instead of blocking the task, or a lock's keep-alive thread, forever.
+    """
+    return _cached("redis", lambda: state_redis(get_settings()))
+
+
+def state_redis(settings: Settings, *, decode_responses: bool = True) -> redis.Redis:
+    """A redis-py client on ``REDIS_URL`` (plain or ``sentinel://``) with the timeouts every client of
+    ours uses."""
+    return redis_target.from_settings(settings).client(
+        decode_responses=decode_responses, **settings.redis_client_options()
+    )
 
 
 def rosdomofon_api() -> RosDomofonAPI:
@@ -96,7 +108,7 @@ def build_bitrix24_client(settings: Settings) -> Bitrix24Client:
     # that holds a worker slot; the task layer owns retries (tasks.runtime.retry_policy).
     return Bitrix24Client(
         bitrix24_config(settings),
-        redis=redis_target.from_settings(settings).client(),
+        redis=state_redis(settings, decode_responses=False),
         rate_limit_retries=0,
     )
 

@@ -5,6 +5,10 @@ Decided from ``clients.errors`` categories only, never from a service's own clas
 ==================  ==================================================  ===========================
 category            action                                              budget
 ==================  ==================================================  ===========================
+WaitingError        not a failure: the task waits its turn (e.g. its      none: the body
+                    subscriber's earlier message is still being posted);  bounds its own
+                    retried after its ``retry_after``, never counted      wait (ORDER_WAIT_MAX)
+                    against another budget
 RateLimitedError    wait the server's ``retry_after`` (or the limiter's   ``MAX_RATE_LIMIT_RETRIES``
                     wait), capped by ``RATE_LIMIT_WAIT_MAX``
 RetryLaterError     exponential backoff with jitter, capped by            ``MAX_RETRIES``
@@ -46,10 +50,12 @@ from clients.errors import (
     ReauthenticateError,
     RetryLaterError,
 )
+from tasks.errors import WaitingError
 from tasks.settings import Settings
 
 
 class Cause(StrEnum):
+    WAITING = "waiting"
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient"
     LOOK_UP_FIRST = "look_up_first"
@@ -59,11 +65,15 @@ class Cause(StrEnum):
     UNEXPECTED = "unexpected"
 
 
-RETRYABLE = {Cause.RATE_LIMITED, Cause.TRANSIENT, Cause.LOOK_UP_FIRST}
+RETRYABLE = {Cause.WAITING, Cause.RATE_LIMITED, Cause.TRANSIENT, Cause.LOOK_UP_FIRST}
+UNCOUNTED = {Cause.WAITING, Cause.RATE_LIMITED}  # not spent from MAX_RETRIES
+WAIT_DEFAULT = 1.0  # seconds, for a WaitingError that names no retry_after
 
 
 def classify(exc: BaseException) -> Cause:
-    """The category of an error; order matters (RateLimited is a RetryLater)."""
+    """The category of an error; order matters (Waiting and RateLimited are RetryLater)."""
+    if isinstance(exc, WaitingError):
+        return Cause.WAITING
     if isinstance(exc, RateLimitedError):
         return Cause.RATE_LIMITED
     if isinstance(exc, RetryLaterError | redis.ConnectionError | redis.TimeoutError):
@@ -167,6 +177,9 @@ def decide(
         return Decision(cause, retry=False)
     budget = options.resolve(settings)
     server_wait = getattr(exc, "retry_after", None)
+    if cause is Cause.WAITING:
+        wait = WAIT_DEFAULT if server_wait is None else server_wait
+        return Decision(cause, retry=True, countdown=min(max(wait, 0.0), settings.rate_limit_wait_max))
     if cause is Cause.RATE_LIMITED:
         done = counts.get(Cause.RATE_LIMITED, 0)
         if done >= budget.max_rate_limit_retries:
@@ -175,7 +188,7 @@ def decide(
         wait = min(max(wait, 0.0), budget.rate_limit_wait_max)
         # A little spread so tasks told "wait 1 s" together do not all return in the same instant.
         return Decision(cause, retry=True, countdown=wait + random.uniform(0, min(1.0, wait * 0.1 + 0.05)))
-    done = sum(v for k, v in counts.items() if k != Cause.RATE_LIMITED)
+    done = sum(v for k, v in counts.items() if k not in UNCOUNTED)
     if done >= budget.max_retries:
         return Decision(cause, retry=False, exhausted=True)
     return Decision(

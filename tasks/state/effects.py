@@ -20,6 +20,16 @@ never released by us. They are leases: a short expiry that a keep-alive thread r
 lives. A holder killed with ``kill -9`` therefore blocks the others for one lease (seconds), not for
 the worst case of the block it was running (with fixed expiries of 60-90 s the kill -9 scenario spent
 most of its recovery time waiting for dead workers' locks).
+
+A lease alone does not fence: a holder that is stopped (SIGSTOP, container freeze, GC pause, Redis
+unreachable) for longer than the lease wakes up believing it still holds the lock while a successor
+works under it. So :func:`locked` yields a :class:`Lease`: the block calls :meth:`Lease.ensure_held`
+immediately before each side effect (one ``GET`` comparing the lock key with our token; raises
+:class:`~tasks.errors.LeaseLostError`, a retry-later error, when lost), and marker writes made under
+a lease are a Lua compare-and-set on that token (:func:`mark_started` / :func:`mark_done` with
+``lease=``): a holder that lost its lease can never overwrite its successor's marker. What the check
+cannot close is a request already on the wire when the holder stopped; callers that create records
+look them up again afterwards (``tasks.flows.contact``).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,13 +47,72 @@ from loguru import logger
 from redis.exceptions import LockError, LockNotOwnedError
 from redis.lock import Lock
 
-from tasks.errors import LockBusyError
+from tasks.errors import LeaseLostError, LockBusyError
 from tasks.state import keys
 
 MARKER_PREFIX = keys.DONE_PREFIX
 LOCK_PREFIX = keys.LOCK_PREFIX
 DEFAULT_MARKER_TTL = 14 * 24 * 3600  # longer than any Kafka redelivery or dead-letter replay window
 LEASE = 10.0  # seconds a lock outlives a dead holder; a live one renews it every LEASE / 3
+KEEPER_JOIN_TIMEOUT = 5.0  # seconds we wait for the keep-alive thread at release; it never blocks longer
+
+# Write KEYS[2] only while KEYS[1] (the lock) still holds our token: the fence on marker writes.
+_WRITE_IF_HELD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+class Lease:
+    """A held lock as its holder sees it: its key, our token, and whether the keeper saw it lapse."""
+
+    def __init__(self, client: redis.Redis, name: str, lock: Lock) -> None:
+        self.client = client
+        self.name = name
+        self.key = f"{LOCK_PREFIX}:{name}"
+        self._lock = lock
+        self._lost = threading.Event()
+
+    @property
+    def token(self) -> str:
+        raw = self._lock.local.token
+        if raw is None:
+            return ""
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def mark_lost(self) -> None:
+        self._lost.set()
+
+    def held(self) -> bool:
+        """Whether the lock key still holds our token (asks Redis; a lapse seen by the keeper is final)."""
+        if self._lost.is_set():
+            return False
+        current = self.client.get(self.key)
+        if isinstance(current, bytes):
+            current = current.decode()
+        if current != self.token:
+            self._lost.set()
+            return False
+        return True
+
+    def ensure_held(self) -> None:
+        """Call immediately before a side effect: raises ``LeaseLostError`` if someone else may hold it."""
+        if not self.held():
+            raise LeaseLostError(
+                f"lease on lock {self.name!r} lost while held (stopped longer than its lease?); "
+                "stopping before the next side effect",
+                retry_after=1.0,
+            )
+
+    def write_if_held(self, key: str, value: str, ttl: int) -> bool:
+        """``SET key value EX ttl`` only while we hold the lease (one atomic Lua step)."""
+        if self._lost.is_set():
+            return False
+        done = bool(self.client.eval(_WRITE_IF_HELD, 2, self.key, key, self.token, value, int(ttl)))
+        if not done:
+            self._lost.set()
+        return done
 
 
 @dataclass(frozen=True)
@@ -95,6 +164,20 @@ def _conflict(message_id: str, step: str, found: str, expected: str) -> None:
     metrics.MESSAGE_ID_CONFLICTS.inc(step=step)
 
 
+def _write_marker(
+    client: redis.Redis, message_id: str, step: str, body: dict[str, Any], ttl: int, lease: Lease | None
+) -> None:
+    key, value = marker_key(message_id, step), json.dumps(body)
+    if lease is None:
+        client.set(key, value, ex=ttl)
+    elif not lease.write_if_held(key, value, ttl):
+        raise LeaseLostError(
+            f"lease on lock {lease.name!r} lost: {body['state']} marker of {step!r} not written "
+            "(the lock's new holder owns the marker now)",
+            retry_after=1.0,
+        )
+
+
 def mark_started(
     client: redis.Redis,
     message_id: str,
@@ -102,18 +185,20 @@ def mark_started(
     *,
     ttl: int = DEFAULT_MARKER_TTL,
     fingerprint: str | None = None,
+    lease: Lease | None = None,
 ) -> Marker | None:
     """Record that the side effect is about to run; returns the marker a previous run left, if any.
 
     A ``done`` marker is never downgraded: the caller should have returned its result already. A
-    marker of another message (other ``fingerprint``) is overwritten as if absent.
+    marker of another message (other ``fingerprint``) is overwritten as if absent. With ``lease`` the
+    write happens only while we hold it (else ``LeaseLostError``).
     """
     previous = recall(client, message_id, step, fingerprint)
     if previous is not None and previous.done:
         return previous
     attempts = (previous.attempts + 1) if previous is not None else 1
     body = {"state": "started", "attempts": attempts, "at": time.time(), "fingerprint": fingerprint}
-    client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
+    _write_marker(client, message_id, step, body, ttl, lease)
     return previous
 
 
@@ -125,8 +210,14 @@ def mark_done(
     *,
     ttl: int = DEFAULT_MARKER_TTL,
     fingerprint: str | None = None,
+    lease: Lease | None = None,
 ) -> None:
-    """Store the step's result; every later run of the step returns it without repeating the effect."""
+    """Store the step's result; every later run of the step returns it without repeating the effect.
+
+    With ``lease`` the write happens only while we hold it: a holder that lost its lease raises
+    ``LeaseLostError`` instead of overwriting what its successor recorded; its retry then reads the
+    successor's marker, or finds its own effect through the step's look-up.
+    """
     previous = recall(client, message_id, step, fingerprint)
     attempts = previous.attempts if previous is not None else 1
     body = {
@@ -136,7 +227,7 @@ def mark_done(
         "at": time.time(),
         "fingerprint": fingerprint,
     }
-    client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
+    _write_marker(client, message_id, step, body, ttl, lease)
 
 
 @contextmanager
@@ -146,12 +237,13 @@ def locked(
     *,
     timeout: float = LEASE,
     wait: float = 20.0,
-) -> Iterator[None]:
+) -> Iterator[Lease]:
     """Hold the lock ``rdb24:lock:{name}`` for the block, however long the block runs.
 
     ``timeout`` is the lease: renewed every third of it while we live, so it only bounds how long a
     dead holder blocks the others. ``wait`` bounds how long we queue behind a live holder before
-    giving the task back to Celery with a retry.
+    giving the task back to Celery with a retry. The block gets the :class:`Lease` and calls
+    ``lease.ensure_held()`` before each side effect.
     """
     # thread_local=False: the keep-alive thread must see the token the acquiring thread got.
     lock = client.lock(
@@ -159,29 +251,88 @@ def locked(
     )
     if not lock.acquire():
         raise LockBusyError(f"lock {name!r} busy for more than {wait:g}s", retry_after=1.0)
+    lease = Lease(client, name, lock)
     stop = threading.Event()
-    keeper = threading.Thread(target=_keep_alive, args=(lock, name, timeout, stop), daemon=True)
+    keeper = threading.Thread(target=_keep_alive, args=(lock, lease, timeout, stop), daemon=True)
     keeper.start()
     try:
-        yield
+        yield lease
     finally:
         stop.set()
-        keeper.join()
+        # Bounded: a renewal stuck on a half-open connection ends at the socket timeout, and the
+        # keeper is a daemon, so the task never waits on it for longer than this.
+        keeper.join(timeout=KEEPER_JOIN_TIMEOUT)
+        if keeper.is_alive():
+            logger.warning("lock {!r}: keep-alive thread still busy at release; leaving it", name)
         # If it expired it may belong to someone else now: the Lua release leaves their token alone.
         with suppress(LockError):
-            lock.release()
+            try:
+                lock.release()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # The block's work is done; the lease lapses by itself within ``timeout``. Raising
+                # here would turn a finished step into a retry, or hide the block's own error.
+                logger.warning("lock {!r} not released ({}); it expires within {:g}s", name, exc, timeout)
 
 
-def _keep_alive(lock: Lock, name: str, lease: float, stop: threading.Event) -> None:
-    """Renew the lease until ``stop``; a renewal that fails for a moment (Redis blip) is tried again."""
-    while not stop.wait(lease / 3):
+def _keep_alive(lock: Lock, lease: Lease, period: float, stop: threading.Event) -> None:
+    """Renew the lease until ``stop``; a renewal that fails for a moment (Redis blip) is tried again.
+
+    A renewal that finds the lease gone marks it lost: the holder's next ``ensure_held`` (or fenced
+    marker write) then stops the block instead of letting it carry on beside the new holder.
+    """
+    name = lease.name
+    while not stop.wait(period / 3):
         try:
             lock.reacquire()
         except LockNotOwnedError:
-            logger.error("lock {!r} expired while held (Redis unreachable longer than its lease?)", name)
+            lease.mark_lost()
+            logger.error("lock {!r} expired while held (stopped or Redis away longer than its lease)", name)
             return
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             logger.warning("could not renew lock {!r}: {}; trying again", name, exc)
+
+
+@contextmanager
+def locked_free(client: redis.Redis, names: Iterable[str], *, timeout: float = LEASE) -> Iterator[set[str]]:
+    """Hold those of the locks ``names`` that are free right now; yields the names held.
+
+    For a batch writer that must not queue behind each holder in turn (reconciliation creating 50
+    contacts in one request): what is busy now is left to its holder and tried again later. One
+    keep-alive thread renews every lease held; the same lock names as :func:`locked`.
+    """
+    held: dict[str, Lock] = {}
+    for name in dict.fromkeys(names):
+        lock = client.lock(f"{LOCK_PREFIX}:{name}", timeout=timeout, blocking=False, thread_local=False)
+        if lock.acquire():
+            held[name] = lock
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep_all_alive, args=(held, timeout, stop), daemon=True)
+    if held:
+        keeper.start()
+    try:
+        yield set(held)
+    finally:
+        stop.set()
+        if held:
+            keeper.join()
+        for lock in held.values():
+            with suppress(LockError):
+                lock.release()
+
+
+def _keep_all_alive(held: dict[str, Lock], lease: float, stop: threading.Event) -> None:
+    lost: set[str] = set()
+    while not stop.wait(lease / 3):
+        for name, lock in held.items():
+            if name in lost:
+                continue
+            try:
+                lock.reacquire()
+            except LockNotOwnedError:
+                logger.error("lock {!r} expired while held (Redis unreachable longer than its lease?)", name)
+                lost.add(name)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("could not renew lock {!r}: {}; trying again", name, exc)
 
 
 def is_locked(client: redis.Redis, name: str) -> bool:
@@ -196,17 +347,19 @@ def phone_lock_name(phone: str) -> str:
 @contextmanager
 def phone_lock(
     client: redis.Redis, phone: str, *, timeout: float = LEASE, wait: float = 20.0
-) -> Iterator[None]:
+) -> Iterator[Lease]:
     """Serialise "find or create" for one normalised phone across every worker process."""
-    with locked(client, phone_lock_name(phone), timeout=timeout, wait=wait):
-        yield
+    with locked(client, phone_lock_name(phone), timeout=timeout, wait=wait) as lease:
+        yield lease
 
 
 __all__ = [
     "LEASE",
+    "Lease",
     "Marker",
     "is_locked",
     "locked",
+    "locked_free",
     "mark_done",
     "mark_started",
     "marker_key",

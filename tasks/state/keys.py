@@ -14,7 +14,7 @@ The Bitrix24 client keeps its own keys (rate-limit bucket, operating time, OAuth
 ``clients/`` spells no namespace of ours.
 
 Not Redis keys, so not here: the ``rdb24:<message id>`` tag hidden in CRM chat text
-(``tasks.flows.chat.TAG_PREFIX``) and the test fixtures' database claim (``sandbox.stack.redis_db``).
+(``tasks.flows.texts.OUR_TAG``) and the test fixtures' database claim (``sandbox.stack.redis_db``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from __future__ import annotations
 DONE_PREFIX = "rdb24:done"
 # string <prefix>:<name>: a redis-py lock token, a lease renewed while held, expiring
 LOCK_PREFIX = "rdb24:lock"
+
+# --- tasks.state.deliveries: starts of a task id without a finish (worker crash loops)
+# string <prefix>:<task id>: INCR at each start, deleted at the finish, expiring
+STARTS_PREFIX = "rdb24:starts"
 
 # --- tasks.state.inflight: chains enqueued and not yet settled
 # zset: member = ledger key, score = when tracked or last resent
@@ -35,6 +39,11 @@ INFLIGHT_UNREADABLE = "rdb24:inflight:unreadable"
 # string <prefix>:<ledger key>: when it was settled (unix seconds), expiring; the ingest worker commits a
 # Kafka offset only after it saw this (absence from the ledger alone may be Redis having lost it)
 INFLIGHT_SETTLED_PREFIX = "rdb24:inflight:settled"
+
+# --- tasks.state.order: each subscriber's messages not yet posted, in the order written
+# zset <prefix>:<abonent id>: member = message id, score = record timestamp (unix s), expiring;
+# hash <prefix>:<abonent id>:waiting: message id -> {"since", "payload"} JSON of a parked post, expiring
+ORDER_PREFIX = "rdb24:order"
 
 # --- tasks.state.dead_letters: the dead-letter store
 # hash: dead-letter id -> DeadLetter JSON
@@ -67,6 +76,15 @@ CRM_CHAT_PREFIX = "rdb24:crmchat:contact"
 OPENLINES_READY_PREFIX = "rdb24:openlines:ready"
 # string: the line id picked when OPENLINES_LINE_ID is empty, expiring
 OPENLINES_LINE = "rdb24:openlines:line"
+
+# --- tasks.state.app_install: the Bitrix24 local app's install handshake
+# hash: state (installed|uninstalled), application_token, domain, member_id, at (unix seconds)
+APP_INSTALL = "rdb24:app:install"
+
+# --- tasks.state.held: subscriber messages held while the app is uninstalled
+# hash: message id -> the flows.post_to_chat payload JSON, until a reinstall posts them
+OPENLINES_HELD = "rdb24:openlines:held"
+
 
 # --- tasks.flows.reply_intake: operator replies already enqueued (from the receiver or the offline queue)
 # string <prefix>:<task id>: "pending:<fingerprint>" while one process publishes it (30 s), then the
@@ -128,6 +146,7 @@ BITRIX24_BUCKET_PATTERN = BITRIX24_BUCKET_PREFIX + "*"
 __all__ = [
     "ACCOUNTS_BY_PHONE",
     "ACCOUNTS_REFRESHED_AT",
+    "APP_INSTALL",
     "BITRIX24_BUCKET_PATTERN",
     "BITRIX24_BUCKET_PREFIX",
     "BITRIX24_NAMESPACE",
@@ -146,8 +165,10 @@ __all__ = [
     "METRICS_PREFIX",
     "OFFLINE_BOUND",
     "OFFLINE_PROCESS",
+    "OPENLINES_HELD",
     "OPENLINES_LINE",
     "OPENLINES_READY_PREFIX",
+    "ORDER_PREFIX",
     "RECONCILE_FINGERPRINTS",
     "RECONCILE_LAST_REPORT",
     "RECONCILE_REPORTS",
@@ -160,5 +181,6 @@ __all__ = [
     "REPLY_PENDING_PREFIX",
     "REPLY_SEEN_PREFIX",
     "REPLY_WAITING_PREFIX",
+    "STARTS_PREFIX",
     "SUBSCRIBER_PREFIX",
 ]

@@ -1,4 +1,5 @@
-"""The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``).
+"""The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``), and the
+app's install handshake (``ONAPPINSTALL``/``ONAPPUNINSTALL``, handed to :mod:`tasks.webhook.app_lifecycle`).
 
 Bitrix24 never retries an event delivery and expects a quick answer, so the handler only checks the
 request (size, shape, ``auth[application_token]`` in constant time), writes the event's replies to
@@ -13,6 +14,7 @@ Nothing here logs the event's ``auth`` block (it carries an access token) or the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import sqlite3
 from collections.abc import AsyncIterator
@@ -32,6 +34,8 @@ from tasks.errors import BodyTooLargeError
 from tasks.flows.operator_reply import enqueue_operator_reply
 from tasks.flows.reply_intake import Enqueue, replies_of
 from tasks.settings import Settings
+from tasks.state import app_install
+from tasks.webhook.app_lifecycle import AppLifecycle, is_app_event
 from tasks.webhook.drain import Drainer
 from tasks.webhook.spool import Spool
 
@@ -72,13 +76,20 @@ def create_app(
     enqueue: Enqueue = enqueue_operator_reply,
     max_body: int = DEFAULT_MAX_BODY,
     dedupe_ttl: int = 14 * 24 * 3600,
+    lifecycle: AppLifecycle | None = None,
 ) -> FastAPI:
     """The ASGI app; arguments instead of globals so tests and ``rdb24 webhook`` build their own.
+
+    ``lifecycle`` handles the app's ``ONAPPINSTALL``/``ONAPPUNINSTALL`` (``tasks/webhook/app_lifecycle.py``);
+    without it those events are ignored. Once an install was seen, events are checked against the
+    application token it brought instead of ``application_token`` (the last one read is kept for
+    while Redis cannot be asked, so replies are still taken then).
 
     The spool and its drain thread live with the app (its lifespan): opened at startup, so leftovers
     of a previous receiver in ``spool_dir`` are drained as soon as the new one is up.
     """
     holder: dict[str, Drainer] = {}
+    known_token = {"value": application_token}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +110,13 @@ def create_app(
         openapi_url=None,
         lifespan=lifespan,
     )
+
+    def expected_token() -> str:
+        try:
+            known_token["value"] = app_install.application_token(redis_client, application_token)
+        except redis.RedisError as exc:
+            logger.warning("webhook: install state unreadable ({}); the last known token is used", exc)
+        return known_token["value"]
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -125,9 +143,13 @@ def create_app(
         except (ValueError, UnicodeDecodeError) as exc:
             logger.warning("webhook: unreadable body from {}: {}", client, str(exc)[:200])
             return _problem(400, "body is not a form-encoded Bitrix24 event")
+        if lifecycle is not None and is_app_event(form):
+            outcome = await asyncio.to_thread(lifecycle.handle, form)
+            return JSONResponse(outcome.body, status_code=outcome.status)
         auth = form.get("auth")
         given = auth.get("application_token", "") if isinstance(auth, dict) else ""
-        if not token_matches(given if isinstance(given, str) else "", application_token):
+        expected = await run_in_threadpool(expected_token)
+        if not token_matches(given if isinstance(given, str) else "", expected):
             logger.warning(
                 "webhook: event {!r} from {} has a wrong application_token", form.get("event"), client
             )
@@ -163,6 +185,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
         redis_client=redis_client(),
         spool_dir=Path(settings.webhook_spool_dir),
         max_body=settings.webhook_max_body,
+        lifecycle=AppLifecycle(settings, redis_client()),
         dedupe_ttl=settings.effect_marker_ttl,
     )
 

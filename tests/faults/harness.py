@@ -228,9 +228,18 @@ class Stack:
 
     # --- product processes --------------------------------------------------------------------------
     def worker(
-        self, name: str, *, concurrency: int = 2, queues: list[str] | None = None, **env: str
+        self,
+        name: str,
+        *,
+        concurrency: int = 2,
+        queues: list[str] | None = None,
+        include: tuple[str, ...] = (),
+        **env: str,
     ) -> CeleryWorker:
-        """A prefork ``celery -A tasks worker`` (all queues by default), started and answering ping."""
+        """A prefork ``celery -A tasks worker`` (all queues by default), started and answering ping.
+
+        ``include``: extra task modules (``tests.tasks.probe_tasks`` for scripted probe tasks).
+        """
         worker = CeleryWorker(
             self.probe,
             self.env(**env),
@@ -238,6 +247,7 @@ class Stack:
             pool="prefork",
             concurrency=concurrency,
             queues=queues or ALL_QUEUES,
+            include=include,
         )
         worker.hostname = f"{name}-{self.run}@localhost"
         self.workers[name] = worker

@@ -615,6 +615,61 @@ def test_connector_messages_carry_their_external_id_as_connector_mid(sim: Bitrix
     ]
 
 
+def test_subscriber_files_are_kept_as_the_portal_keeps_them(sim: Bitrix24Simulator) -> None:
+    """``message.files``: ``{url, name}`` with the name cut to its last 50 characters; a file without
+    an http(s) URL is dropped silently, as a failed download is (facts doc §11)."""
+    assert oauth_call(sim, "imconnector.register", {
+        "ID": "files", "NAME": "F", "ICON": {"DATA_IMAGE": "data:image/svg+xml;base64,"},
+        "PLACEMENT_HANDLER": "https://example.org/h",
+    }).status_code == 200  # fmt: skip
+    assert oauth_call(sim, "imconnector.activate", {"CONNECTOR": "files", "LINE": "1", "ACTIVE": 1}).ok
+    long_name = "x" * 60 + ".jpg"
+    files = [{"url": "https://cdn.example/a.jpg", "name": long_name}, {"url": "javascript:alert(1)"}]
+    item = {"user": {"id": "u1"}, "message": {"id": "m1", "files": files}, "chat": {"id": "c1"}}
+    sent = oauth_call(
+        sim, "imconnector.send.messages", {"CONNECTOR": "files", "LINE": "1", "MESSAGES": [item]}
+    )
+    assert sent.json()["result"]["SUCCESS"] is True, sent.text
+    (chat,) = [c for c in sim.chats() if c.get("openline")]
+    assert chat["messages"][0]["files"] == [{"url": "https://cdn.example/a.jpg", "name": long_name[-50:]}]
+
+
+def test_operator_files_and_the_app_lifecycle_events(sim: Bitrix24Simulator) -> None:
+    """An operator's file reply carries ``files[]`` with a short ``link``; uninstall revokes tokens and
+    forgets connectors and bindings; install hands out a new pair and a new application token."""
+    from sandbox.bitrix24.events import build_payload
+    from sandbox.bitrix24.forms import unflatten
+    from sandbox.bitrix24.messaging import operator_message
+
+    with sim.portal.lock:
+        chat_id = len(sim.portal.chats) + 1
+        sim.portal.chats[chat_id] = {
+            "ID": chat_id, "messages": [], "USERS": [],
+            "openline": {"connector": "c", "line": "1", "external_chat_id": "e1", "external_user_id": "u"},
+        }  # fmt: skip
+    stored = operator_message(sim.portal, chat_id, "", 1, "Анна", [{"name": "plan.pdf", "size": 10}])
+    event = unflatten(build_payload(sim.portal, sim.url, stored["chat"], stored["message"], 1))
+    (file,) = event["data"]["MESSAGES"][0]["message"]["files"]
+    assert event["data"]["MESSAGES"][0]["message"]["text"] == ""
+    assert file["name"] == "plan.pdf" and file["size"] == "10" and file["link"].startswith("https://")
+
+    assert oauth_call(sim, "app.info").json()["result"]["CODE"] == sim.oauth.client_id
+    assert oauth_call(sim, "event.bind", {"event": "ONAPPUNINSTALL", "handler": "http://127.0.0.1:9/x"}).ok
+    old_token = sim.oauth.application_token
+    access, _ = sim.issue_tokens()
+    gone = requests.post(f"{sim.url}/_sandbox/app/uninstall", timeout=30).json()
+    assert [d["handler"] for d in gone["deliveries"]] == ["http://127.0.0.1:9/x"]  # unreachable: logged
+    assert sim.openlines()["handlers"] == [] and sim.openlines()["connectors"] == {}
+    refused = requests.post(f"{sim.oauth.client_endpoint}app.info.json", json={"auth": access}, timeout=10)
+    assert refused.status_code == 401
+    again = requests.post(
+        f"{sim.url}/_sandbox/app/install", json={"handler": "http://127.0.0.1:9/x"}, timeout=30
+    )
+    assert again.json()["application_token"] != old_token and "error" in again.json()["delivery"]
+    assert oauth_call(sim, "app.info").json()["result"]["INSTALLED"] is True
+    assert requests.post(f"{sim.url}/_sandbox/app/install", json={}, timeout=10).status_code == 400
+
+
 def test_offline_events_queue_until_cleared_and_go_to_one_process_at_a_time(sim: Bitrix24Simulator) -> None:
     """``event.bind`` with ``event_type=offline`` queues the event; ``event.offline.get`` with
     ``clear=0`` hands it to one process id until ``event.offline.clear``; webhooks are refused."""

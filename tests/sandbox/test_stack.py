@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,6 +140,9 @@ def test_demo_round_trip_waits_for_a_starting_stack(stack: Stack) -> None:
     assert out.count("Hello! The intercom") >= 2, out  # two subscribers' messages, shown from Bitrix24
     assert "event deliveries" in out and "'status': 200" in out, out  # the portal reached our receiver
     assert "RosDomofon history" in out and "a technician is on the way" in out
+    # Both attachments: the subscriber's photo in the operator's chat, the operator's file at the app.
+    assert "with a photo of the intercom" in out and re.search(r"📎 intercom-\w+\.png <http", out), out
+    assert re.search(r"📎 instructions-\w+\.pdf \([\d.]+ КБ\): https://", out), out
     assert "round trip complete" in out
     # The subscriber's history, read independently through the simulator's control API.
     state = wait_ready(stack)

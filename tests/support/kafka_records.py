@@ -15,10 +15,14 @@ from sandbox.rosdomofon.state import Abonent
 from schemas.kafka import KafkaIncomingMessage
 
 
-def incoming(abonent_id: int, phone: int, text: str, company_id: int | None = None) -> KafkaIncomingMessage:
-    """A MESSAGES_IN record shaped like the real sample: text in localizedPush.message."""
+def incoming(
+    abonent_id: int, phone: int, text: str, company_id: int | None = None, image_url: str | None = None
+) -> KafkaIncomingMessage:
+    """A MESSAGES_IN record shaped like the real sample: text in localizedPush.message (``image_url``:
+    the optional ``imageUrl`` of a picture)."""
     return KafkaIncomingMessage.model_validate(
         {
+            **({"imageUrl": image_url} if image_url else {}),
             "fromAbonent": {
                 "id": abonent_id,
                 "phone": phone,

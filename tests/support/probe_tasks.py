@@ -8,6 +8,8 @@ call records what ``current_attempt()`` said, so tests can check the body saw re
 from __future__ import annotations
 
 import json
+import os
+import time
 
 from pydantic import BaseModel, Field
 
@@ -102,3 +104,32 @@ class SumResult(BaseModel):
 def add(payload: AddPayload) -> SumResult:
     """x + y, returned as the next step's ``x`` (chains pass results on as payloads)."""
     return SumResult(x=payload.x + payload.y)
+
+
+class CrashPayload(BaseModel):
+    key: str
+    crashes: int = 1_000_000  # how many runs kill their process before one succeeds
+
+
+@operation("probe.crash", queue=Queue.FLOWS, payload=CrashPayload, result=FlakyResult)
+def crash(payload: CrashPayload) -> FlakyResult:
+    """Kill the worker process (as an OOM kill or a segfault would) on the first ``crashes`` runs."""
+    calls = int(redis_client().incr(calls_key(payload.key)))
+    if calls <= payload.crashes:
+        os._exit(70)  # no finally, no ack: the worker loses its child mid-task
+    return FlakyResult(key=payload.key, calls=calls)
+
+
+@operation("probe.hang", queue=Queue.FLOWS, payload=CrashPayload, result=FlakyResult)
+def hang(payload: CrashPayload) -> FlakyResult:
+    """A wait that ignores the soft time limit (as a stuck C call would): only the hard limit ends it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    calls = int(redis_client().incr(calls_key(payload.key)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except SoftTimeLimitExceeded:
+            continue
+    return FlakyResult(key=payload.key, calls=calls)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks.errors import LockBusyError
+from tasks.errors import LeaseLostError, LockBusyError
 from tasks.state import effects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +148,92 @@ def test_a_marker_of_another_message_under_the_same_id_is_never_done(
         assert effects.recall(redis_client, unique, "post") is not None
     finally:
         metrics.use_redis(None)
+
+
+def _steal(client: redis.Redis, name: str) -> None:
+    """What a successor does once our lease lapsed: the key is gone and holds someone else's token."""
+    key = f"{effects.LOCK_PREFIX}:{name}"
+    client.delete(key)
+    assert client.lock(key, timeout=5).acquire(blocking=False)
+
+
+def test_ensure_held_passes_while_ours_and_raises_once_taken(redis_client: redis.Redis, unique: str) -> None:
+    with effects.locked(redis_client, unique, timeout=5, wait=1) as lease:
+        lease.ensure_held()
+        _steal(redis_client, unique)
+        with pytest.raises(LeaseLostError) as caught:
+            lease.ensure_held()
+        # Final: even if the key came back empty, a lapse once seen is not forgotten.
+        redis_client.delete(f"{effects.LOCK_PREFIX}:{unique}")
+        assert not lease.held()
+    assert caught.value.retry_after == 1.0
+
+
+def test_marker_writes_under_a_lost_lease_leave_the_successors_marker(
+    redis_client: redis.Redis, unique: str
+) -> None:
+    with effects.locked(redis_client, f"post:{unique}", timeout=5, wait=1) as lease:
+        assert effects.mark_started(redis_client, unique, "post", lease=lease) is None
+        _steal(redis_client, f"post:{unique}")
+        effects.mark_done(redis_client, unique, "post", {"chat_id": 2})  # the successor's result
+        with pytest.raises(LeaseLostError):
+            effects.mark_done(redis_client, unique, "post", {"chat_id": 1}, lease=lease)
+        with pytest.raises(LeaseLostError):
+            effects.mark_started(redis_client, unique, "other", lease=lease)
+    marker = effects.recall(redis_client, unique, "post")
+    assert marker is not None and marker.result == {"chat_id": 2}
+    assert effects.recall(redis_client, unique, "other") is None
+
+
+def test_marker_writes_under_a_held_lease_land(redis_client: redis.Redis, unique: str) -> None:
+    with effects.locked(redis_client, f"post:{unique}", timeout=5, wait=1) as lease:
+        effects.mark_started(redis_client, unique, "post", lease=lease, ttl=60)
+        effects.mark_done(redis_client, unique, "post", {"chat_id": 3}, lease=lease, ttl=60)
+    marker = effects.recall(redis_client, unique, "post")
+    assert marker is not None and marker.done and marker.result == {"chat_id": 3}
+    assert 0 < redis_client.ttl(effects.marker_key(unique, "post")) <= 60
+
+
+def test_keeper_marks_an_expired_lease_lost(redis_client: redis.Redis, unique: str) -> None:
+    """The holder was stopped past its lease: the keeper's renewal fails and the block is fenced."""
+    with effects.locked(redis_client, unique, timeout=0.6, wait=1) as lease:
+        _steal(redis_client, unique)
+        deadline = time.monotonic() + 5
+        while lease._lost.is_set() is False and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lease._lost.is_set()
+        with pytest.raises(LeaseLostError):
+            lease.ensure_held()
+
+
+class _Portal:
+    """A directory whose create commits after someone else's, as a stopped worker's request does."""
+
+    def __init__(self, existing: list[int], created: int) -> None:
+        self.ids = list(existing)
+        self.created = created
+        self.deleted: list[int] = []
+
+    def create_contact(self, fields: dict) -> int:
+        self.ids.append(self.created)
+        return self.created
+
+    def call(self, method: str, params: dict | None = None) -> object:
+        assert params is not None
+        if method == "crm.duplicate.findbycomm":  # every spelling of the one phone: all its contacts
+            return {"CONTACT": sorted(self.ids)}
+        assert method == "crm.contact.delete"
+        self.ids.remove(params["id"])
+        self.deleted.append(params["id"])
+        return True
+
+
+def test_keep_oldest_deletes_our_newer_duplicate_only(unique: str) -> None:
+    from tasks.flows.contact import _keep_oldest
+
+    late = _Portal(existing=[10, 12], created=12)  # the successor's 10 came first
+    assert _keep_oldest(late, "79130000000", 12) == 10
+    assert late.deleted == [12] and late.ids == [10]
+    first = _Portal(existing=[12, 15], created=12)  # ours is the older: the other creator removes its own
+    assert _keep_oldest(first, "79130000000", 12) == 12
+    assert first.deleted == []

@@ -17,6 +17,7 @@ from tasks.runtime.retry_policy import Cause, classify
 # retry category. Keep this list short; anything a task body may raise belongs under a category.
 RAISED_OUTSIDE_TASKS = {
     errors.SettingsError,
+    errors.RedisUrlError,
     errors.ScheduleError,
     errors.UnknownTaskError,
     errors.DeadLetterNotFound,

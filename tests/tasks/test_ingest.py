@@ -41,7 +41,7 @@ pytestmark = pytest.mark.timeout(300)
 MANY_MESSAGES = int(os.environ.get("RDB24_INGEST_TEST_MESSAGES", "500"))
 PARTITIONS = 3
 SUBSCRIBERS = 25
-TAG = re.compile(r"\[(\w+):(\d+)\]")
+TAG = re.compile(r"\[\u2060?(\w+):(\d+)\]")  # posted subscriber text is inert: a word joiner follows "["
 
 
 # --- the stack -----------------------------------------------------------------------------------------

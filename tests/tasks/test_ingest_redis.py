@@ -79,6 +79,16 @@ def queued_message_ids(client: redis.Redis) -> list[str]:
     return positions
 
 
+def message_id_at(client: redis.Redis, position: str) -> str:
+    """The message id (what the ledger and the receipts are keyed by) of the queued chain at a position."""
+    for raw in client.lrange("flows", 0, -1):
+        envelope = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        if kwargs["message"]["kafka_position"] == position:
+            return str(kwargs["message"]["message_id"])
+    raise LookupError(f"no chain queued for {position}")
+
+
 def test_enqueue_failure_keeps_records_and_retries_until_redis_is_back(
     kafka_bootstrap: str,
     broker_redis: embedded.EmbeddedServer,
@@ -238,7 +248,7 @@ def test_offsets_are_committed_only_up_to_the_oldest_unsettled_message(
         by_partition.setdefault(p, []).append(o)
     for p, offsets in by_partition.items():
         for o in (offsets[0], offsets[1], offsets[3]):
-            inflight.settle(client, f"{topic}:{p}:{o}")
+            inflight.settle(client, message_id_at(client, f"{topic}:{p}:{o}"))
     expected = {p: offsets[2] for p, offsets in by_partition.items()}  # next to read: the unsettled third
     assert ingest.terminate(timeout=25) == 0, ingest.logs()[-3000:]
     assert committed_offsets(kafka_bootstrap, group, topic) == expected, ingest.logs()[-3000:]
@@ -264,11 +274,12 @@ def test_chains_redis_forgot_are_enqueued_again(
     ids = [f"{topic}:{p}:{o}" for p, o in sent]
     wait_until(lambda: set(ids) <= set(queued_message_ids(client)), 60, "every chain enqueued")
     done = ids[0]
-    inflight.settle(client, done)
+    done_id = message_id_at(client, done)
+    inflight.settle(client, done_id)
     wait_until(lambda: (ingest.status(client) or {}).get("unsettled") == len(ids) - 1, 30, "one settled")
     with client.pipeline() as pipe:  # one MULTI, so the ingest worker never sees the gap between
         pipe.flushall()  # everything Redis held is gone, receipts included...
-        pipe.set(inflight.receipt_key(done), str(time.time()))  # ...except this one, which reached disk
+        pipe.set(inflight.receipt_key(done_id), str(time.time()))  # ...except this one, which reached disk
         pipe.execute()
     again = wait_until(lambda: set(ids[1:]) <= set(queued_message_ids(client)), 60, "chains enqueued again")
     assert again
@@ -298,7 +309,7 @@ def test_a_partition_holding_max_held_records_pauses_until_its_oldest_settles(
     held = queued_message_ids(client)
     assert len(held) == 3 * PARTITIONS, held
     first = min(o for p, o in sent if p == 0)
-    inflight.settle(client, f"{topic}:0:{first}")
+    inflight.settle(client, message_id_at(client, f"{topic}:0:{first}"))
     wait_until(lambda: len(queued_message_ids(client)) == 3 * PARTITIONS + 1, 30, "partition 0 resumed")
     time.sleep(1)
     assert len(queued_message_ids(client)) == 3 * PARTITIONS + 1  # one settled, one more in; the rest wait

@@ -20,8 +20,8 @@ import redis
 from celery import Celery
 
 from sandbox.stack import embedded
+from tasks.errors import RedisUrlError
 from tasks.runtime import redis_target
-from tasks.runtime.redis_target import RedisUrlError
 from tasks.settings import Settings
 from tests.conftest import service_missing
 from tests.support.celery_worker import CeleryWorker

@@ -95,6 +95,23 @@ async def reply(request: Request, sim: Sim) -> Response:
     return JSONResponse(outcome)
 
 
+@router.post("/app/install")
+async def app_install(request: Request, sim: Sim) -> Response:
+    spec = await request.json()
+    if not isinstance(spec, dict) or not isinstance(spec.get("handler"), str):
+        return JSONResponse({"error": "handler (the app's event URL) is required"}, 400)
+    outcome = await asyncio.to_thread(sim.install_app, spec["handler"])
+    return JSONResponse(outcome)
+
+
+@router.post("/app/uninstall")
+async def app_uninstall(request: Request, sim: Sim) -> Response:
+    body = await request.body()
+    spec = await request.json() if body else {}
+    clean = bool(spec.get("clean")) if isinstance(spec, dict) else False
+    return JSONResponse(await asyncio.to_thread(sim.uninstall_app, clean))
+
+
 @router.post("/oauth/expire")
 async def expire(sim: Sim) -> Response:
     return JSONResponse({"expired": oauth.expire_access_tokens(sim.portal)})

@@ -49,6 +49,10 @@ class SimulatorHost(Protocol):
 
     def openlines(self) -> dict[str, Any]: ...
 
+    def install_app(self, handler: str) -> dict[str, Any]: ...
+
+    def uninstall_app(self, clean: bool = False) -> dict[str, Any]: ...
+
 
 async def simulator_of(request: Request) -> SimulatorHost:
     """Async so FastAPI does not hop to a worker thread just to read an attribute."""

@@ -5,8 +5,8 @@
 ``GET    /_sandbox/accounts``                           ``[{id, number, blocked, abonentId, phone, flats}]``
 ``GET    /_sandbox/subscribers``                        ``[{abonentId, phone, accountIds}]``
 ``GET    /_sandbox/subscribers/{id}/messages``          history, newest first, with ``source``
-``POST   /_sandbox/subscribers/{id}/send``              ``{text, channel?}`` → ``{topic, partition, offset,
-                                                        messageId, payload}`` (409 without Kafka)
+``POST   /_sandbox/subscribers/{id}/send``              ``{text, channel?, imageUrl?}`` → ``{topic, offset,
+                                                        partition, messageId, payload}`` (409 w/o Kafka)
 ``GET    /_sandbox/calls`` / ``DELETE``                 ``{calls: [{method, path, endpoint, status, at,
                                                         fault}], counts, ok_counts}`` / reset
 ``GET    /_sandbox/faults`` / ``POST`` / ``DELETE``     read / merge settings (see ``FaultSettings``) / clear
@@ -14,6 +14,7 @@
 ``GET    /_sandbox/kafka/out``                          MESSAGES_OUT records consumed (+ rejects)
 ``GET    /_sandbox/signups``                            sign-ups with their current status
 ``POST   /_sandbox/signups/{id}/publish``               produce it to SIGN_UPS_<company> and SIGN_UPS_ALL
+``GET    /_sandbox/pictures/{name}``                    a small PNG (what a demo ``imageUrl`` names)
 =====================================================  ===============================================
 """
 
@@ -23,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
 
 from sandbox.rosdomofon.context import Sim, SimContext
 from sandbox.rosdomofon.kafka_side import KafkaSideError, SubscriberApp
@@ -34,6 +36,18 @@ def _kafka_required(sim: SimContext) -> SubscriberApp:
     if sim.kafka is None:
         raise HTTPException(409, detail="the simulator was started without --kafka")
     return sim.kafka
+
+
+# A 1x1 grey PNG: the picture behind the demo subscriber's imageUrl (the portal downloads it by URL).
+PICTURE = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b550000000a494441"
+    "54789c636800000082008177cd72b60000000049454e44ae426082"
+)
+
+
+@router.get("/pictures/{name}")
+def picture(name: str) -> Response:
+    return Response(PICTURE, media_type="image/png")
 
 
 @router.get("/info")
@@ -95,13 +109,16 @@ def history(abonent_id: int, sim: Sim) -> Any:
 async def send(abonent_id: int, request: Request, sim: Sim) -> Any:
     body = await request.json()
     text = body.get("text") if isinstance(body, dict) else None
-    if not isinstance(text, str) or not text:
-        raise HTTPException(400, detail="text (a non-empty string) is required")
+    image_url = body.get("imageUrl") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not (text or image_url):
+        raise HTTPException(400, detail="text (a string; non-empty unless imageUrl is given) is required")
+    if image_url is not None and not isinstance(image_url, str):
+        raise HTTPException(400, detail="imageUrl must be a string")
     kafka = _kafka_required(sim)
     if abonent_id not in sim.world.abonents:
         raise HTTPException(404, detail=f"abonent {abonent_id} not found")
     try:
-        return kafka.send_from_subscriber(abonent_id, text, body.get("channel") or "support")
+        return kafka.send_from_subscriber(abonent_id, text, body.get("channel") or "support", image_url)
     except KafkaSideError as exc:
         raise HTTPException(503, detail=str(exc)) from exc
 

@@ -78,7 +78,8 @@ def _wait_for_stack(run_dir: Path, wait: float) -> None:
     help="How long a stack that is still starting may take to become healthy (as `rdb24 status --wait`).",
 )
 def demo(run_dir: Path, count: int, timeout: float, wait: float) -> None:
-    """Subscribers write, operators see it in Bitrix24, an operator replies, the subscriber gets it."""
+    """Subscribers write (one sends a photo), operators see it in Bitrix24, an operator replies with a
+    file, the subscriber gets both."""
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import (
@@ -91,7 +92,7 @@ def demo(run_dir: Path, count: int, timeout: float, wait: float) -> None:
     )
     from rich.table import Table
 
-    from tasks.cli.demo_flow import Demo, Subscriber
+    from tasks.cli.demo_flow import Demo, Subscriber, message_lines
     from tasks.cli.stack_settings import stack_settings
     from tasks.errors import DemoError
     from tasks.runtime import log
@@ -131,6 +132,8 @@ def demo(run_dir: Path, count: int, timeout: float, wait: float) -> None:
                 f"   abonent {subscriber.abonent_id} (+{subscriber.phone}): {escape(repr(subscriber.text))} "
                 f"-> {record.get('topic')}:{record.get('partition')}:{record.get('offset')}"
             )
+            if subscriber.picture_url:
+                console.print(f"   ... with a photo of the intercom: {escape(subscriber.picture_url)}")
         with Progress(*columns, console=console) as progress:
             cache: dict[str, tuple[float, list]] = {}
 
@@ -160,14 +163,18 @@ def demo(run_dir: Path, count: int, timeout: float, wait: float) -> None:
                 f"#{contact.get('ID', '?')} {name}",
                 f"+{s.phone}",
                 str(s.chat_id),
-                escape("\n".join(str(m.get("text", "")) for m in s.chat_messages[-3:])),
+                escape("\n".join(message_lines(m) for m in s.chat_messages[-3:])),
             )
         console.print(table)
         first = subscribers[0]
-        console.print(f"[bold]3. The operator replies in chat {first.chat_id}[/]")
+        pictures = [m for m in first.chat_messages if m.get("files") or m.get("attach")]
+        if first.picture_url and not pictures:
+            raise DemoError(f"subscriber {first.abonent_id}'s photo is not attached in chat {first.chat_id}")
+        console.print(f"[bold]3. The operator replies in chat {first.chat_id}, with a file attached[/]")
         outcome = flow.operator_reply(first)
         console.print(
-            f"   {escape(repr(first.reply))} -> event deliveries {escape(str(outcome.get('deliveries')))}"
+            f"   {escape(repr(first.reply))} + 📎 {escape(first.reply_file)} "
+            f"-> event deliveries {escape(str(outcome.get('deliveries')))}"
         )
         with Progress(*columns, console=console) as progress:
             lost = _wait(
@@ -179,8 +186,9 @@ def demo(run_dir: Path, count: int, timeout: float, wait: float) -> None:
             )
         console.print(
             f"[bold]4. In abonent {first.abonent_id}'s RosDomofon history[/] "
-            f"(GET /abonents/{first.abonent_id}/messages): [green]{escape(repr(first.reply))}[/]"
+            f"(GET /abonents/{first.abonent_id}/messages):"
         )
+        console.print(f"[green]{escape(first.reply_received)}[/]")
         console.print("[bold green]round trip complete[/]")
     except DemoError as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from sandbox.bitrix24 import Bitrix24Simulator
 from sandbox.rosdomofon.server import RosDomofonSimulator
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message, step_task_id, subscriber_message
-from tasks.flows.texts import NO_ACCOUNT
+from tasks.flows.texts import NO_ACCOUNT, WORD_JOINER, inert
 from tasks.state import inflight
 from tests.support.celery_worker import CeleryWorker
 from tests.support.flow_tasks import queues_drained, resend_stalled
@@ -131,6 +132,27 @@ def test_subscriber_without_account_is_marked(
     assert len(contacts) == 1 and NO_ACCOUNT in contacts[0]["COMMENTS"]
     posted = posts_of(b24_sim, unique)
     assert len(posted) == 1 and NO_ACCOUNT in posted[0]["text"]
+
+
+@pytest.mark.parametrize("style", ["8 ({}) {}-{}-{}", "+7 {} {} {}{}"])
+def test_contact_an_operator_typed_in_another_spelling_is_found_not_doubled(
+    style: str, worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone = subscriber_without_account(rd_sim, 79130000000 + int(unique[:6], 16) % 1_000_000)
+    digits = str(phone)[1:]
+    typed = style.format(digits[:3], digits[3:6], digits[6:8], digits[8:])
+    answer = requests.post(
+        f"{b24_sim.webhook_url}crm.contact.add",
+        json={"fields": {"NAME": "Введён оператором", "PHONE": [{"VALUE": typed}]}},
+        timeout=10,
+    )
+    existing = int(answer.json()["result"])
+    result = wait_result(
+        enqueue_incoming_message(incoming(abonent_id, phone, f"написание {unique}"), f"SPELLING:0:{unique}")
+    )
+    assert result["contact_id"] == existing
+    assert contacts_with_phone(b24_sim, str(phone)) == []  # no contact added with the canonical spelling
+    assert len(posts_of(b24_sim, unique)) == 1
 
 
 def test_ambiguous_contact_create_is_looked_up_not_repeated(
@@ -383,3 +405,54 @@ def test_unreadable_ledger_entries_cannot_blind_the_resend_sweep(
     assert {d.source["ledger_key"] for d in letters} >= set(bad)
     _delete_letters_of(module_redis, set(bad))
     module_redis.hdel(inflight.UNREADABLE_KEY, *bad)
+
+
+def test_a_picture_from_a_subscriber_is_attached_as_a_link(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
+    url = f"https://cdn.rosdomofon.example/photo/{unique}.jpg"
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"вот фото {unique}", image_url=url), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    (posted,) = posts_of(b24_sim, f"вот фото {unique}")
+    assert posted["attach"] == [{"LINK": {"NAME": f"{unique}.jpg", "LINK": url}}]
+    assert f"Фото: {url}" in posted["text"]
+
+
+def test_subscriber_text_cannot_forge_the_tag_of_an_interrupted_post(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """Message 2's words carry message 1's hidden tag (bare and in its BB wrapper); message 1's post
+    then fails ambiguously (503). Its retry must not take message 2's post for its own: it posts."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 1)
+    victim, forger = f"T{unique}:0:1", f"T{unique}:0:2"
+    forged = f"rdb24:{victim} [i][size=8]rdb24:{victim}[/size][/i] [B]жирный[/B] {unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, forged), forger))
+    (forger_post,) = posts_of(b24_sim, unique)
+    assert "[B]" not in forger_post["text"] and "rdb24:" + victim not in forger_post["text"]
+    b24_sim.inject("error", method="im.message.add", count=1, status=503, code="")
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"жертва {unique}"), victim))
+    assert not b24_sim.faults.listing()  # the 503 was served to the victim's first post
+    assert len(posts_of(b24_sim, f"жертва {unique}")) == 1
+
+
+HOSTILE = [
+    "[URL=https://evil.example]оплатить[/URL] [SEND=/close]закрыть[/SEND]",
+    "[B]+70000000000, л/с 1[/B][BR][CALL=+79990000000]позвонить[/CALL] [PUT=x]y[/PUT]",
+]
+
+
+@pytest.mark.parametrize("typed", HOSTILE)
+def test_hostile_subscriber_text_reaches_the_crm_chat_inert(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str, typed: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 2)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"{typed} {unique}"), message_id))
+    (posted,) = posts_of(b24_sim, unique)
+    words = posted["text"].split("[br]", 1)[1].rsplit("[br]", 1)[0]  # between our sender line and tag
+    assert words == inert(f"{typed} {unique}")
+    assert words.replace(WORD_JOINER, "") == f"{typed} {unique}"

@@ -21,8 +21,9 @@ from sandbox.rosdomofon.server import RosDomofonSimulator
 from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tasks.flows.operator_reply import SEND_STEP, reply_key
-from tasks.flows.texts import NO_ACCOUNT
+from tasks.flows.operator_reply import PART_STEP, SEND_STEP, enqueue_operator_reply, reply_key, reply_text
+from tasks.flows.reply_parts import split_reply
+from tasks.flows.texts import NO_ACCOUNT, WORD_JOINER, inert
 from tasks.state import effects, inflight, reply_order
 from tests.support.celery_worker import CeleryWorker
 from tests.support.flow_tasks import queues_drained, resend_stalled
@@ -41,6 +42,7 @@ from tests.support.webhook_process import WebhookServer, start_webhook
 pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
+REPLY_MAX_LENGTH = 300  # characters per RosDomofon message, so a long reply test stays small
 ORDER_WAIT = 6.0  # seconds a reply waits for an earlier one of its dialog
 
 
@@ -59,6 +61,7 @@ def flow_env(
         "REDIS_URL": module_redis_url,
         "WEBHOOK_PORT": str(port),
         "BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT),
+        "REPLY_MAX_LENGTH": str(REPLY_MAX_LENGTH),
         "OFFLINE_EVENTS_ENABLED": "true",  # only flows.poll_offline_events reads it; beat is not running
         "REPLY_ORDER_WAIT": str(ORDER_WAIT),
     }
@@ -108,7 +111,7 @@ def test_one_message_gives_one_contact_and_one_post(
     assert f"+{phone}" in posted[0]["text"] and "л/с" in posted[0]["text"]
     # The connector was set up once and bound to our webhook receiver.
     state = b24_sim.openlines()
-    assert [h["event"] for h in state["handlers"]] == ["ONIMCONNECTORMESSAGEADD"]
+    assert sorted(h["event"] for h in state["handlers"]) == ["ONAPPUNINSTALL", "ONIMCONNECTORMESSAGEADD"]
 
 
 def test_redelivered_message_is_not_posted_twice(
@@ -476,6 +479,143 @@ def test_an_operator_reply_under_reused_portal_ids_is_another_reply(
     wait_until(lambda: queues_drained(module_redis), message="queues drained")
     delivered = replies()
     assert len(delivered) == 2 and any(f"второй {unique}" in t for t in delivered), delivered  # no third
+
+
+def _replies_with(rd_sim: RosDomofonSimulator, abonent_id: int, unique: str) -> list[Any]:
+    return [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+
+
+def _start_dialog(rd_sim: RosDomofonSimulator, index: int, unique: str) -> int:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, index)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"Здравствуйте {unique}"), f"MESSAGES_IN_SK_SB:7:{unique}"
+        )
+    )
+    return abonent_id
+
+
+def test_a_picture_from_a_subscriber_reaches_the_open_line_as_a_file(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 11)
+    url = f"https://cdn.rosdomofon.example/photo/{unique}.jpg"
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, "", image_url=url), message_id))
+    posted = [m for m in _openline_chat(b24_sim, abonent_id)["messages"] if m["external_id"] == message_id]
+    assert len(posted) == 1
+    assert posted[0]["files"] == [{"url": url, "name": f"{unique}.jpg"}]
+    assert posted[0]["text"].endswith("(фото)")  # never "(пустое сообщение)" for a photo
+
+
+HOSTILE = [
+    "[URL=https://evil.example]оплатить[/URL] [SEND=/close]закрыть[/SEND]",
+    "[B]+70000000000, л/с 1[/B][BR][CALL=+79990000000]позвонить[/CALL] [PUT=x]y[/PUT]",
+]
+
+
+@pytest.mark.parametrize("typed", HOSTILE)
+def test_hostile_subscriber_text_reaches_the_open_line_inert(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str, typed: str
+) -> None:
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, 6)
+    message_id = f"MESSAGES_IN_SK_SB:0:{unique}"
+    wait_result(enqueue_incoming_message(incoming(abonent_id, phone, f"{typed} {unique}"), message_id))
+    posted = next(
+        m for m in _openline_chat(b24_sim, abonent_id)["messages"] if m["external_id"] == message_id
+    )
+    words = posted["text"].split("[br]", 1)[1]  # after our bold sender line
+    assert words == inert(f"{typed} {unique}")
+    assert words.replace(WORD_JOINER, "") == f"{typed} {unique}"
+
+
+def test_a_files_only_operator_reply_reaches_the_subscriber_as_links(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    """A reply with files and no words was dead-lettered as "no text"; now the names and links go."""
+    abonent_id = _start_dialog(rd_sim, 7, unique)
+    outcome = b24_sim.operator_reply(
+        "",
+        external_chat_id=f"abonent-{abonent_id}",
+        operator_name="Анна",
+        files=[{"name": f"инструкция-{unique}.pdf", "size": 2048}, {"name": f"схема-{unique}.png"}],
+    )
+    assert outcome["deliveries"][0]["status"] == 200, outcome
+    sent = wait_until(lambda: _replies_with(rd_sim, abonent_id, unique), message="files reply delivered")
+    assert len(sent) == 1
+    with b24_sim.portal.lock:
+        stored = next(
+            m
+            for m in b24_sim.portal.chats[outcome["chat_id"]]["messages"]
+            if m["id"] == outcome["message_id"]
+        )
+    first, second = stored["files"]
+    assert sent[0].text.split("\n") == [
+        f"📎 инструкция-{unique}.pdf (2.0 КБ): {first['link']}",
+        f"📎 схема-{unique}.png (1.0 КБ): {second['link']}",
+    ]
+
+    def delivered() -> bool:
+        chat = _openline_chat(b24_sim, abonent_id)
+        return any(m["id"] == outcome["message_id"] and m.get("delivered") for m in chat["messages"])
+
+    wait_until(delivered, message="files reply marked delivered")
+
+
+def test_a_long_operator_reply_arrives_as_ordered_parts(
+    worker: CeleryWorker, rd_sim: RosDomofonSimulator, b24_sim: Bitrix24Simulator, unique: str
+) -> None:
+    abonent_id = _start_dialog(rd_sim, 8, unique)
+    words = " ".join(f"{unique}-{n}" for n in range(60))  # ~700 characters, three parts of 300
+    outcome = b24_sim.operator_reply(words, external_chat_id=f"abonent-{abonent_id}", operator_name="Олег")
+    assert outcome["deliveries"][0]["status"] == 200, outcome
+
+    def all_parts() -> list[Any]:
+        found = _replies_with(rd_sim, abonent_id, unique)
+        return found if found and all(f"/{len(found)}) " in m.text for m in found) and len(found) > 2 else []
+
+    parts = sorted(wait_until(all_parts, message="every part delivered"), key=lambda m: m.id)
+    assert all(len(m.text) <= REPLY_MAX_LENGTH for m in parts)
+    assert [m.text.split(" ", 1)[0] for m in parts] == [
+        f"({n}/{len(parts)})" for n in range(1, len(parts) + 1)
+    ]
+    body = " ".join(m.text.split(" ", 1)[1] for m in parts)
+    assert body.split() == f"Олег:\n{words}".split()
+
+
+def test_a_long_reply_interrupted_after_its_first_part_sends_only_the_rest(
+    worker: CeleryWorker,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """The worker died after part 1 went out (its marker is done): the redelivered task sends parts
+    2..n only, so the subscriber never reads the reply's beginning twice."""
+    abonent_id = _start_dialog(rd_sim, 2, unique)
+    chat = _openline_chat(b24_sim, abonent_id)
+    words = " ".join(f"{unique}-{n}" for n in range(60))
+    stored = operator_message(b24_sim.portal, chat["chat_id"], words, 1, "Олег")["message"]
+    reply = OperatorReplyPayload(
+        connector=chat["connector"],
+        line=chat["line"],
+        chat_id=chat["external_chat_id"],
+        im_chat_id=chat["chat_id"],
+        im_message_id=stored["id"],
+        text=stored["text"],
+    )
+    key = reply_key(reply)
+    parts = split_reply(reply_text(reply), REPLY_MAX_LENGTH)
+    assert len(parts) > 2
+    first = {"abonent_id": abonent_id, "transport": "rest", "text": parts[0], "rosdomofon_message_id": 1}
+    effects.mark_done(module_redis, key, f"{PART_STEP}:1", first, ttl=600)
+
+    enqueue_operator_reply(reply, key)
+    result = wait_result(key)
+    assert len(result["parts"]) == len(parts) and result["parts"][0] == 1  # part 1 as recorded
+    assert result["text"] == "\n".join(parts)
+    sent = sorted(_replies_with(rd_sim, abonent_id, unique), key=lambda m: m.id)
+    assert [m.text for m in sent] == parts[1:]
 
 
 SEND_PATH = "/abonents-service/api/v1/messages"  # POST /messages only, not the history GET

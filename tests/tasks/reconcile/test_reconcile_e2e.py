@@ -237,3 +237,25 @@ def test_many_homeless_accounts_on_a_small_portal_are_matched_by_scanning_it(
     assert report.adopted == 1 and report.created == 29
     assert "crm.duplicate.findbycomm" not in portal.calls()["inner_counts"]
     assert by_origin(portal.contacts())[str(account.id)]["NAME"] == "Old"
+
+
+def test_a_run_whose_lock_was_taken_stops_before_writing_more(
+    rd_api: RosDomofonAPI, b24_client: Bitrix24Client, store: redis.Redis, portal: PortalView
+) -> None:
+    """The run was stopped past its lock's TTL and another run took it: this one writes nothing more."""
+    import pytest
+
+    from tasks.errors import LeaseLostError
+    from tasks.reconcile.lock import RunLock
+
+    key = f"{LAST_REPORT_KEY}:test-lock"
+    lock = RunLock(store, ttl=10, key=key)
+    assert lock.acquire()
+    try:
+        store.set(key, "the-next-run")  # our lease lapsed and the next run holds the lock now
+        with pytest.raises(LeaseLostError):
+            reconcile(rd_api, b24_client, store, fence=lock.ensure_held)
+    finally:
+        lock.release()
+        store.delete(key)
+    assert portal.writes() == []

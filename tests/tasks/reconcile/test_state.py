@@ -80,3 +80,24 @@ def test_userfields_are_created_once_in_one_batch_and_remembered(
 
 def test_every_mapped_userfield_has_a_spec() -> None:
     assert tuple(s.FIELD_NAME for s in SPECS) == m.USERFIELDS
+
+
+def test_run_lock_taken_by_another_is_no_longer_held(redis_client: redis.Redis, unique: str) -> None:
+    from tasks.errors import LeaseLostError
+
+    key = f"test:{unique}:lock"
+    lock = RunLock(redis_client, ttl=5, key=key)
+    assert lock.acquire()
+    try:
+        lock.ensure_held()
+        redis_client.set(key, "the-next-run")  # lapsed while we were stopped, then taken
+        try:
+            lock.ensure_held()
+        except LeaseLostError:
+            pass
+        else:
+            raise AssertionError("ensure_held passed on a lock held by another run")
+        assert lock.lost
+    finally:
+        lock.release()
+    assert redis_client.get(key) in ("the-next-run", b"the-next-run")  # theirs is left alone

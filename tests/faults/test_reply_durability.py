@@ -1,5 +1,6 @@
-"""Scenarios 14.1: operator replies are stored before the receiver answers, so nothing Bitrix24 was
-told "200" about is lost, whatever happens to Redis or the receiver afterwards.
+"""Scenarios 14a, 14b, 14h (issue 14.1) and 14i (14.2): operator replies are stored before the receiver
+answers, so nothing Bitrix24 was told "200" about is lost, whatever happens to Redis or the receiver
+afterwards; and a retried reply is recognised by id, not by its text.
 
 Bitrix24 never sends an event twice. Each scenario first lets a few subscribers write (so their Open
 Lines dialogs exist and our receiver is bound), then operators reply through the portal simulator,
@@ -122,7 +123,7 @@ def test_replies_arriving_while_redis_is_stopped_are_all_sent_once_it_returns(
     assert len(replies.accepted) == REPLIES + 3, f"refused while Redis was down: {replies.refused}"
     time.sleep(OUTAGE_SECONDS)
     stack.redis_server.start()
-    _finish(stack, replies, "14.1a redis stopped, 20 replies", fault_ended_at=now())
+    _finish(stack, replies, "14a redis stopped, 20 replies", fault_ended_at=now())
 
 
 def test_receiver_killed_mid_stream_and_restarted_loses_no_accepted_reply(
@@ -139,7 +140,7 @@ def test_receiver_killed_mid_stream_and_restarted_loses_no_accepted_reply(
     wait_for_port("127.0.0.1", port_of(webhook), timeout=30, proc=webhook.process)
     replies.send(REPLIES - len(replies.accepted))
     assert len(replies.accepted) >= REPLIES, replies.refused
-    _finish(stack, replies, "14.1b receiver kill -9 mid-stream", fault_ended_at=now())
+    _finish(stack, replies, "14b receiver kill -9 mid-stream", fault_ended_at=now())
 
 
 def port_of(process: ManagedProcess) -> int:
@@ -160,7 +161,7 @@ def test_receiver_killed_with_replies_still_spooled_hands_them_to_its_successor(
     webhook.kill()
     webhook.start()
     stack.redis_server.start()
-    _finish(stack, replies, "14.1c receiver kill -9 with a full spool", fault_ended_at=now())
+    _finish(stack, replies, "14h receiver kill -9 with a full spool", fault_ended_at=now())
 
 
 SEND_PATH = "/abonents-service/api/v1/messages"  # RosDomofon POST /messages, not the history GET
@@ -169,7 +170,7 @@ SEND_PATH = "/abonents-service/api/v1/messages"  # RosDomofon POST /messages, no
 def test_same_reply_text_twice_with_a_503_on_the_second_send_delivers_both(
     stack_factory: StackFactory,
 ) -> None:
-    """Scenario 14.2: operators answer "Спасибо" twice; the second send gets a 503 and is retried.
+    """Scenario 14i (issue 14.2): operators answer "Спасибо" twice; the second send gets a 503 and is retried.
     The retry must not take the first "Спасибо" in the history for its own send."""
     stack, _, subscribers = _stack(stack_factory)
     assert stack.sims is not None
@@ -203,7 +204,7 @@ def test_same_reply_text_twice_with_a_503_on_the_second_send_delivers_both(
         counts = [seen(a) for a, _ in subscribers]
         report.record(
             report.ScenarioOutcome(
-                scenario="14.2 same reply text twice, 503 on the second",
+                scenario="14i same reply text twice, 503 on the second",
                 messages=2 * len(subscribers),
                 lost=sum(max(0, 2 - c) for c in counts),
                 duplicated=sum(max(0, c - 2) for c in counts),

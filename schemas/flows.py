@@ -190,6 +190,24 @@ class ResendStalledResult(FlowModel):
     in_flight: int = Field(description="messages still in the ledger after this run")
 
 
+class PollOfflineEventsPayload(FlowModel):
+    """``flows.poll_offline_events``: one pass over the portal's offline event queue."""
+
+    limit: int = Field(
+        default=50, gt=0, le=50, description="records taken per call (the portal's default is 50)"
+    )
+    max_calls: int = Field(default=10, gt=0, le=100, description="event.offline.get calls at most per run")
+
+
+class PollOfflineEventsResult(FlowModel):
+    enabled: bool = Field(description="whether OFFLINE_EVENTS_ENABLED is on (off: nothing was asked)")
+    records: int = Field(default=0, description="offline records read")
+    enqueued: list[str] = Field(default_factory=list, description="reply task ids published by this run")
+    duplicates: list[str] = Field(
+        default_factory=list, description="replies the receiver had already enqueued"
+    )
+
+
 __all__ = [
     "AccountRef",
     "ChatModeUsed",
@@ -201,6 +219,8 @@ __all__ = [
     "LookupAccountResult",
     "OperatorReplyPayload",
     "OperatorReplyResult",
+    "PollOfflineEventsPayload",
+    "PollOfflineEventsResult",
     "PostToChatPayload",
     "PostToChatResult",
     "ReplyFile",

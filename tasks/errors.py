@@ -10,7 +10,9 @@ so each class raised inside a task sits under the category that says what should
     │   └── LockBusyError         state.effects.locked         another worker holds the lock (a lease)
     ├── LeaseLostError            state.effects, reconcile.lock our lease expired (we were stopped)
     ├── TaskTimeLimitError        runtime.operation            the task ran past TASK_SOFT_TIME_LIMIT
-    └── PortalReadError           reconcile.portal             a read command inside a batch failed
+    ├── PortalReadError           reconcile.portal             a read command inside a batch failed
+    └── ReplyNotYetError          flows.operator_reply         an earlier reply of the dialog is unsent
+        (a RateLimitedError: a known wait, nothing was attempted)
     FixInputError                 (never retried: dead letter)
     ├── InvalidPayloadError       runtime.operation, enqueue   the payload failed validation
     ├── IncomingMessageError      flows.incoming_message       a Kafka record cannot become a chain
@@ -32,6 +34,7 @@ so each class raised inside a task sits under the category that says what should
     LateReplayError    (ValueError)    `rdb24 dlq replay`: older than the markers, post unverifiable
     DemoError          (RuntimeError)  `rdb24 demo` cannot run on this stack
     BodyTooLargeError  (Exception)     the webhook body is over its limit (answered 413)
+    SpoolBusyError     (OSError)       a webhook spool file is held by another live receiver
 
 Some classes keep a builtin base beside their category (``ValueError``, ``RuntimeError``) because
 callers outside the task layer catch them by it (the ingest worker dead-letters any ``ValueError``).
@@ -41,7 +44,7 @@ by the retry policy as something other than "unexpected".
 
 from __future__ import annotations
 
-from clients.errors import DoNotRetryError, FixInputError, RetryLaterError
+from clients.errors import DoNotRetryError, FixInputError, RateLimitedError, RetryLaterError
 
 # --- retry later ------------------------------------------------------------------------------------
 
@@ -98,6 +101,16 @@ class PortalReadError(RetryLaterError):
     """
 
     service = "bitrix24"
+
+
+class ReplyNotYetError(RateLimitedError):
+    """An earlier operator reply of the same dialog is not sent yet: wait ``retry_after`` and ask again.
+
+    Nothing was attempted, so it is retried like a rate limit (a fixed wait, its own larger budget),
+    not with the backoff that transient failures share.
+    """
+
+    service = "flows"
 
 
 # --- fix the input ----------------------------------------------------------------------------------
@@ -203,6 +216,10 @@ class BodyTooLargeError(Exception):
     """The request body is larger than the receiver accepts (answered 413, never read further)."""
 
 
+class SpoolBusyError(OSError):
+    """The webhook spool file is held (``flock``) by another live receiver: it drains it itself."""
+
+
 __all__ = [
     "BodyTooLargeError",
     "DeadLetterNotFound",
@@ -218,9 +235,11 @@ __all__ = [
     "PortalReadError",
     "PredecessorPendingError",
     "RedisUrlError",
+    "ReplyNotYetError",
     "ReplyTargetError",
     "ScheduleError",
     "SettingsError",
+    "SpoolBusyError",
     "TaskTimeLimitError",
     "UnknownDialogError",
     "UnknownTaskError",

@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     webhook_host: str = Field(default="127.0.0.1", alias="WEBHOOK_HOST")  # `rdb24 webhook` bind address
     webhook_port: int = Field(default=8085, gt=0, lt=65536, alias="WEBHOOK_PORT")
     webhook_max_body: int = Field(default=262_144, gt=0, alias="WEBHOOK_MAX_BODY")  # bytes; larger -> 413
+    # Where `rdb24 webhook` keeps each event (SQLite, fsynced) until Celery accepted it; one file per
+    # process. Must survive a restart of the receiver (a volume in containers).
+    webhook_spool_dir: str = Field(default="var/webhook-spool", alias="WEBHOOK_SPOOL_DIR")
+    # Longest a reply waits for an earlier reply of the same dialog still being retried, seconds.
+    reply_order_wait: float = Field(default=60.0, gt=0, alias="REPLY_ORDER_WAIT")
+    # Poll Bitrix24's offline event queue (event.offline.get) from beat as a catch-up source for replies
+    # the receiver never got. Off by default: whether connector events can be bound offline is undocumented.
+    offline_events_enabled: bool = Field(default=False, alias="OFFLINE_EVENTS_ENABLED")
+    offline_events_interval: float = Field(default=60.0, gt=0, alias="OFFLINE_EVENTS_INTERVAL")  # seconds
     # A phone missing from the phone->account index refreshes it at most once per this many seconds.
     accounts_index_min_refresh: float = Field(default=60.0, ge=0, alias="ACCOUNTS_INDEX_MIN_REFRESH")
     # How long "step done" markers are kept: longer than any redelivery or dead-letter replay window.

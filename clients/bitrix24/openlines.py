@@ -1,5 +1,5 @@
 """Open Lines connector calls (``imconnector.*``, ``imopenlines.config.list.get``,
-``imopenlines.crm.chat.get``, ``event.bind``).
+``imopenlines.crm.chat.get``, ``event.bind``, ``event.offline.get|clear``).
 
 These need an OAuth app context: with a webhook the portal answers 403 WRONG_AUTH_TYPE, which
 surfaces as :class:`Bitrix24AccessError`.
@@ -66,6 +66,28 @@ class OpenLinesMixin:
 
     def bind_event(self, event: str, handler: str) -> bool:
         return bool(self.call("event.bind", {"event": event, "handler": handler}))
+
+    def bind_offline_event(self, event: str) -> bool:
+        """Also keep ``event`` in the portal's offline queue (``event_type=offline``, no handler URL)."""
+        return bool(self.call("event.bind", {"event": event, "event_type": "offline"}))
+
+    def offline_events(
+        self, event: str, *, process_id: str | None = None, limit: int = 50
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """``event.offline.get`` with ``clear=0``: the oldest queued ``event`` records, taken for one
+        process id until :meth:`clear_offline_events`; the same ``process_id`` gets them again."""
+        params: dict[str, Any] = {"filter": {"=EVENT_NAME": event}, "clear": 0, "limit": limit}
+        if process_id:
+            params["process_id"] = process_id
+        result = self.call("event.offline.get", params)
+        if not isinstance(result, Mapping):
+            return None, []
+        events = result.get("events") or []
+        return result.get("process_id") or None, [dict(e) for e in events if isinstance(e, Mapping)]
+
+    def clear_offline_events(self, process_id: str, ids: Iterable[str]) -> bool:
+        """``event.offline.clear``: delete these records of ``process_id`` from the offline queue."""
+        return bool(self.call("event.offline.clear", {"process_id": process_id, "id": list(ids)}))
 
     def activate_connector(self, connector: str, line: str | int, active: bool = True) -> bool:
         params = {"CONNECTOR": connector, "LINE": str(line), "ACTIVE": 1 if active else 0}

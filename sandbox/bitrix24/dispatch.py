@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox.bitrix24 import app_lifecycle, crm, messaging
+from sandbox.bitrix24 import app_lifecycle, crm, messaging, offline
 from sandbox.bitrix24.forms import unflatten
 from sandbox.bitrix24.limits import OperatingTime
 from sandbox.bitrix24.state import ApiError, Context, ListResult, Portal
 
 Handler = Callable[[Portal, dict[str, Any], Context], Any]
-METHODS: dict[str, Handler] = {**crm.METHODS, **messaging.METHODS, **app_lifecycle.METHODS}
+METHODS: dict[str, Handler] = {**crm.METHODS, **messaging.METHODS, **app_lifecycle.METHODS, **offline.METHODS}
 BATCH_LIMIT = 50
 _REF = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)")
 

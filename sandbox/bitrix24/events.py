@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from sandbox.bitrix24 import messaging
+from sandbox.bitrix24 import messaging, offline
 from sandbox.bitrix24.forms import encode, flatten
 from sandbox.bitrix24.state import ApiError, Portal
 
@@ -86,6 +86,28 @@ def operator_reply(
     handler; report each delivery."""
     target = find_chat(portal, chat_id, external_chat_id, connector)
     stored = messaging.operator_message(portal, target, text, operator_id, operator_name, files)
+    chat, message = stored["chat"], stored["message"]
+    line = chat["openline"]
+    offline.record(
+        portal,
+        EVENT,
+        {
+            "CONNECTOR": line["connector"],
+            "LINE": line["line"],
+            "MESSAGES": [
+                {
+                    "im": {"chat_id": chat["ID"], "message_id": message["id"]},
+                    "message": {
+                        "user_id": message["author_id"],
+                        "text": message["text"],
+                        **({"files": message["files"]} if message.get("files") else {}),
+                    },
+                    "chat": {"id": line["external_chat_id"]},
+                }
+            ],
+        },
+        {"user_id": message["author_id"]},
+    )
     with portal.lock:
         handlers = [h for h in portal.handlers if h["event"] == EVENT]
     deliveries = []

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox.bitrix24 import offline
 from sandbox.bitrix24.crm import normalize_phone
 from sandbox.bitrix24.state import ApiError, Context, Portal
 
@@ -430,6 +431,9 @@ def config_list(portal: Portal, params: dict[str, Any], ctx: Context) -> list[di
 def event_bind(portal: Portal, params: dict[str, Any], ctx: Context) -> bool:
     event = str(params.get("event") or params.get("EVENT") or "").upper()
     handler = str(params.get("handler") or params.get("HANDLER") or "")
+    if event and str(params.get("event_type") or "online").lower() == "offline":
+        offline.bind(portal, event)  # offline events need no handler URL
+        return True
     if not event or not handler:
         raise ApiError("ERROR_ARGUMENT", "event and handler are required")
     with portal.lock:

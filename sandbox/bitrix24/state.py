@@ -81,6 +81,8 @@ class Portal:
     external_chats: dict[tuple[str, str, str], int] = field(default_factory=dict)
     external_users: dict[tuple[str, str], int] = field(default_factory=dict)
     handlers: list[dict[str, Any]] = field(default_factory=list)
+    offline_bindings: set[str] = field(default_factory=set)  # events bound with event_type=offline
+    offline_events: list[dict[str, Any]] = field(default_factory=list)  # the offline queue (offline.py)
     calls: list[dict[str, Any]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     app_installed: bool = True  # the app starts installed (its install-time pair is handed out)
@@ -110,6 +112,8 @@ class Portal:
                 store.clear()
             self.timeline.clear()
             self.handlers.clear()
+            self.offline_bindings.clear()
+            self.offline_events.clear()
             self.calls.clear()
             self.lines.clear()
             self.lines["1"] = {"ID": "1", "LINE_NAME": "Open line", "ACTIVE": "Y"}

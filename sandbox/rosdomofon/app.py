@@ -80,6 +80,15 @@ def create_app(ctx: SimContext) -> FastAPI:
                 await send(message)
 
             await inner(scope, receive, send_and_log)
+        elif decision.after_commit:
+
+            async def swallow(message: Message) -> None:
+                return None
+
+            await inner(scope, receive, swallow)  # the change happens; its answer never leaves
+            response = _fault_response(request, decision.status, decision.retry_after)
+            log(response.status_code)
+            await response(scope, receive, send)
         else:
             response = _fault_response(request, decision.status, decision.retry_after)
             log(response.status_code)

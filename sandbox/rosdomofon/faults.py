@@ -24,6 +24,9 @@ class FaultSettings:
     error_status: int = 500
     fail_next: int = 0  # the next K matching calls answer ``fail_status``
     fail_status: int = 503
+    # the next K matching calls are carried out, then answered ``fail_status`` (committed, answer lost:
+    # what a gateway timeout in front of the API looks like to the client)
+    commit_then_fail_next: int = 0
     rate_limit_next: int = 0  # the next K matching calls answer 429 with ``retry_after``
     retry_after: str = "1"  # seconds or an HTTP date, sent verbatim as Retry-After
     unauthorized_next: int = (
@@ -38,6 +41,7 @@ class Decision:
     latency: float
     status: int | None  # None: serve normally
     retry_after: str | None = None
+    after_commit: bool = False  # serve, then replace the answer with ``status``
 
 
 class Faults:
@@ -77,6 +81,9 @@ class Faults:
             if s.fail_next > 0:
                 s.fail_next -= 1
                 return Decision(s.latency, s.fail_status)
+            if s.commit_then_fail_next > 0:
+                s.commit_then_fail_next -= 1
+                return Decision(s.latency, s.fail_status, after_commit=True)
             if s.error_rate > 0 and self._rng.random() < s.error_rate:
                 return Decision(s.latency, s.error_status)
             return Decision(s.latency, None)

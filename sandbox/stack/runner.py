@@ -211,6 +211,8 @@ class StackRunner:
         honcho.manager.KILL_WAIT = GRACE_SECONDS
         manager = _Manager()
         env = {**os.environ, **self.plan.env}
+        # The receiver's spool belongs to this stack's run (its Redis): never drained into another one.
+        env.setdefault("WEBHOOK_SPOOL_DIR", str(self.run_dir / "webhook-spool"))
         ready_file = str(self.run_dir / READY_FILE)
         procfile_lines = []
         for spec in self.plan.processes:

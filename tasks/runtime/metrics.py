@@ -189,6 +189,16 @@ MESSAGES_RESENT = RedisCounter(
     "rdb24_messages_resent_total", "Chains enqueued again by the in-flight ledger (task message lost)", ()
 )
 TASKS = RedisCounter("rdb24_task_outcomes_total", "Task attempts by outcome", ("task", "outcome"))
+REPLIES_RESENT_UNKNOWN = RedisCounter(
+    "rdb24_replies_resent_unknown_total",
+    "Operator replies sent again after an interrupted send that could not be recognised (may repeat)",
+    ("transport",),
+)
+REPLY_ORDER_GIVEN_UP = RedisCounter(
+    "rdb24_reply_order_given_up_total",
+    "Operator replies sent before an earlier one (REPLY_ORDER_WAIT passed)",
+    (),
+)
 ORDER_WAITS_EXPIRED = RedisCounter(
     "rdb24_order_waits_expired_total",
     "Messages posted out of order: their predecessor was still pending after ORDER_WAIT_MAX",

@@ -29,6 +29,7 @@ from tasks.state import keys
 
 RECONCILE_TASK = "reconcile.run"
 RESEND_STALLED_TASK = "flows.resend_stalled_messages"
+POLL_OFFLINE_TASK = "flows.poll_offline_events"
 REDBEAT_KEY_PREFIX = keys.REDBEAT_PREFIX
 EXPIRY_FACTOR = 1.5
 
@@ -113,11 +114,25 @@ def resend_stalled_entry(settings: Settings) -> dict[str, Any]:
     }
 
 
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+def poll_offline_entry(settings: Settings) -> dict[str, Any]:
+    """The portal's offline event queue, polled for replies the receiver never got (opt-in)."""
+    period = settings.offline_events_interval
     return {
+        "task": POLL_OFFLINE_TASK,
+        "schedule": timedelta(seconds=period),
+        "kwargs": {},
+        "options": {"queue": Queue.FLOWS.value, "expires": round(period * EXPIRY_FACTOR, 3)},
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    entries = {
         "reconcile-accounts": reconcile_entry(settings),
         "resend-stalled-messages": resend_stalled_entry(settings),
     }
+    if settings.offline_events_enabled:
+        entries["poll-offline-events"] = poll_offline_entry(settings)
+    return entries
 
 
 def beat_defaults(settings: Settings | None = None) -> dict[str, Any]:
@@ -141,12 +156,14 @@ def redbeat_lock_key() -> str:
 
 
 __all__ = [
+    "POLL_OFFLINE_TASK",
     "RECONCILE_TASK",
     "RESEND_STALLED_TASK",
     "beat_defaults",
     "beat_schedule",
     "crontab_period",
     "parse_crontab",
+    "poll_offline_entry",
     "reconcile_entry",
     "redbeat_lock_key",
     "resend_stalled_entry",

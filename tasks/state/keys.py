@@ -85,9 +85,27 @@ APP_INSTALL = "rdb24:app:install"
 # hash: message id -> the flows.post_to_chat payload JSON, until a reinstall posts them
 OPENLINES_HELD = "rdb24:openlines:held"
 
-# --- tasks.webhook.receiver: operator replies already enqueued
-# string <prefix>:<task id>: "1" while the reply is enqueued (duplicate events are dropped), expiring
+
+# --- tasks.flows.reply_intake: operator replies already enqueued (from the receiver or the offline queue)
+# string <prefix>:<task id>: "pending:<fingerprint>" while one process publishes it (30 s), then the
+# reply's fingerprint ("1" from before fingerprints); duplicate events are dropped, expiring
 REPLY_ENQUEUED_PREFIX = "rdb24:reply:enqueued"
+
+# --- tasks.flows.offline_events: the portal's offline event queue
+# string: "1" once ONIMCONNECTORMESSAGEADD is bound offline, expiring
+OFFLINE_BOUND = "rdb24:offline:bound"
+# string: the process id of records taken from the queue and not yet cleared (retaken first), expiring
+OFFLINE_PROCESS = "rdb24:offline:process"
+
+# --- tasks.state.reply_sends: what a reply's send saw before it went out
+# string <prefix>:<reply key>: JSON list of the outgoing history ids seen before the send, expiring
+REPLY_SEEN_PREFIX = "rdb24:reply:seen"
+
+# --- tasks.state.reply_order: operator replies waiting their turn, per dialog
+# zset <prefix>:<external chat id>: member = reply key, score = Bitrix24 message id (the dialog's order)
+REPLY_PENDING_PREFIX = "rdb24:reply:pending"
+# hash <prefix>:<external chat id>: reply key -> when it first waited for an earlier reply (unix seconds)
+REPLY_WAITING_PREFIX = "rdb24:reply:waiting"
 
 # --- tasks.ingest.metrics: live ingest processes
 # string <prefix><host>-<pid>: the process's status snapshot JSON, expiring
@@ -145,6 +163,8 @@ __all__ = [
     "INGEST_STATUS_PREFIX",
     "LOCK_PREFIX",
     "METRICS_PREFIX",
+    "OFFLINE_BOUND",
+    "OFFLINE_PROCESS",
     "OPENLINES_HELD",
     "OPENLINES_LINE",
     "OPENLINES_READY_PREFIX",
@@ -158,6 +178,9 @@ __all__ = [
     "REDBEAT_LOCK_PATTERN",
     "REDBEAT_PREFIX",
     "REPLY_ENQUEUED_PREFIX",
+    "REPLY_PENDING_PREFIX",
+    "REPLY_SEEN_PREFIX",
+    "REPLY_WAITING_PREFIX",
     "STARTS_PREFIX",
     "SUBSCRIBER_PREFIX",
 ]

@@ -1,11 +1,13 @@
 """The Bitrix24 event receiver: operator replies from Open Lines (``ONIMCONNECTORMESSAGEADD``), and the
 app's install handshake (``ONAPPINSTALL``/``ONAPPUNINSTALL``, handed to :mod:`tasks.webhook.app_lifecycle`).
 
-Bitrix24 does not retry a failed event delivery and expects a quick answer, so the handler only
-checks the request (size, shape, ``auth[application_token]`` in constant time) and enqueues one
-``flows.deliver_operator_reply`` per message; the task does the slow work. Each message is enqueued
-once: a Redis ``SET NX`` on (chat id, message id) drops a duplicate event, and the task id derived
-from the same pair lets Celery and the task's effect marker refuse a second delivery anyway.
+Bitrix24 never retries an event delivery and expects a quick answer, so the handler only checks the
+request (size, shape, ``auth[application_token]`` in constant time), writes the event's replies to
+this process's durable spool (``tasks.webhook.spool``, fsynced SQLite) and answers 200; it answers
+503 only when it could not store them. The drain thread (``tasks.webhook.drain``) then publishes one
+``flows.deliver_operator_reply`` per message, deduplicated by (chat id, message id), and deletes each
+row once the broker took it; Redis being slow or down delays replies, it does not lose them. The
+store runs in the thread pool: the event loop never waits on the disk, Redis or Celery.
 
 Nothing here logs the event's ``auth`` block (it carries an access token) or the application token.
 """
@@ -14,31 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable
-from typing import Any
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from schemas.bitrix24 import MESSAGE_EVENT, ConnectorEvent, unflatten_form
-from schemas.flows import OperatorReplyPayload
 from schemas.validation import format_validation_errors
 from tasks.errors import BodyTooLargeError
-from tasks.flows.attachments import reply_files
-from tasks.flows.operator_reply import enqueue_operator_reply, reply_fingerprint, reply_task_id
-from tasks.runtime import metrics
+from tasks.flows.operator_reply import enqueue_operator_reply
+from tasks.flows.reply_intake import Enqueue, replies_of
 from tasks.settings import Settings
-from tasks.state import app_install, keys
+from tasks.state import app_install
 from tasks.webhook.app_lifecycle import AppLifecycle, is_app_event
+from tasks.webhook.drain import Drainer
+from tasks.webhook.spool import Spool
 
 EVENTS_PATH = "/bitrix24/events"
-ENQUEUED_PREFIX = keys.REPLY_ENQUEUED_PREFIX
 DEFAULT_MAX_BODY = 256 * 1024
-
-Enqueue = Callable[[OperatorReplyPayload, str], Any]
 
 
 def token_matches(given: str, expected: str) -> bool:
@@ -70,6 +72,7 @@ def create_app(
     *,
     application_token: str,
     redis_client: redis.Redis,
+    spool_dir: Path,
     enqueue: Enqueue = enqueue_operator_reply,
     max_body: int = DEFAULT_MAX_BODY,
     dedupe_ttl: int = 14 * 24 * 3600,
@@ -79,17 +82,53 @@ def create_app(
 
     ``lifecycle`` handles the app's ``ONAPPINSTALL``/``ONAPPUNINSTALL`` (``tasks/webhook/app_lifecycle.py``);
     without it those events are ignored. Once an install was seen, events are checked against the
-    application token it brought instead of ``application_token``.
+    application token it brought instead of ``application_token`` (the last one read is kept for
+    while Redis cannot be asked, so replies are still taken then).
+
+    The spool and its drain thread live with the app (its lifespan): opened at startup, so leftovers
+    of a previous receiver in ``spool_dir`` are drained as soon as the new one is up.
     """
-    app = FastAPI(title="rosdomofon-bitrix24 webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    holder: dict[str, Drainer] = {}
+    known_token = {"value": application_token}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        spool = Spool.for_this_process(spool_dir)
+        drainer = Drainer(spool, redis_client, enqueue=enqueue, dedupe_ttl=dedupe_ttl).start()
+        holder["drainer"] = drainer
+        logger.info("webhook: spooling events in {}", spool.path)
+        try:
+            yield
+        finally:
+            drainer.stop()
+            spool.close()
+
+    app = FastAPI(
+        title="rosdomofon-bitrix24 webhook",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+
+    def expected_token() -> str:
+        try:
+            known_token["value"] = app_install.application_token(redis_client, application_token)
+        except redis.RedisError as exc:
+            logger.warning("webhook: install state unreadable ({}); the last known token is used", exc)
+        return known_token["value"]
 
     @app.get("/health")
     def health() -> JSONResponse:
+        drainer = holder["drainer"]
+        if not drainer.spool.writable():
+            return _problem(503, "the spool cannot be written")
         try:
             redis_client.ping()
-        except redis.RedisError as exc:
-            return _problem(503, f"redis unavailable: {type(exc).__name__}")
-        return JSONResponse({"status": "ok"})
+            broker = "ok"
+        except redis.RedisError as exc:  # events are still taken: they wait in the spool
+            broker = f"unavailable: {type(exc).__name__}"
+        return JSONResponse({"status": "ok", "redis": broker, "spooled": drainer.depth()})
 
     @app.post(EVENTS_PATH)
     async def bitrix24_event(request: Request) -> JSONResponse:
@@ -109,7 +148,7 @@ def create_app(
             return JSONResponse(outcome.body, status_code=outcome.status)
         auth = form.get("auth")
         given = auth.get("application_token", "") if isinstance(auth, dict) else ""
-        expected = app_install.application_token(redis_client, application_token)
+        expected = await run_in_threadpool(expected_token)
         if not token_matches(given if isinstance(given, str) else "", expected):
             logger.warning(
                 "webhook: event {!r} from {} has a wrong application_token", form.get("event"), client
@@ -124,62 +163,17 @@ def create_app(
         if event.event.upper() != MESSAGE_EVENT:
             logger.info("webhook: event {} ignored", event.event)
             return JSONResponse({"status": "ignored", "event": event.event})
-        task_ids = _enqueue_messages(event, redis_client, enqueue, dedupe_ttl)
-        return JSONResponse({"status": "accepted", "tasks": task_ids})
+        rows = [(task_id, payload.model_dump_json()) for task_id, payload in replies_of(event.data)]
+        drainer = holder["drainer"]
+        try:
+            await run_in_threadpool(drainer.spool.store, rows)
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("webhook: could not spool {} repl(ies): {}: {}", len(rows), type(exc).__name__, exc)
+            return _problem(503, "the event could not be stored; nothing was accepted")
+        drainer.wake()
+        return JSONResponse({"status": "accepted", "tasks": [task_id for task_id, _ in rows]})
 
     return app
-
-
-def _enqueue_messages(
-    event: ConnectorEvent, redis_client: redis.Redis, enqueue: Enqueue, dedupe_ttl: int
-) -> list[str]:
-    task_ids = []
-    for item in event.data.MESSAGES:
-        payload = OperatorReplyPayload(
-            connector=event.data.CONNECTOR,
-            line=event.data.LINE,
-            chat_id=item.chat.id,
-            im_chat_id=item.im.chat_id,
-            im_message_id=item.im.message_id,
-            text=item.message.text,
-            files=reply_files(item.message.files),
-            operator_user_id=item.message.user_id,
-        )
-        task_id = reply_task_id(payload.im_chat_id, payload.im_message_id)
-        key = f"{ENQUEUED_PREFIX}:{task_id}"
-        if not _first_delivery(redis_client, key, reply_fingerprint(payload), dedupe_ttl):
-            logger.info("webhook: {} already enqueued, duplicate event dropped", task_id)
-            task_ids.append(task_id)
-            continue
-        try:
-            enqueue(payload, task_id)
-        except Exception:
-            redis_client.delete(key)  # let a later delivery of the same event try again
-            raise
-        logger.info("webhook: enqueued {} for dialog {}", task_id, payload.chat_id)
-        task_ids.append(task_id)
-    return task_ids
-
-
-def _first_delivery(redis_client: redis.Redis, key: str, fingerprint: str, ttl: int) -> bool:
-    """True for an operator message not seen before; a repeated event (same fingerprint) is False.
-
-    The same Bitrix24 ids with another fingerprint are another message (a portal that started again
-    empty reuses them): logged, counted, and enqueued. A key from before fingerprints (``1``) counts
-    as the same message, as it did then.
-    """
-    if redis_client.set(key, fingerprint, nx=True, ex=ttl):
-        return True
-    raw = redis_client.get(key)
-    if raw is None:  # expired between the two calls
-        return bool(redis_client.set(key, fingerprint, nx=True, ex=ttl))
-    seen = raw.decode() if isinstance(raw, bytes) else str(raw)
-    if seen == fingerprint or len(seen) != len(fingerprint):  # a repeat, or a key from before fingerprints
-        return False
-    logger.warning("webhook: {} was another operator message before (ids reused); enqueued", key)
-    metrics.MESSAGE_ID_CONFLICTS.inc(step="webhook")
-    redis_client.set(key, fingerprint, ex=ttl)
-    return True
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
@@ -189,6 +183,7 @@ def app_from_settings(settings: Settings) -> FastAPI:
     return create_app(
         application_token=settings.bitrix24_application_token.get_secret_value(),
         redis_client=redis_client(),
+        spool_dir=Path(settings.webhook_spool_dir),
         max_body=settings.webhook_max_body,
         lifecycle=AppLifecycle(settings, redis_client()),
         dedupe_ttl=settings.effect_marker_ttl,

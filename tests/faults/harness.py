@@ -204,6 +204,8 @@ class Stack:
                 "LOG_LEVEL": self.options.log_level,
                 "METRICS_PORT": "0",
                 "INGEST_METRICS_PORT": "0",
+                # every receiver of this stack (a restarted one too) shares it, and no other stack does
+                "WEBHOOK_SPOOL_DIR": str(self.workdir / "webhook-spool"),
             }
         )
         base.update(self.sims.env())

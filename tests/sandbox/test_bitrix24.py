@@ -668,3 +668,44 @@ def test_operator_files_and_the_app_lifecycle_events(sim: Bitrix24Simulator) -> 
     assert again.json()["application_token"] != old_token and "error" in again.json()["delivery"]
     assert oauth_call(sim, "app.info").json()["result"]["INSTALLED"] is True
     assert requests.post(f"{sim.url}/_sandbox/app/install", json={}, timeout=10).status_code == 400
+
+
+def test_offline_events_queue_until_cleared_and_go_to_one_process_at_a_time(sim: Bitrix24Simulator) -> None:
+    """``event.bind`` with ``event_type=offline`` queues the event; ``event.offline.get`` with
+    ``clear=0`` hands it to one process id until ``event.offline.clear``; webhooks are refused."""
+    icon = {"DATA_IMAGE": "data:image/svg+xml;charset=US-ASCII,x"}
+    register = {"ID": "off", "NAME": "Off", "ICON": icon, "PLACEMENT_HANDLER": "https://example.org/h"}
+    assert oauth_call(sim, "imconnector.register", register).status_code == 200
+    assert oauth_call(sim, "imconnector.activate", {"CONNECTOR": "off", "LINE": "1", "ACTIVE": 1}).ok
+    item = {
+        "user": {"id": "u9", "name": "Client"},
+        "message": {"id": "m1", "date": int(time.time()), "text": "привет"},
+        "chat": {"id": "c9"},
+    }
+    assert oauth_call(
+        sim, "imconnector.send.messages", {"CONNECTOR": "off", "LINE": "1", "MESSAGES": [item]}
+    ).ok
+    assert call(sim, "event.offline.get").status_code == 403  # app context only
+    bound = oauth_call(sim, "event.bind", {"event": "ONIMCONNECTORMESSAGEADD", "event_type": "offline"})
+    assert bound.json()["result"] is True
+    reply = sim.operator_reply("ответ", external_chat_id="c9", connector="off")
+    assert reply["deliveries"] == []  # nothing is POSTed for an offline binding
+
+    first = oauth_call(
+        sim, "event.offline.get", {"clear": 0, "filter": {"=EVENT_NAME": "ONIMCONNECTORMESSAGEADD"}}
+    )
+    result = first.json()["result"]
+    assert result["process_id"] and len(result["events"]) == 1
+    (queued,) = result["events"]
+    assert set(queued) == {"ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA", "EVENT_ADDITIONAL", "MESSAGE_ID"}
+    message = queued["EVENT_DATA"]["MESSAGES"][0]
+    assert message["im"]["message_id"] == reply["message_id"] and message["chat"]["id"] == "c9"
+    assert "ответ" in message["message"]["text"]
+    assert oauth_call(sim, "event.offline.get", {"clear": 0}).json()["result"]["events"] == []  # taken
+    again = oauth_call(sim, "event.offline.get", {"clear": 0, "process_id": result["process_id"]})
+    assert [e["ID"] for e in again.json()["result"]["events"]] == [queued["ID"]]
+    cleared = oauth_call(
+        sim, "event.offline.clear", {"process_id": result["process_id"], "id": [queued["ID"]]}
+    )
+    assert cleared.json()["result"] is True
+    assert oauth_call(sim, "event.offline.list").json()["result"] == []

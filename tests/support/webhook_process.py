@@ -33,6 +33,7 @@ class WebhookServer:
 def start_webhook(env: dict[str, str], log_path: Path, port: int | None = None) -> WebhookServer:
     """Start the receiver on ``port`` (a free one by default) and wait until it accepts connections."""
     port = port or free_port()
+    env = {"WEBHOOK_SPOOL_DIR": str(log_path.parent / "webhook-spool"), **env}  # never the repo's var/
     log = log_path.open("ab")
     process = subprocess.Popen(
         [

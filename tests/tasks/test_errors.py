@@ -24,6 +24,7 @@ RAISED_OUTSIDE_TASKS = {
     errors.LateReplayError,
     errors.DemoError,
     errors.BodyTooLargeError,
+    errors.SpoolBusyError,
 }
 
 
@@ -54,6 +55,7 @@ def test_the_allow_list_names_only_classes_of_the_module() -> None:
     [
         (errors.PortalReadError, RetryLaterError, Cause.TRANSIENT),  # a read is harmless to repeat
         (errors.LockBusyError, RetryLaterError, Cause.WAITING),
+        (errors.ReplyNotYetError, RetryLaterError, Cause.RATE_LIMITED),  # a fixed wait, its own budget
         (errors.UserFieldError, FixInputError, Cause.INVALID_INPUT),  # the same spec is refused again
         (errors.InvalidPayloadError, FixInputError, Cause.INVALID_INPUT),
         (errors.OpenLinesSetupError, DoNotRetryError, Cause.REFUSED),

@@ -9,7 +9,7 @@ import click
 @click.option("--host", default=None, help="Bind address (default WEBHOOK_HOST).")
 @click.option("--port", default=None, type=int, help="Port (default WEBHOOK_PORT).")
 def webhook(host: str | None, port: int | None) -> None:
-    """Receive ONIMCONNECTORMESSAGEADD at POST /bitrix24/events and enqueue the replies."""
+    """Receive ONIMCONNECTORMESSAGEADD at POST /bitrix24/events: spool each reply, then enqueue it."""
     import uvicorn
 
     from tasks.errors import SettingsError

@@ -4,6 +4,7 @@ webhook receiver process, real Redis and both simulators over HTTP (OAuth app co
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from threading import Thread
 from typing import Any
@@ -20,10 +21,10 @@ from sandbox.rosdomofon.server import RosDomofonSimulator
 from sandbox.stack.embedded import free_port
 from schemas.flows import OperatorReplyPayload
 from tasks.flows.incoming_message import enqueue_incoming_message
-from tasks.flows.operator_reply import PART_STEP, enqueue_operator_reply, reply_key, reply_text
+from tasks.flows.operator_reply import PART_STEP, SEND_STEP, enqueue_operator_reply, reply_key, reply_text
 from tasks.flows.reply_parts import split_reply
 from tasks.flows.texts import NO_ACCOUNT, WORD_JOINER, inert
-from tasks.state import effects, inflight
+from tasks.state import effects, inflight, reply_order
 from tests.support.celery_worker import CeleryWorker
 from tests.support.flow_tasks import queues_drained, resend_stalled
 from tests.support.kafka_records import incoming
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.process]
 
 CLIENT_TIMEOUT = 2.0  # seconds; the "commit then time out" test's portal answers later than this
 REPLY_MAX_LENGTH = 300  # characters per RosDomofon message, so a long reply test stays small
+ORDER_WAIT = 6.0  # seconds a reply waits for an earlier one of its dialog
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,8 @@ def flow_env(
         "WEBHOOK_PORT": str(port),
         "BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT),
         "REPLY_MAX_LENGTH": str(REPLY_MAX_LENGTH),
+        "OFFLINE_EVENTS_ENABLED": "true",  # only flows.poll_offline_events reads it; beat is not running
+        "REPLY_ORDER_WAIT": str(ORDER_WAIT),
     }
     return env
 
@@ -334,7 +338,8 @@ def test_webhook_refuses_bad_requests_with_4xx(
 ) -> None:
     url = f"{webhook.url}/bitrix24/events"
     token = b24_sim.oauth.application_token
-    assert requests.get(f"{webhook.url}/health", timeout=10).json() == {"status": "ok"}
+    health = requests.get(f"{webhook.url}/health", timeout=10).json()
+    assert health["status"] == "ok" and health["redis"] == "ok", health
     too_big = requests.post(url, data={"auth[application_token]": token, "x": "y" * 300_000}, timeout=10)
     assert too_big.status_code == 413
     unreadable = requests.post(
@@ -611,3 +616,206 @@ def test_a_long_reply_interrupted_after_its_first_part_sends_only_the_rest(
     assert result["text"] == "\n".join(parts)
     sent = sorted(_replies_with(rd_sim, abonent_id, unique), key=lambda m: m.id)
     assert [m.text for m in sent] == parts[1:]
+
+
+SEND_PATH = "/abonents-service/api/v1/messages"  # POST /messages only, not the history GET
+
+
+def _open_dialog(rd_sim: RosDomofonSimulator, index: int, unique: str) -> int:
+    """A subscriber who wrote once, so their Open Lines dialog exists; returns the abonent id."""
+    abonent_id, phone, _ = subscriber_with_account(rd_sim, index)
+    wait_result(
+        enqueue_incoming_message(
+            incoming(abonent_id, phone, f"Вопрос {unique}"), f"MESSAGES_IN_SK_SB:0:{unique}"
+        )
+    )
+    return abonent_id
+
+
+def _replies(rd_sim: RosDomofonSimulator, abonent_id: int, unique: str) -> list[Any]:
+    """Our replies in the subscriber's history containing ``unique``, oldest first."""
+    found = [m for m in rd_sim.history(abonent_id, "support") if not m.incoming and unique in m.text]
+    return list(reversed(found))
+
+
+def _reply_and_wait_settled(
+    b24_sim: Bitrix24Simulator, abonent_id: int, text: str, cache: redis.Redis
+) -> None:
+    outcome = b24_sim.operator_reply(text, external_chat_id=f"abonent-{abonent_id}", operator_name="Анна")
+    assert outcome["deliveries"] and outcome["deliveries"][0]["status"] == 200, outcome
+    key = f"reply:{outcome['chat_id']}:{outcome['message_id']}"
+    wait_until(
+        lambda: (
+            cache.zscore(inflight.LEDGER_KEY, key) is None
+            and cache.exists(f"rdb24:done:{key}:delivery-status")
+        ),
+        message=f"reply {key} settled",
+    )
+
+
+def test_same_reply_text_twice_with_a_503_on_the_second_send_delivers_both(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.2: the retry of the second "Спасибо" must not take the first one for its own send."""
+    abonent_id = _open_dialog(rd_sim, 6, unique)
+    _reply_and_wait_settled(b24_sim, abonent_id, f"Спасибо {unique}", module_redis)
+    rd_sim.faults.update(path_prefix=SEND_PATH, fail_next=1, fail_status=503)
+    try:
+        _reply_and_wait_settled(b24_sim, abonent_id, f"Спасибо {unique}", module_redis)
+        assert rd_sim.faults.settings.fail_next == 0  # the 503 was served to the second send
+    finally:
+        rd_sim.faults.clear()
+    sent = _replies(rd_sim, abonent_id, unique)
+    assert [m.text for m in sent] == [f"Анна:\nСпасибо {unique}"] * 2
+
+
+def test_reply_committed_but_answered_503_is_recognised_by_its_new_id_and_not_sent_again(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """The send went out but its answer was lost: the retry finds the message that was not in the
+    history before the first attempt, and sends nothing, even though an older identical reply exists."""
+    abonent_id = _open_dialog(rd_sim, 7, unique)
+    _reply_and_wait_settled(b24_sim, abonent_id, f"Здравствуйте {unique}", module_redis)
+    rd_sim.faults.update(path_prefix=SEND_PATH, commit_then_fail_next=1, fail_status=503)
+    try:
+        _reply_and_wait_settled(b24_sim, abonent_id, f"Здравствуйте {unique}", module_redis)
+        assert rd_sim.faults.settings.commit_then_fail_next == 0
+    finally:
+        rd_sim.faults.clear()
+    assert len(_replies(rd_sim, abonent_id, unique)) == 2  # the first reply and the committed second
+
+
+def test_replies_of_one_dialog_arrive_in_order_when_the_first_is_retried(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.3: the first reply's send gets 503s and is retried; the second waits for it."""
+    abonent_id = _open_dialog(rd_sim, 11, unique)
+    rd_sim.faults.update(path_prefix=SEND_PATH, fail_next=2, fail_status=503)
+    try:
+        for text in (f"первый {unique}", f"второй {unique}", f"третий {unique}"):
+            outcome = b24_sim.operator_reply(text, external_chat_id=f"abonent-{abonent_id}")
+            assert outcome["deliveries"][0]["status"] == 200, outcome
+        wait_until(lambda: len(_replies(rd_sim, abonent_id, unique)) == 3, message="three replies sent")
+    finally:
+        rd_sim.faults.clear()
+    order = [m.text.split()[-2] for m in _replies(rd_sim, abonent_id, unique)]
+    assert order == ["первый", "второй", "третий"]
+
+
+def _poll_offline() -> dict[str, Any]:
+    from tasks.runtime.app import app
+
+    return wait_result(app.send_task("flows.poll_offline_events", kwargs={}).id)
+
+
+def test_reply_the_receiver_never_got_is_caught_up_from_the_offline_queue_once(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.1, second source: the event could not reach the receiver (Bitrix24 gives up on it),
+    the portal's offline queue still has it; a reply that reached both is sent once."""
+    abonent_id = _open_dialog(rd_sim, 9, unique)
+    assert _poll_offline()["enabled"]  # the first poll binds the event offline
+    portal = b24_sim.portal
+    with portal.lock:
+        handlers = [dict(h) for h in portal.handlers]
+        for handler in portal.handlers:
+            handler["handler"] = f"http://127.0.0.1:{free_port()}/bitrix24/events"  # receiver unreachable
+    try:
+        missed = b24_sim.operator_reply(f"мимо {unique}", external_chat_id=f"abonent-{abonent_id}")
+    finally:
+        with portal.lock:
+            portal.handlers[:] = handlers
+    assert missed["deliveries"] and "error" in missed["deliveries"][0], missed
+    _reply_and_wait_settled(b24_sim, abonent_id, f"дошло {unique}", module_redis)  # both sources have it
+
+    polled = _poll_offline()
+    assert polled["enqueued"] == [f"reply:{missed['chat_id']}:{missed['message_id']}"], polled
+    assert len(polled["duplicates"]) == 1
+    wait_until(lambda: len(_replies(rd_sim, abonent_id, unique)) == 2, message="the missed reply sent")
+    assert _poll_offline()["records"] == 0  # cleared
+    wait_until(lambda: queues_drained(module_redis), message="queues drained")
+    assert sorted(m.text.split()[-2] for m in _replies(rd_sim, abonent_id, unique)) == ["дошло", "мимо"]
+
+
+def test_reply_whose_first_attempt_left_no_record_is_sent_again_and_counted(
+    worker: CeleryWorker,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """A "started" marker with no record of the history before it (an older version's attempt, or an
+    expired record): whether it went out cannot be known, so it is sent, never skipped, and counted."""
+    abonent_id = _open_dialog(rd_sim, 10, unique)
+    chats = b24_sim.openlines()["chats"]
+    (chat,) = [c for name, c in chats.items() if name.endswith(f"|abonent-{abonent_id}")]
+    stored = operator_message(b24_sim.portal, chat["chat_id"], f"Неизвестно {unique}", 1, "Анна")["message"]
+    reply = OperatorReplyPayload(
+        connector=chat["connector"],
+        line=chat["line"],
+        chat_id=chat["external_chat_id"],
+        im_chat_id=chat["chat_id"],
+        im_message_id=stored["id"],
+        text=stored["text"],
+    )
+    key = reply_key(reply)
+    effects.mark_started(module_redis, key, SEND_STEP)  # the attempt that died left only this
+    counter = "rdb24:metrics:rdb24_replies_resent_unknown_total"
+    before = float(module_redis.hget(counter, '["rest"]') or 0)
+    inflight.track(module_redis, key, inflight.REPLY, reply)
+    assert key in resend_stalled()["resent"]
+    wait_result(key)
+    assert len(_replies(rd_sim, abonent_id, unique)) == 1
+    assert float(module_redis.hget(counter, '["rest"]') or 0) == before + 1
+
+
+def test_reply_behind_a_stuck_earlier_one_goes_ahead_after_the_order_wait(
+    worker: CeleryWorker,
+    webhook: WebhookServer,
+    module_redis: redis.Redis,
+    rd_sim: RosDomofonSimulator,
+    b24_sim: Bitrix24Simulator,
+    unique: str,
+) -> None:
+    """Issue 14.3's bound: an earlier reply that never gets sent holds a later one back for
+    REPLY_ORDER_WAIT at most; then the later one is sent, counted, and the stuck one stops blocking."""
+    abonent_id = _open_dialog(rd_sim, 2, unique)
+    dialog = f"abonent-{abonent_id}"
+    stuck = OperatorReplyPayload(
+        connector="rosdomofon", line="1", chat_id=dialog, im_chat_id=1, im_message_id=1, text="застрял"
+    )
+    stuck_key = reply_key(stuck)
+    inflight.track(module_redis, stuck_key, inflight.REPLY, stuck)  # in flight, never settled
+    reply_order.join(module_redis, dialog, stuck_key, 1, ttl=600)
+    counter = "rdb24:metrics:rdb24_reply_order_given_up_total"
+    before = float(module_redis.hget(counter, "[]") or 0)
+    try:
+        started = time.monotonic()
+        outcome = b24_sim.operator_reply(f"после {unique}", external_chat_id=dialog)
+        assert outcome["deliveries"][0]["status"] == 200, outcome
+        wait_until(lambda: _replies(rd_sim, abonent_id, unique), message="the later reply sent")
+        assert time.monotonic() - started >= ORDER_WAIT - 1  # it did wait
+        assert float(module_redis.hget(counter, "[]") or 0) == before + 1
+        assert stuck_key not in reply_order.pending(module_redis, dialog)
+    finally:
+        inflight.settle(module_redis, stuck_key)

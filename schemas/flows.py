@@ -95,6 +95,17 @@ class PostToChatResult(FlowModel):
     posted_message_id: int | str | None = None
 
 
+class FlushPostsPayload(FlowModel):
+    """``flows.flush_posts`` takes nothing: it posts whatever waits in the outbox."""
+
+
+class FlushPostsResult(FlowModel):
+    posted: int = Field(default=0, description="Messages posted by this run")
+    failed: int = Field(default=0, description="Elements the portal refused (retried alone later)")
+    requests: int = Field(default=0, description="Bitrix24 requests this run made")
+    waiting: int = Field(default=0, description="Messages still in the outbox when it ended")
+
+
 class OperatorReplyPayload(FlowModel):
     """One operator message from ``ONIMCONNECTORMESSAGEADD``, to deliver to the subscriber."""
 
@@ -148,6 +159,8 @@ __all__ = [
     "FindOrCreateContactPayload",
     "FindOrCreateContactResult",
     "FlowModel",
+    "FlushPostsPayload",
+    "FlushPostsResult",
     "HandleIncomingMessageResult",
     "LookupAccountPayload",
     "LookupAccountResult",

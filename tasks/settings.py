@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     webhook_max_body: int = Field(default=262_144, gt=0, alias="WEBHOOK_MAX_BODY")  # bytes; larger -> 413
     # A phone missing from the phone->account index refreshes it at most once per this many seconds.
     accounts_index_min_refresh: float = Field(default=60.0, ge=0, alias="ACCOUNTS_INDEX_MIN_REFRESH")
+    # Batched posts (tasks/flows/post_batch.py): a message waits up to this many seconds for others
+    # to share its imconnector.send.messages / batch request; 0 posts each message on its own.
+    post_batch_window: float = Field(default=0.2, ge=0, le=10, alias="POST_BATCH_WINDOW")
+    # At most this many messages (one per subscriber) per request; reaching it flushes at once.
+    post_batch_size: int = Field(default=100, ge=1, le=1000, alias="POST_BATCH_SIZE")
+    # New subscribers' contact look-ups and creations share a batch gathered for this long; 0: one by one.
+    contact_batch_window: float = Field(default=0.2, ge=0, le=10, alias="CONTACT_BATCH_WINDOW")
+    # Share of the Bitrix24 bucket reconciliation may fill; the rest stays free for live messages.
+    reconcile_rate_share: float = Field(default=0.5, gt=0, le=1, alias="RECONCILE_RATE_SHARE")
     # How long "step done" markers are kept: longer than any redelivery or dead-letter replay window.
     effect_marker_ttl: int = Field(default=14 * 24 * 3600, gt=0, alias="EFFECT_MARKER_TTL")
 

@@ -24,6 +24,7 @@ from clients.bitrix24.errors import (
     Bitrix24ServerError,
 )
 from clients.bitrix24.events import parse_connector_event, verify_application_token
+from clients.bitrix24.rate_limiter import background as background_requests
 from clients.bitrix24.token_store import MemoryTokenStore, RedisTokenStore, TokenStore
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "MemoryTokenStore",
     "RedisTokenStore",
     "TokenStore",
+    "background_requests",
     "parse_connector_event",
     "verify_application_token",
 ]

@@ -7,6 +7,10 @@ level may run ahead of ``burst`` by the queued requests) and returns how long to
 keeps callers FIFO and costs one round trip per request. Redis's own clock is used so processes on
 different hosts agree on time.
 
+Live traffic first: inside :func:`background` (reconciliation) a request takes a slot only while the
+bucket is below a share of the burst, and waits without reserving otherwise, so message and reply
+requests, which reserve at once, never queue behind background work.
+
 The operating-time tracker keeps, per method, the ``time.operating`` the portal reports and the moment
 a method is parked after ``OPERATION_TIME_LIMIT``, so no process calls a parked method before reset.
 
@@ -16,8 +20,11 @@ deployment's choice, not this module's.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import redis
@@ -43,6 +50,51 @@ return tostring(wait)
 """
 
 
+# Reserve only while the level stays within ``ceiling``; else return the wait and reserve nothing.
+_RESERVE_BELOW = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local ceiling = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'level', 'ts')
+local level = tonumber(state[1]) or 0
+local ts = tonumber(state[2]) or now
+level = math.max(0, level - (now - ts) * rate)
+if level + cost > ceiling then
+  return tostring((level + cost - ceiling) / rate)
+end
+level = level + cost
+redis.call('HSET', key, 'level', tostring(level), 'ts', tostring(now))
+redis.call('PEXPIRE', key, math.ceil((level / rate + 60) * 1000))
+return '0'
+"""
+
+# The share of the bucket the calling thread's background work may fill (None: live traffic).
+_SHARE: contextvars.ContextVar[float | None] = contextvars.ContextVar("bitrix24_bucket_share", default=None)
+
+
+@contextmanager
+def background(share: float) -> Iterator[None]:
+    """Mark the requests made inside the block as background work (reconciliation).
+
+    Live requests reserve their slot at once, queueing behind whatever is reserved (FIFO). A
+    background request reserves only while the shared level stays within ``share`` of the burst, and
+    otherwise waits without reserving: it never takes a slot a live message is waiting for, and the
+    rest of the burst stays free for live traffic however long reconciliation runs.
+    """
+    token = _SHARE.set(min(1.0, max(0.01, share)))
+    try:
+        yield
+    finally:
+        _SHARE.reset(token)
+
+
+def background_share() -> float | None:
+    return _SHARE.get()
+
+
 class Limiter(Protocol):
     def acquire(self, cost: int = 1) -> float: ...
 
@@ -58,16 +110,37 @@ class RedisLeakyBucket:
         self.rate = rate
         self.capacity = max(1, burst - margin)
         self._script = client.register_script(_RESERVE)
+        self._below = client.register_script(_RESERVE_BELOW)
 
     def reserve(self, cost: int = 1) -> float:
         """Reserve a slot now; return the seconds until it may be used (no sleeping)."""
         return float(self._script(keys=[self.key], args=[self.rate, self.capacity, cost]))
 
+    def reserve_below(self, ceiling: float, cost: int = 1) -> float:
+        """Reserve a slot only if the level stays within ``ceiling``; else the seconds until it would."""
+        return float(self._below(keys=[self.key], args=[self.rate, ceiling, cost]))
+
     def acquire(self, cost: int = 1) -> float:
+        share = _SHARE.get()
+        if share is not None:
+            return _acquire_below(self.reserve_below, self.capacity * share, cost)
         wait = self.reserve(cost)
         if wait > 0:
             time.sleep(wait)
         return wait
+
+
+def _acquire_below(reserve_below: Callable[[float, int], float], ceiling: float, cost: int) -> float:
+    """Wait (without holding a reservation) until the level leaves room below ``ceiling``."""
+    waited = 0.0
+    ceiling = max(float(cost), ceiling)
+    while True:
+        wait = reserve_below(ceiling, cost)
+        if wait <= 0:
+            return waited
+        pause = min(max(wait, 0.02), 1.0)  # re-check often: live traffic may come and go
+        time.sleep(pause)
+        waited += pause
 
 
 class LocalLeakyBucket:
@@ -87,7 +160,19 @@ class LocalLeakyBucket:
             self._ts = now
             return max(0.0, (self._level - self.capacity) / self.rate)
 
+    def reserve_below(self, ceiling: float, cost: int = 1) -> float:
+        with self._lock:
+            now = time.monotonic()
+            level = max(0.0, self._level - (now - self._ts) * self.rate)
+            if level + cost > ceiling:
+                return (level + cost - ceiling) / self.rate
+            self._level, self._ts = level + cost, now
+            return 0.0
+
     def acquire(self, cost: int = 1) -> float:
+        share = _SHARE.get()
+        if share is not None:
+            return _acquire_below(self.reserve_below, self.capacity * share, cost)
         wait = self.reserve(cost)
         if wait > 0:
             time.sleep(wait)
@@ -155,4 +240,11 @@ class OperatingTime:
         return max(0.0, until - time.time())
 
 
-__all__ = ["Limiter", "LocalLeakyBucket", "OperatingTime", "RedisLeakyBucket"]
+__all__ = [
+    "Limiter",
+    "LocalLeakyBucket",
+    "OperatingTime",
+    "RedisLeakyBucket",
+    "background",
+    "background_share",
+]

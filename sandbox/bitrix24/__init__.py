@@ -18,7 +18,9 @@ Control API (no auth), all JSON:
   ``{"kind":"error","status":500,"code":"","description":"…","method"?,"count"?}``,
   ``{"kind":"storm","seconds":N}``, ``{"kind":"commit_then_timeout","method":m,"count":k,"seconds":delay}``,
   ``{"kind":"operating","method":m,"seconds":s}``, ``{"kind":"redirect","location":"http://host:port",
-  "count":k}`` (302 to another origin: a moved portal); DELETE clears.
+  "count":k}`` (302 to another origin: a moved portal), ``{"kind":"refuse_element","match":text,"count":k}``
+  (``imconnector.send.messages`` answers ``SUCCESS: false`` for the next k elements whose text contains
+  ``match``, the rest of the call goes through); DELETE clears.
 - ``GET|POST /_sandbox/settings``: ``{rate, burst, rate_limit, operation_time_limit, access_ttl}``.
 - ``POST /_sandbox/operator/reply``: ``{"text", "chat_id"? | "external_chat_id"?, "connector"?,
   "operator_name"?}`` -> ``{chat_id, message_id, deliveries:[{handler, status|error}]}``.

@@ -291,6 +291,11 @@ def send_messages(portal: Portal, params: dict[str, Any], ctx: Context) -> dict[
             user, message, chat = (_require_block(item, n, index) for n in ("user", "message", "chat"))
             if not user.get("id") or not chat.get("id"):
                 raise ApiError("ERROR_ARGUMENT", f"MESSAGES[{index}] needs user.id and chat.id")
+            if portal.refuses(str(message.get("text") or "")):
+                # The portal's per-element refusal (bitrix24-api.md §11): at the element's index.
+                error = {"code": "ERROR_SEND_MESSAGE", "message": "message was not added"}
+                results.append({"SUCCESS": False, "ERRORS": [error]})
+                continue
             ukey = (connector, str(user["id"]))
             if ukey not in portal.external_users:
                 portal.external_users[ukey] = portal.next_id("user")

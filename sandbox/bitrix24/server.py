@@ -137,6 +137,10 @@ class Bitrix24Simulator:
             )
             self.operating.add(f"webhook:{self.portal.webhook_user}", method, float(spec.get("seconds", 0)))
             return Fault(kind=kind, method=method, seconds=float(spec.get("seconds", 0)))
+        if kind == "refuse_element":
+            with self.portal.lock:
+                self.portal.refused_texts[str(spec["match"])] = int(spec.get("count", 1))
+            return Fault(kind=kind, count=int(spec.get("count", 1)), description=str(spec["match"]))
         return self.faults.add(Fault(kind=kind, **spec))
 
     def configure(self, **settings: Any) -> None:

@@ -83,6 +83,20 @@ class Portal:
     handlers: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    # imconnector.send.messages elements refused one by one (the call still answers SUCCESS):
+    # text substring -> how many more elements containing it to refuse (the "refuse_element" fault)
+    refused_texts: dict[str, int] = field(default_factory=dict)
+
+    def refuses(self, text: str) -> bool:
+        """Whether to refuse an element with ``text`` now (consumes one of its fault's count)."""
+        with self.lock:
+            for match, left in list(self.refused_texts.items()):
+                if match and match in text and left > 0:
+                    self.refused_texts[match] = left - 1
+                    if left <= 1:
+                        del self.refused_texts[match]
+                    return True
+            return False
 
     def __post_init__(self) -> None:
         self.reset()
@@ -105,6 +119,7 @@ class Portal:
                 self.external_chats,
                 self.external_users,
                 self.counters,
+                self.refused_texts,
             ):
                 store.clear()
             self.timeline.clear()

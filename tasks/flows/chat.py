@@ -27,7 +27,7 @@ from loguru import logger
 
 from clients.errors import DoNotRetryError, FixInputError
 from schemas.flows import ChatModeUsed, PostToChatPayload, PostToChatResult
-from tasks.flows import crm_chat, openlines
+from tasks.flows import crm_chat, openlines, post_queue
 from tasks.flows.texts import chat_text
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
@@ -234,37 +234,67 @@ def _subscriber_record(payload: PostToChatPayload) -> subscribers.SubscriberReco
     )
 
 
+def post_one(payload: PostToChatPayload, settings: Settings, *, ambiguous: bool) -> PostToChatResult:
+    """Post one message in its own request; ``ambiguous``: an earlier run may have posted it already."""
+    if chat_mode(settings) == ChatModeUsed.OPENLINES:
+        return _post_openlines(payload, settings, ambiguous=ambiguous)
+    return _post_crm_chat(payload, ambiguous=ambiguous)
+
+
+def finish_post(payload: PostToChatPayload, result: PostToChatResult, settings: Settings) -> None:
+    """Store the post's result (``done``), settle the ledger and remember the subscriber's chat."""
+    cache = redis_client()
+    record = _subscriber_record(payload)
+    if result.mode == ChatModeUsed.OPENLINES:
+        record.openlines_chat_id = result.chat_id
+    else:
+        record.crm_chat_id = result.chat_id
+    effects.mark_done(
+        cache, result.message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+    )
+    inflight.settle(cache, result.message_id)
+    subscribers.remember(cache, record)
+    metrics.CHAT_POSTS.inc(mode=result.mode.value)
+
+
+def _queued_result(payload: PostToChatPayload, mode: ChatModeUsed) -> PostToChatResult:
+    """What the chain step returns for a message handed to the outbox: no chat id yet."""
+    dialog = subscribers.dialog_id(payload.message.abonent_id) if mode == ChatModeUsed.OPENLINES else None
+    return PostToChatResult(
+        message_id=payload.message.message_id, contact_id=payload.contact_id, mode=mode, dialog_id=dialog
+    )
+
+
 @operation("flows.post_to_chat", queue=Queue.FLOWS, payload=PostToChatPayload, result=PostToChatResult)
 def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
-    """Post the subscriber's message to the contact's chat, exactly once per message id."""
+    """Post the subscriber's message to the contact's chat, exactly once per message id.
+
+    With ``POST_BATCH_WINDOW`` > 0 the message goes to the outbox and ``flows.flush_posts`` posts it
+    together with other subscribers' messages (:mod:`tasks.flows.post_batch`); the step then returns
+    without a chat id, and the posted result is kept in the ``done`` marker.
+    """
     settings, cache = get_settings(), redis_client()
     message_id = payload.message.message_id
     with logger.contextualize(message_id=message_id):
         # Two copies of this step (a Kafka message enqueued twice) must not post side by side: the
         # second waits, then returns the first one's stored result.
         with effects.locked(cache, f"post:{message_id}", wait=POST_LOCK_WAIT):
-            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+            previous = effects.recall(cache, message_id, STEP)
             if previous is not None and previous.done and previous.result is not None:
                 inflight.settle(cache, message_id)
                 return PostToChatResult.model_validate(previous.result)
             mode = chat_mode(settings)
             # Remember the subscriber before posting: an operator may answer before this step returns.
-            record = _subscriber_record(payload)
-            subscribers.remember(cache, record)
-            if mode == ChatModeUsed.OPENLINES:
-                result = _post_openlines(payload, settings, ambiguous=previous is not None)
-                record.openlines_chat_id = result.chat_id
-            else:
-                result = _post_crm_chat(payload, ambiguous=previous is not None)
-                record.crm_chat_id = result.chat_id
-            effects.mark_done(
-                cache, message_id, STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
-            )
-            inflight.settle(cache, message_id)
-            subscribers.remember(cache, record)
-        metrics.CHAT_POSTS.inc(mode=mode.value)
+            subscribers.remember(cache, _subscriber_record(payload))
+            if settings.post_batch_window > 0:
+                post_queue.queue_post(cache, payload, settings)
+                logger.info("message queued for a batched post")
+                return _queued_result(payload, mode)
+            previous = effects.mark_started(cache, message_id, STEP, ttl=settings.effect_marker_ttl)
+            result = post_one(payload, settings, ambiguous=previous is not None)
+            finish_post(payload, result, settings)
         logger.info("message posted to {} chat {}", mode.value, result.dialog_id)
         return result
 
 
-__all__ = ["chat_mode", "post_to_chat"]
+__all__ = ["chat_mode", "finish_post", "post_one", "post_to_chat"]

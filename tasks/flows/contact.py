@@ -24,6 +24,7 @@ from loguru import logger
 
 from clients.errors import LookUpFirstError
 from schemas.flows import AccountRef, FindOrCreateContactPayload, FindOrCreateContactResult
+from tasks.flows import contact_batch
 from tasks.flows.texts import NO_ACCOUNT
 from tasks.runtime import metrics
 from tasks.runtime.operation import operation
@@ -128,6 +129,18 @@ def ensure_contact(
         return contact_id, True
 
 
+def _ensure(cache: redis.Redis, phone: str, fields: dict[str, Any]) -> tuple[int, bool]:
+    """Through a batch shared with other new subscribers (``CONTACT_BATCH_WINDOW`` > 0), else alone."""
+    portal, window = bitrix24_client(), get_settings().contact_batch_window
+    if window > 0:
+        shared = contact_batch.ensure_contact_batched(
+            portal, cache, phone, fields, window=window, ttl=CACHE_TTL
+        )
+        if shared is not None:
+            return shared
+    return ensure_contact(portal, cache, phone, fields)
+
+
 @operation(
     "bitrix24.find_or_create_contact",
     queue=Queue.BITRIX24,
@@ -145,7 +158,7 @@ def find_or_create_contact(payload: FindOrCreateContactPayload) -> FindOrCreateC
                 return FindOrCreateContactResult.model_validate(marker.result)
         abonent_id = payload.abonent_id or (payload.account.abonent_id if payload.account else None)
         fields = contact_fields(payload.phone, payload.account, abonent_id)
-        contact_id, created = ensure_contact(bitrix24_client(), cache, payload.phone, fields)
+        contact_id, created = _ensure(cache, payload.phone, fields)
         result = FindOrCreateContactResult(
             **payload.model_dump(exclude_none=False), contact_id=contact_id, created=created
         )

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
+from clients.bitrix24 import background_requests
 from tasks.reconcile.engine import Outcome, new_report, reconcile
 from tasks.reconcile.lock import RunLock
 from tasks.reconcile.plan import Plan
@@ -80,15 +81,17 @@ def run(payload: ReconcileRequest) -> RunReport:
     from tasks.settings import get_settings
 
     settings = get_settings()
-    outcome = run_reconciliation(
-        clients.rosdomofon_api(),
-        clients.bitrix24_client(),
-        clients.redis_client(),
-        full=payload.full,
-        dry_run=payload.dry_run,
-        lock_ttl=settings.reconcile_lock_ttl,
-        read_concurrency=settings.reconcile_read_concurrency,
-    )
+    # Live messages first: reconciliation fills at most RECONCILE_RATE_SHARE of the portal's bucket.
+    with background_requests(settings.reconcile_rate_share):
+        outcome = run_reconciliation(
+            clients.rosdomofon_api(),
+            clients.bitrix24_client(),
+            clients.redis_client(),
+            full=payload.full,
+            dry_run=payload.dry_run,
+            lock_ttl=settings.reconcile_lock_ttl,
+            read_concurrency=settings.reconcile_read_concurrency,
+        )
     return outcome.report
 
 

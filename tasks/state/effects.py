@@ -97,6 +97,15 @@ def mark_done(
     client.set(marker_key(message_id, step), json.dumps(body), ex=ttl)
 
 
+def clear_started(client: redis.Redis, message_id: str, step: str) -> None:
+    """Forget a ``started`` marker whose side effect certainly did not run (the portal refused the
+    request before running it, or refused this one element), so the next run posts without first
+    searching for a post that cannot exist. A ``done`` marker is never cleared."""
+    previous = recall(client, message_id, step)
+    if previous is not None and not previous.done:
+        client.delete(marker_key(message_id, step))
+
+
 @contextmanager
 def locked(
     client: redis.Redis,
@@ -163,6 +172,7 @@ def phone_lock(
 __all__ = [
     "LEASE",
     "Marker",
+    "clear_started",
     "is_locked",
     "locked",
     "mark_done",

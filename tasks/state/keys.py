@@ -51,6 +51,22 @@ SUBSCRIBER_PREFIX = "rdb24:subscriber"
 # string <prefix>:<phone>: Bitrix24 contact id, expiring
 CONTACT_BY_PHONE_PREFIX = "rdb24:contact:phone"
 
+# --- tasks.state.outbox: subscriber messages waiting for a batched post (tasks.flows.post_batch)
+# hash: message id -> OutboxItem JSON (the post step's payload and its failed attempts)
+OUTBOX_ITEMS = "rdb24:outbox:items"
+# zset <prefix>:<abonent id>: that subscriber's waiting message ids, score = arrival sequence
+OUTBOX_SUBSCRIBER_PREFIX = "rdb24:outbox:subscriber"
+# zset: abonent ids with waiting messages, score = arrival sequence of their oldest one
+OUTBOX_READY = "rdb24:outbox:ready"
+# string: the arrival counter (INCR)
+OUTBOX_SEQ = "rdb24:outbox:seq"
+# string: "1" while a flush is scheduled (so each window schedules one), expiring
+OUTBOX_KICK = "rdb24:outbox:kick"
+
+# --- tasks.flows.contact_batch: phones waiting for a batched contact look-up
+# hash: phone -> crm.contact.add fields JSON
+CONTACT_PENDING = "rdb24:contact:pending"
+
 # --- tasks.flows.crm_chat: contact -> its CRM chat
 # string <prefix>:<contact id>: Bitrix24 chat id, expiring
 CRM_CHAT_PREFIX = "rdb24:crmchat:contact"
@@ -108,6 +124,7 @@ __all__ = [
     "BITRIX24_BUCKET_PREFIX",
     "BITRIX24_NAMESPACE",
     "CONTACT_BY_PHONE_PREFIX",
+    "CONTACT_PENDING",
     "CRM_CHAT_PREFIX",
     "DLQ_INDEX",
     "DLQ_ITEMS",
@@ -119,6 +136,11 @@ __all__ = [
     "METRICS_PREFIX",
     "OPENLINES_LINE",
     "OPENLINES_READY_PREFIX",
+    "OUTBOX_ITEMS",
+    "OUTBOX_KICK",
+    "OUTBOX_READY",
+    "OUTBOX_SEQ",
+    "OUTBOX_SUBSCRIBER_PREFIX",
     "RECONCILE_FINGERPRINTS",
     "RECONCILE_LAST_REPORT",
     "RECONCILE_REPORTS",

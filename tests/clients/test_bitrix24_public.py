@@ -23,6 +23,7 @@ EXPECTED = {
     "MemoryTokenStore",
     "RedisTokenStore",
     "TokenStore",
+    "background_requests",
     "parse_connector_event",
     "verify_application_token",
 }

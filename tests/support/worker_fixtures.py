@@ -21,7 +21,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.support.celery_worker import FAST_RETRY_ENV, CeleryWorker, point_app_at
+from tests.support.celery_worker import FAST_RETRY_ENV, UNBATCHED_ENV, CeleryWorker, point_app_at
 from tests.support.paths import REPO_ROOT
 
 
@@ -41,6 +41,7 @@ def worker_base_env(redis_url: str) -> dict[str, str]:
     """The environment every test worker starts from (before per-test overrides)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PYTEST_"))}
     env.update(FAST_RETRY_ENV)
+    env.update(UNBATCHED_ENV)
     env.update({"REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)})
     return env
 

@@ -87,7 +87,9 @@ def contains(client: redis.Redis, message_id: str) -> bool:
 
 def heads(client: redis.Redis, limit: int) -> list[OutboxItem]:
     """The oldest waiting message of each of the ``limit`` longest-waiting subscribers, oldest first."""
-    abonents: list[bytes] = list(client.zrange(READY_KEY, 0, max(0, limit - 1)))
+    abonents = [
+        str(a.decode() if isinstance(a, bytes) else a) for a in client.zrange(READY_KEY, 0, max(0, limit - 1))
+    ]
     if not abonents:
         return []
     pipe = client.pipeline(transaction=False)

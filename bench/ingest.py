@@ -31,6 +31,7 @@ parent-death signal, every subprocess) if the whole bench outlives its budget.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import random
@@ -243,16 +244,32 @@ def b24_requests(b24: Bitrix24Simulator) -> int:
         return sum(1 for c in b24.portal.calls if c["batch"] is None)
 
 
+def b24_methods(b24: Bitrix24Simulator, since: int) -> str:
+    """HTTP requests per method since the ``since``-th logged call, most first."""
+    with b24.portal.lock:
+        calls = list(b24.portal.calls[since:])
+    counts: collections.Counter[str] = collections.Counter()
+    inner: collections.Counter[str] = collections.Counter()
+    for call in calls:
+        (counts if call["batch"] is None else inner)[call["method"]] += 1
+    text = ", ".join(f"{method} {count}" for method, count in counts.most_common())
+    if inner:
+        text += " (inside batch: " + ", ".join(f"{m} {c}" for m, c in inner.most_common()) + ")"
+    return text
+
+
 def run_pipeline(
     ctx: dict, n: int, timeout: float, *, rate: float = 0.0, subscribers: int = 0, skip: int = 0,
     phase: str = "main",
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     rd, b24 = ctx["rd"], ctx["b24"]
     senders = message_mix(rd, n, subscribers=subscribers, skip=skip)
     text = "Не работает домофон [bench:{}:{}]"
     values = [subscriber_payload(*who, text.format(phase, i)) for i, who in enumerate(senders)]
     rd.calls.reset()
     requests_before = b24_requests(b24)
+    with b24.portal.lock:
+        calls_before = len(b24.portal.calls)
     watcher = PostWatcher(b24, phase).start()
     sent_at: dict[int, float] = {}
     begin = time.time()
@@ -286,6 +303,7 @@ def run_pipeline(
         "rd_per_msg": len(rd.calls.calls()) / n,
         "subscribers": len(set(senders)),
         "messages": n,
+        "methods": b24_methods(b24, calls_before),
         "duplicates": sum(c - 1 for c in watcher.copies.values()),
         "floor": max(0.0, requests - BURST) / RATE,
     }
@@ -321,7 +339,7 @@ def run_baseline(app: Celery, client: Any, n: int, timeout: float) -> dict[str, 
     return {"throughput": n / (max(done_at.values()) - started), "elapsed": max(done_at.values()) - started}
 
 
-def run_with_reconciliation(ctx: dict, args: dict[str, Any]) -> dict[str, dict[str, float]]:
+def run_with_reconciliation(ctx: dict, args: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Live p95 idle, then with a reconciliation of every account running (started first)."""
     live = {"rate": args["live_rate"], "subscribers": args["live_n"] // 2}
     idle = run_pipeline(ctx, args["live_n"], args["timeout"], phase="idle", skip=args["n"], **live)
@@ -352,7 +370,7 @@ def _watchdog(seconds: float) -> None:
 
 
 def print_results(
-    title: str, ours: dict[str, float], bare: dict[str, float] | None, portal_limit: bool
+    title: str, ours: dict[str, Any], bare: dict[str, float] | None, portal_limit: bool
 ) -> None:
     table = Table(title=title)
     table.add_column("measure")
@@ -364,6 +382,7 @@ def print_results(
         table.add_row(f"latency {key}, s (produce -> chat post)", f"{ours[key]:.3f}")
     table.add_row("Bitrix24 requests", f"{ours['b24_requests']:.0f}")
     table.add_row("Bitrix24 requests per message", f"{ours['b24_per_msg']:.3f}")
+    table.add_row("Bitrix24 requests by method", str(ours["methods"]))
     table.add_row("RosDomofon requests per message", f"{ours['rd_per_msg']:.2f}")
     table.add_row("duplicated posts", f"{ours['duplicates']:.0f}")
     if portal_limit:
@@ -376,7 +395,7 @@ def print_results(
     Console().print(table)
 
 
-def print_reconcile(phases: dict[str, dict[str, float]], accounts: int) -> None:
+def print_reconcile(phases: dict[str, dict[str, Any]], accounts: int) -> None:
     table = Table(title=f"Live messages during a reconciliation of {accounts} accounts")
     for column in ("phase", "messages", "p50, s", "p95, s", "p99, s", "Bitrix24 requests"):
         table.add_column(column, justify="right")

@@ -124,6 +124,17 @@ def resolve_pending(directory: BatchDirectory, cache: redis.Redis, ttl: int) -> 
     return len(pending)
 
 
+def announce(cache: redis.Redis, phone: str, fields: dict[str, Any]) -> None:
+    """Put a phone without a cached contact in the pending set ahead of its contact step.
+
+    Called by the chain's first step: a contact step holds a worker thread while it waits, so
+    without this a batch could only ever hold as many phones as there are threads; announced early,
+    a burst of new subscribers is resolved in a few requests whatever the concurrency.
+    """
+    if _cached(cache, phone) is None:
+        cache.hsetnx(PENDING_KEY, phone, json.dumps(fields, ensure_ascii=False))
+
+
 def ensure_contact_batched(
     directory: BatchDirectory,
     cache: redis.Redis,
@@ -160,4 +171,4 @@ def ensure_contact_batched(
     return None
 
 
-__all__ = ["ensure_contact_batched", "resolve_pending"]
+__all__ = ["announce", "ensure_contact_batched", "resolve_pending"]

@@ -26,8 +26,9 @@ from schemas.flows import (
 )
 from schemas.kafka import KafkaIncomingMessage
 from tasks.errors import IncomingMessageError
+from tasks.flows import contact_batch
 from tasks.flows.chat import post_to_chat
-from tasks.flows.contact import find_or_create_contact
+from tasks.flows.contact import contact_fields, find_or_create_contact
 from tasks.runtime.operation import operation
 from tasks.runtime.publishing import QUICK_PUBLISH_RETRY_POLICY
 from tasks.runtime.queues import Queue
@@ -68,6 +69,11 @@ def lookup_account(payload: LookupAccountPayload) -> LookupAccountResult:
             # Stored so a redelivered chain labels the contact the same way even if the index changed.
             effects.mark_done(
                 cache, message_id, LOOKUP_STEP, result.model_dump(mode="json"), ttl=settings.effect_marker_ttl
+            )
+        if settings.contact_batch_window > 0:
+            # A new subscriber's contact joins the next contact batch before its own step runs.
+            contact_batch.announce(
+                cache, payload.phone, contact_fields(payload.phone, account, payload.abonent_id)
             )
         if account is None:
             logger.info("no RosDomofon account for the subscriber's phone")

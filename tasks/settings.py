@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # to share its imconnector.send.messages / batch request; 0 posts each message on its own.
     post_batch_window: float = Field(default=0.2, ge=0, le=10, alias="POST_BATCH_WINDOW")
     # At most this many messages (one per subscriber) per request; reaching it flushes at once.
-    post_batch_size: int = Field(default=100, ge=1, le=1000, alias="POST_BATCH_SIZE")
+    post_batch_size: int = Field(default=200, ge=1, le=1000, alias="POST_BATCH_SIZE")
     # New subscribers' contact look-ups and creations share a batch gathered for this long; 0: one by one.
     contact_batch_window: float = Field(default=0.2, ge=0, le=10, alias="CONTACT_BATCH_WINDOW")
     # Share of the Bitrix24 bucket reconciliation may fill; the rest stays free for live messages.

@@ -105,6 +105,11 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
         parts = urlsplit(url)
         return self._moved_to + parts.path + (f"?{parts.query}" if parts.query else "")
 
+    def rate_delay(self) -> float:
+        """Seconds until a request would get its slot at once (0 with a limiter that cannot tell)."""
+        delay = getattr(self.limiter, "delay", None)
+        return float(delay()) if callable(delay) else 0.0
+
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call ``method`` and return its ``result``."""
         return self.call_raw(method, params).result

@@ -71,6 +71,23 @@ redis.call('PEXPIRE', key, math.ceil((level / rate + 60) * 1000))
 return '0'
 """
 
+# Seconds until a request would pass without waiting; reserves nothing.
+_DELAY = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'level', 'ts')
+local level = tonumber(state[1]) or 0
+local ts = tonumber(state[2]) or now
+level = math.max(0, level - (now - ts) * rate) + 1
+if level > capacity then
+  return tostring((level - capacity) / rate)
+end
+return '0'
+"""
+
 # The share of the bucket the calling thread's background work may fill (None: live traffic).
 _SHARE: contextvars.ContextVar[float | None] = contextvars.ContextVar("bitrix24_bucket_share", default=None)
 
@@ -111,10 +128,19 @@ class RedisLeakyBucket:
         self.capacity = max(1, burst - margin)
         self._script = client.register_script(_RESERVE)
         self._below = client.register_script(_RESERVE_BELOW)
+        self._delay = client.register_script(_DELAY)
 
     def reserve(self, cost: int = 1) -> float:
         """Reserve a slot now; return the seconds until it may be used (no sleeping)."""
         return float(self._script(keys=[self.key], args=[self.rate, self.capacity, cost]))
+
+    def delay(self) -> float:
+        """Seconds until one more request would pass without waiting (nothing is reserved).
+
+        A batching caller sleeps this long *before* it gathers its batch: the time the request
+        would have waited for its slot is spent collecting more work for it instead.
+        """
+        return float(self._delay(keys=[self.key], args=[self.rate, self.capacity]))
 
     def reserve_below(self, ceiling: float, cost: int = 1) -> float:
         """Reserve a slot only if the level stays within ``ceiling``; else the seconds until it would."""
@@ -159,6 +185,11 @@ class LocalLeakyBucket:
             self._level = max(0.0, self._level - (now - self._ts) * self.rate) + cost
             self._ts = now
             return max(0.0, (self._level - self.capacity) / self.rate)
+
+    def delay(self) -> float:
+        with self._lock:
+            level = max(0.0, self._level - (time.monotonic() - self._ts) * self.rate) + 1
+            return max(0.0, (level - self.capacity) / self.rate)
 
     def reserve_below(self, ceiling: float, cost: int = 1) -> float:
         with self._lock:

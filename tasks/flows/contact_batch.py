@@ -124,6 +124,11 @@ def resolve_pending(directory: BatchDirectory, cache: redis.Redis, ttl: int) -> 
     return len(pending)
 
 
+def _rate_delay(directory: BatchDirectory) -> float:
+    delay = getattr(directory, "rate_delay", None)
+    return float(delay()) if callable(delay) else 0.0
+
+
 def announce(cache: redis.Redis, phone: str, fields: dict[str, Any]) -> None:
     """Put a phone without a cached contact in the pending set ahead of its contact step.
 
@@ -155,6 +160,7 @@ def ensure_contact_batched(
         try:
             with effects.locked(cache, RESOLVER_LOCK, wait=0.01):
                 time.sleep(window)  # let the others of this burst join
+                time.sleep(min(_rate_delay(directory), 5.0))  # and those arriving while the bucket is full
                 resolve_pending(directory, cache, ttl)
         except LockBusyError:
             pass  # another step resolves this round; ours is in it or in the next

@@ -237,8 +237,17 @@ def _post_together(cache: redis.Redis, settings: Settings, fresh: list[Waiting],
                 _refused(cache, settings, entry, outcomes.refused[message_id], tally)
 
 
+def _gather_while_limited() -> None:
+    """When the portal's bucket is full, wait for the slot *before* taking the batch: messages that
+    arrive meanwhile ride in this request instead of costing another one."""
+    delay = bitrix24_client().rate_delay()
+    if delay > 0:
+        time.sleep(min(delay, 5.0))
+
+
 def flush_round(cache: redis.Redis, settings: Settings, tally: Tally) -> bool:
     """Post the head message of up to ``POST_BATCH_SIZE`` subscribers; False when nothing was due."""
+    _gather_while_limited()
     now = time.time()
     fresh: list[Waiting] = []
     uncertain: list[Waiting] = []

@@ -70,6 +70,7 @@ from tests.support.simulators import openlines_env  # noqa: E402
 TAG = re.compile(r"\[bench:(\w+):(\d+)\]")
 BURST = 50
 RATE = 2.0
+WORKER_QUEUES = {"worker_flows": ["flows", "reconcile"], "worker_api": ["rosdomofon", "bitrix24"]}
 
 
 def message_mix(
@@ -177,6 +178,7 @@ class Options:
     portal_limit: bool
     mode: str
     accounts: int
+    split: bool
 
 
 def b24_env(b24: Bitrix24Simulator, options: Options) -> dict[str, str]:
@@ -219,12 +221,16 @@ def stack(options: Options, log_dir: Path) -> Iterator[dict]:
             "COMPANY_SHORT_NAME": company,
             **b24_env(b24, options),
         }
+        # As `make run` and deploy/ split them: the chains' cheap steps apart from the Bitrix24 and
+        # RosDomofon calls, so a rate-limited backlog never blocks the steps that feed it.
+        layout = WORKER_QUEUES if options.split else {"worker": None}
         for index in range(options.workers):
-            worker = CeleryWorker(
-                app, env, log_dir / f"worker-{index}.log", pool=options.pool,
-                concurrency=options.concurrency, include=("bench.noop_chain",),
-            ).start()  # fmt: skip
-            stack_.callback(worker.stop)
+            for name, queues in layout.items():
+                worker = CeleryWorker(
+                    app, env, log_dir / f"{name}-{index}.log", pool=options.pool,
+                    concurrency=options.concurrency, queues=queues, include=("bench.noop_chain",),
+                ).start()  # fmt: skip
+                stack_.callback(worker.stop)
         ingest = IngestProcess(
             ingest_env(env, bootstrap=bootstrap, company=company, group=f"rdb24-{company}"),
             log_dir / "ingest.log",
@@ -423,6 +429,10 @@ def print_reconcile(phases: dict[str, dict[str, Any]], accounts: int) -> None:
 @click.option("--portal-limit", is_flag=True, help="The portal's real 2 req/s, burst 50; our limiter too.")
 @click.option("--mode", default="openlines", show_default=True, type=click.Choice(["openlines", "crm_chat"]))
 @click.option("--baseline/--no-baseline", default=True, show_default=True)
+@click.option(
+    "--split/--single", default=True, show_default=True,
+    help="Per --workers: a flows worker and an API worker (as `make run`), or one for every queue.",
+)  # fmt: skip
 @click.option("--reconcile-during", is_flag=True, help="Live p95 idle vs during a reconciliation.")
 @click.option("--reconcile-accounts", default=10_000, show_default=True)
 @click.option("--live-n", default=200, show_default=True, help="Live messages per reconcile phase.")
@@ -432,7 +442,7 @@ def main(**args: Any) -> None:
     options = Options(
         workers=args["workers"], concurrency=args["concurrency"], pool=args["pool"],
         partitions=args["partitions"], portal_limit=args["portal_limit"], mode=args["mode"],
-        accounts=max(600, args["subscribers"] + 100, reconciled),
+        accounts=max(600, args["subscribers"] + 100, reconciled), split=args["split"],
     )  # fmt: skip
     _watchdog(args["timeout"] * 4 + 300)
     phases = None
@@ -448,8 +458,8 @@ def main(**args: Any) -> None:
     limit = f"portal limit {RATE:g} req/s burst {BURST}" if options.portal_limit else "no portal limit"
     produced = f"produced at {args['rate']:g}/s" if args["rate"] else "produced in one burst"
     print_results(
-        f"Ingest end to end ({options.mode}, {limit}): {args['n']} messages, {options.workers} worker(s) "
-        f"x {options.pool} {options.concurrency}, {options.partitions} partitions, {produced}",
+        f"Ingest end to end ({options.mode}, {limit}): {args['n']} messages, {options.workers} "
+        f"{'flows+API worker pair(s)' if options.split else 'worker(s)'} x {options.pool} {options.concurrency}, {options.partitions} partitions, {produced}",
         ours, bare, options.portal_limit,
     )  # fmt: skip
     if phases is not None:

@@ -96,7 +96,7 @@ class PostToChatResult(FlowModel):
 
 
 class FlushPostsPayload(FlowModel):
-    """``flows.flush_posts`` takes nothing: it posts whatever waits in the outbox."""
+    """``bitrix24.flush_posts`` takes nothing: it posts whatever waits in the outbox."""
 
 
 class FlushPostsResult(FlowModel):

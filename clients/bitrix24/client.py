@@ -105,10 +105,14 @@ class Bitrix24Client(BatchMixin, PagingMixin, ContactsMixin, OpenLinesMixin, Cha
         parts = urlsplit(url)
         return self._moved_to + parts.path + (f"?{parts.query}" if parts.query else "")
 
-    def rate_delay(self) -> float:
-        """Seconds until a request would get its slot at once (0 with a limiter that cannot tell)."""
-        delay = getattr(self.limiter, "delay", None)
-        return float(delay()) if callable(delay) else 0.0
+    def rate_pressure(self) -> tuple[float, float]:
+        """(seconds until a request would get its slot at once, share of the burst in use now);
+        ``(0, 0)`` with a limiter that cannot tell. Batching callers wait longer the fuller it is."""
+        pressure = getattr(self.limiter, "pressure", None)
+        if not callable(pressure):
+            return 0.0, 0.0
+        wait, used = pressure()
+        return float(wait), float(used)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Call ``method`` and return its ``result``."""

@@ -81,11 +81,12 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HMGET', key, 'level', 'ts')
 local level = tonumber(state[1]) or 0
 local ts = tonumber(state[2]) or now
-level = math.max(0, level - (now - ts) * rate) + 1
-if level > capacity then
-  return tostring((level - capacity) / rate)
+level = math.max(0, level - (now - ts) * rate)
+local wait = 0
+if level + 1 > capacity then
+  wait = (level + 1 - capacity) / rate
 end
-return '0'
+return {tostring(wait), tostring(level)}
 """
 
 # The share of the bucket the calling thread's background work may fill (None: live traffic).
@@ -140,7 +141,12 @@ class RedisLeakyBucket:
         A batching caller sleeps this long *before* it gathers its batch: the time the request
         would have waited for its slot is spent collecting more work for it instead.
         """
-        return float(self._delay(keys=[self.key], args=[self.rate, self.capacity]))
+        return self.pressure()[0]
+
+    def pressure(self) -> tuple[float, float]:
+        """(seconds until a request would pass at once, share of the burst in use now)."""
+        wait, level = self._delay(keys=[self.key], args=[self.rate, self.capacity])
+        return float(wait), float(level) / self.capacity
 
     def reserve_below(self, ceiling: float, cost: int = 1) -> float:
         """Reserve a slot only if the level stays within ``ceiling``; else the seconds until it would."""
@@ -187,9 +193,12 @@ class LocalLeakyBucket:
             return max(0.0, (self._level - self.capacity) / self.rate)
 
     def delay(self) -> float:
+        return self.pressure()[0]
+
+    def pressure(self) -> tuple[float, float]:
         with self._lock:
-            level = max(0.0, self._level - (time.monotonic() - self._ts) * self.rate) + 1
-            return max(0.0, (level - self.capacity) / self.rate)
+            level = max(0.0, self._level - (time.monotonic() - self._ts) * self.rate)
+            return max(0.0, (level + 1 - self.capacity) / self.rate), level / self.capacity
 
     def reserve_below(self, ceiling: float, cost: int = 1) -> float:
         with self._lock:

@@ -269,7 +269,7 @@ def _queued_result(payload: PostToChatPayload, mode: ChatModeUsed) -> PostToChat
 def post_to_chat(payload: PostToChatPayload) -> PostToChatResult:
     """Post the subscriber's message to the contact's chat, exactly once per message id.
 
-    With ``POST_BATCH_WINDOW`` > 0 the message goes to the outbox and ``flows.flush_posts`` posts it
+    With ``POST_BATCH_WINDOW`` > 0 the message goes to the outbox and ``bitrix24.flush_posts`` posts it
     together with other subscribers' messages (:mod:`tasks.flows.post_batch`); the step then returns
     without a chat id, and the posted result is kept in the ``done`` marker.
     """

@@ -41,6 +41,7 @@ WAIT = 20.0  # seconds a step waits for a batch before resolving its phone alone
 POLL = 0.05
 MAX_PHONES = 500  # per round: 25 findbycomm commands, 10 creation batches at most
 CREATE_BATCH = 50
+GATHER_MAX = 1.0  # seconds per request a round may gather while the portal's bucket is full
 
 
 class BatchDirectory(Protocol):
@@ -124,9 +125,13 @@ def resolve_pending(directory: BatchDirectory, cache: redis.Redis, ttl: int) -> 
     return len(pending)
 
 
-def _rate_delay(directory: BatchDirectory) -> float:
-    delay = getattr(directory, "rate_delay", None)
-    return float(delay()) if callable(delay) else 0.0
+def _gather(directory: BatchDirectory) -> float:
+    """As for posts (:func:`tasks.flows.post_batch.gather_wait`); a round costs two requests."""
+    pressure = getattr(directory, "rate_pressure", None)
+    if not callable(pressure):
+        return 0.0
+    wait, used = pressure()
+    return min(5.0, max(float(wait), min(1.0, float(used)) * GATHER_MAX * 2))
 
 
 def announce(cache: redis.Redis, phone: str, fields: dict[str, Any]) -> None:
@@ -160,7 +165,7 @@ def ensure_contact_batched(
         try:
             with effects.locked(cache, RESOLVER_LOCK, wait=0.01):
                 time.sleep(window)  # let the others of this burst join
-                time.sleep(min(_rate_delay(directory), 5.0))  # and those arriving while the bucket is full
+                time.sleep(_gather(directory))  # and those arriving while the bucket fills
                 resolve_pending(directory, cache, ttl)
         except LockBusyError:
             pass  # another step resolves this round; ours is in it or in the next

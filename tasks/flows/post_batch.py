@@ -1,4 +1,4 @@
-"""``flows.flush_posts``: many subscribers' messages posted in one Bitrix24 request.
+"""``bitrix24.flush_posts``: many subscribers' messages posted in one Bitrix24 request.
 
 At the portal's 2 requests/s a message per request caps the product at 2 messages/s. Open Lines'
 ``imconnector.send.messages`` takes many messages, each with its own ``user`` and ``chat``, and
@@ -53,7 +53,7 @@ from tasks.state import effects, inflight, outbox
 from tasks.state.dead_letters import DeadLetterStore
 
 FLUSH_LOCK = "outbox-flush"
-FLUSH_LOCK_WAIT = 20.0
+FLUSH_LOCK_WAIT = 5.0  # only the race between is_locked and taking it is waited out
 FLUSH_BUDGET = 30.0  # seconds one task flushes before handing over to the next (fair to other tasks)
 ELEMENT_ATTEMPTS = 5  # an element the portal refuses this often is dead-lettered
 CRM_BATCH = 50  # im.message.add commands per batch request
@@ -237,12 +237,25 @@ def _post_together(cache: redis.Redis, settings: Settings, fresh: list[Waiting],
                 _refused(cache, settings, entry, outcomes.refused[message_id], tally)
 
 
+GATHER_MAX = 1.0  # seconds a batch may wait for company when the portal's bucket is full
+
+
+def gather_wait(portal_pressure: tuple[float, float], requests: int = 1) -> float:
+    """How long to keep gathering before taking a batch that will cost ``requests`` requests.
+
+    While the bucket is empty, nothing: latency first. The fuller it gets, the longer each batch
+    gathers (up to ``GATHER_MAX`` per request it will make), so batches grow until the requests
+    they cost fit the portal's rate instead of queueing one small batch after another behind the
+    bucket; and never less than the wait for the slot itself, which is time spent gathering.
+    """
+    wait, used = portal_pressure
+    return min(5.0, max(wait, min(1.0, used) * GATHER_MAX * requests))
+
+
 def _gather_while_limited() -> None:
-    """When the portal's bucket is full, wait for the slot *before* taking the batch: messages that
-    arrive meanwhile ride in this request instead of costing another one."""
-    delay = bitrix24_client().rate_delay()
+    delay = gather_wait(bitrix24_client().rate_pressure())
     if delay > 0:
-        time.sleep(min(delay, 5.0))
+        time.sleep(delay)
 
 
 def flush_round(cache: redis.Redis, settings: Settings, tally: Tally) -> bool:
@@ -271,29 +284,35 @@ def flush_round(cache: redis.Redis, settings: Settings, tally: Tally) -> bool:
     return bool(fresh or uncertain)
 
 
-@operation("flows.flush_posts", queue=Queue.FLOWS, payload=FlushPostsPayload, result=FlushPostsResult)
+def _flush(cache: redis.Redis, settings: Settings, tally: Tally) -> float | None:
+    """Rounds until the outbox has nothing due; returns when to flush again (None: not needed)."""
+    deadline = time.monotonic() + FLUSH_BUDGET
+    while time.monotonic() < deadline:
+        cache.delete(post_queue.KICK_KEY)  # from here on a new message schedules its own flush
+        tally.backoff = None
+        try:
+            if not flush_round(cache, settings, tally):
+                return tally.backoff
+        except (RetryLaterError, LookUpFirstError) as exc:
+            # Rate limited, unreachable, or an ambiguous answer: the outbox keeps every message
+            # (ambiguous ones with their started markers); try again shortly.
+            logger.warning("batched post failed ({}); flushing again shortly", exc)
+            return max(exc.retry_after or 0.0, 1.0)
+    return 0.0  # budget spent with messages left: the next task goes on at once
+
+
+@operation("bitrix24.flush_posts", queue=Queue.BITRIX24, payload=FlushPostsPayload, result=FlushPostsResult)
 def flush_posts(payload: FlushPostsPayload) -> FlushPostsResult:
     """Post what waits in the outbox, a batch per request, until it is empty (or the budget is spent)."""
     settings, cache = get_settings(), redis_client()
     tally = Tally()
-    retry_in: float | None = None
+    if effects.is_locked(cache, FLUSH_LOCK):
+        # Another flush is running and may be past its last look at the outbox: come back after a
+        # window rather than hold a worker process waiting for it.
+        post_queue.kick_later(max(settings.post_batch_window, 0.5))
+        return FlushPostsResult(waiting=outbox.waiting(cache))
     with effects.locked(cache, FLUSH_LOCK, wait=FLUSH_LOCK_WAIT):
-        deadline = time.monotonic() + FLUSH_BUDGET
-        while time.monotonic() < deadline:
-            cache.delete(post_queue.KICK_KEY)  # from here on a new message schedules its own flush
-            tally.backoff = None
-            try:
-                if not flush_round(cache, settings, tally):
-                    retry_in = tally.backoff
-                    break
-            except (RetryLaterError, LookUpFirstError) as exc:
-                # Rate limited, unreachable, or an ambiguous answer: the outbox keeps every message
-                # (ambiguous ones with their started markers); try again shortly.
-                logger.warning("batched post failed ({}); flushing again shortly", exc)
-                retry_in = max(exc.retry_after or 0.0, 1.0)
-                break
-        else:
-            retry_in = 0.0  # budget spent with messages left: the next task goes on at once
+        retry_in = _flush(cache, settings, tally)
     if retry_in is not None or outbox.subscribers_waiting(cache):
         post_queue.kick(cache, settings, countdown=retry_in if retry_in is not None else 0.0)
     return FlushPostsResult(
@@ -301,4 +320,4 @@ def flush_posts(payload: FlushPostsPayload) -> FlushPostsResult:
     )
 
 
-__all__ = ["flush_posts", "flush_round"]
+__all__ = ["flush_posts", "flush_round", "gather_wait"]

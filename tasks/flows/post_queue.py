@@ -4,7 +4,7 @@ Kept apart from the flusher (:mod:`tasks.flows.post_batch`), which imports :mod:
 the post step only needs this much.
 
 The flush is scheduled once per window: the first message sets ``OUTBOX_KICK`` (``SET NX``) and
-sends ``flows.flush_posts`` with a countdown of ``POST_BATCH_WINDOW``; the messages arriving meanwhile
+sends ``bitrix24.flush_posts`` with a countdown of ``POST_BATCH_WINDOW``; the messages arriving meanwhile
 find the key and only join the outbox. The flusher deletes the key before each look at the outbox,
 so a message added after that look schedules the next flush itself. When as many subscribers wait as
 one request may carry (``POST_BATCH_SIZE``), the flush is sent at once instead. The key expires, so a
@@ -21,7 +21,7 @@ from tasks.runtime.app import app
 from tasks.settings import Settings
 from tasks.state import keys, outbox
 
-FLUSH_TASK = "flows.flush_posts"
+FLUSH_TASK = "bitrix24.flush_posts"
 KICK_KEY = keys.OUTBOX_KICK
 FULL_KICK_KEY = f"{keys.OUTBOX_KICK}:full"
 KICK_SLACK_MS = 5000  # the kick outlives its window by this much before another may be scheduled
@@ -42,6 +42,11 @@ def kick_now(cache: redis.Redis) -> None:
         app.send_task(FLUSH_TASK, kwargs={})
 
 
+def kick_later(countdown: float) -> None:
+    """Another flush, whatever the kick key says: a flush found the lease busy and steps back."""
+    app.send_task(FLUSH_TASK, kwargs={}, countdown=max(0.05, countdown))
+
+
 def queue_post(cache: redis.Redis, payload: PostToChatPayload, settings: Settings) -> bool:
     """Put the message in the outbox (once) and make sure a flush will take it; True if newly added."""
     item = outbox.OutboxItem(
@@ -55,4 +60,4 @@ def queue_post(cache: redis.Redis, payload: PostToChatPayload, settings: Setting
     return added
 
 
-__all__ = ["FLUSH_TASK", "kick", "kick_now", "queue_post"]
+__all__ = ["FLUSH_TASK", "kick", "kick_later", "kick_now", "queue_post"]

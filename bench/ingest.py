@@ -459,7 +459,8 @@ def main(**args: Any) -> None:
     produced = f"produced at {args['rate']:g}/s" if args["rate"] else "produced in one burst"
     print_results(
         f"Ingest end to end ({options.mode}, {limit}): {args['n']} messages, {options.workers} "
-        f"{'flows+API worker pair(s)' if options.split else 'worker(s)'} x {options.pool} {options.concurrency}, {options.partitions} partitions, {produced}",
+        f"{'flows+API worker pair(s)' if options.split else 'worker(s)'} x {options.pool} "
+        f"{options.concurrency}, {options.partitions} partitions, {produced}",
         ours, bare, options.portal_limit,
     )  # fmt: skip
     if phases is not None:

@@ -18,7 +18,9 @@ def test_commit_then_timeout_on_contact_and_chat_post(stack_factory: StackFactor
     stack = stack_factory(StackOptions(env={"BITRIX24_TIMEOUT": str(CLIENT_TIMEOUT)}))
     assert stack.sims is not None
     bitrix24 = stack.sims.bitrix24
-    bitrix24.inject("commit_then_timeout", method="crm.contact.add", count=3, seconds=3.0)
+    # New subscribers' contacts are created in a ``batch`` (crm.contact.add commands) and their
+    # messages posted many per imconnector.send.messages: both batched writes commit, then time out.
+    bitrix24.inject("commit_then_timeout", method="batch", count=3, seconds=3.0)
     bitrix24.inject("commit_then_timeout", method="imconnector.send.messages", count=3, seconds=3.0)
     stack.worker("worker1", concurrency=3)
     stack.ingest()

@@ -83,3 +83,36 @@ def test_two_processes_share_the_portal_limit(bitrix24_no_faults: Bitrix24Simula
     assert sum(o["limited"] for o in outcomes) == 0 and sim.portal.summary()["rate_limited"] == before
     assert total == 2 * CALLS
     assert floor * 0.95 <= elapsed <= floor * 1.25 + 0.5, (elapsed, floor)
+
+
+def test_background_requests_leave_the_rest_of_the_bucket_to_live_ones(redis_url: str) -> None:
+    """Reconciliation (background) fills at most its share; a live request then passes at once,
+    and background work waits without holding a reservation that would delay live traffic."""
+    from clients.bitrix24.rate_limiter import background
+
+    client = redis.Redis.from_url(redis_url)
+    bucket = RedisLeakyBucket(client, KEYS.bucket(uuid.uuid4().hex), rate=2, burst=21, margin=1)
+    with background(0.5):  # share of 20 slots: 10
+        assert all(bucket.reserve_below(10) == 0.0 for _ in range(10))
+        assert bucket.reserve_below(10) > 0.3, "the eleventh background request must wait"
+        started = time.monotonic()
+        bucket.acquire()  # waits for the bucket to drain below its share, reserving nothing meanwhile
+        assert 0.3 < time.monotonic() - started < 1.5
+    # Live: the other half is free at once, even though background work is waiting for its share.
+    assert all(bucket.reserve() == 0.0 for _ in range(9))
+    assert bucket.pressure()[1] > 0.85, "a nearly full bucket reports how full it is"
+    for _ in range(3):
+        bucket.reserve()
+    wait, used = bucket.pressure()
+    assert wait > 0 and used > 1.0, "and how long a request would wait for its slot"
+
+
+def test_local_bucket_background_share() -> None:
+    from clients.bitrix24.rate_limiter import background
+
+    bucket = LocalLeakyBucket(rate=100, burst=10, margin=0)
+    with background(0.3):
+        for _ in range(3):
+            bucket.acquire()
+        assert bucket.reserve_below(3) > 0
+    assert bucket.reserve() == 0.0

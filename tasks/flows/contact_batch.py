@@ -125,13 +125,15 @@ def resolve_pending(directory: BatchDirectory, cache: redis.Redis, ttl: int) -> 
     return len(pending)
 
 
-def _gather(directory: BatchDirectory) -> float:
-    """As for posts (:func:`tasks.flows.post_batch.gather_wait`); a round costs two requests."""
+def _gather(directory: BatchDirectory, window: float) -> float:
+    """The window scaled by how full the bucket is (none while it is empty: requests are cheap),
+    then as for posts (:func:`tasks.flows.post_batch.gather_wait`), a round costing two requests."""
     pressure = getattr(directory, "rate_pressure", None)
     if not callable(pressure):
-        return 0.0
-    wait, used = pressure()
-    return min(5.0, max(float(wait), min(1.0, float(used)) * GATHER_MAX * 2))
+        return window
+    wait, used = (float(v) for v in pressure())
+    scaled = window * min(1.0, max(0.0, used) * 2)
+    return min(5.0, scaled + max(wait, min(1.0, used) * GATHER_MAX * 2))
 
 
 def announce(cache: redis.Redis, phone: str, fields: dict[str, Any]) -> None:
@@ -164,8 +166,8 @@ def ensure_contact_batched(
     while time.monotonic() < deadline:
         try:
             with effects.locked(cache, RESOLVER_LOCK, wait=0.01):
-                time.sleep(window)  # let the others of this burst join
-                time.sleep(_gather(directory))  # and those arriving while the bucket fills
+                # Let the others of this burst join, the longer the fuller the portal's bucket.
+                time.sleep(_gather(directory, window))
                 resolve_pending(directory, cache, ttl)
         except LockBusyError:
             pass  # another step resolves this round; ours is in it or in the next

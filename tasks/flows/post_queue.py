@@ -4,7 +4,8 @@ Kept apart from the flusher (:mod:`tasks.flows.post_batch`), which imports :mod:
 the post step only needs this much.
 
 The flush is scheduled once per window: the first message sets ``OUTBOX_KICK`` (``SET NX``) and
-sends ``bitrix24.flush_posts`` with a countdown of ``POST_BATCH_WINDOW``; the messages arriving meanwhile
+sends ``bitrix24.flush_posts`` with a countdown of ``POST_BATCH_WINDOW`` (scaled down to nothing while
+the portal's bucket is empty: :func:`window`); the messages arriving meanwhile
 find the key and only join the outbox. The flusher deletes the key before each look at the outbox,
 so a message added after that look schedules the next flush itself. When as many subscribers wait as
 one request may carry (``POST_BATCH_SIZE``), the flush is sent at once instead. The key expires, so a
@@ -18,6 +19,7 @@ import redis
 
 from schemas.flows import PostToChatPayload
 from tasks.runtime.app import app
+from tasks.runtime.resources import bitrix24_client
 from tasks.settings import Settings
 from tasks.state import keys, outbox
 
@@ -27,9 +29,18 @@ FULL_KICK_KEY = f"{keys.OUTBOX_KICK}:full"
 KICK_SLACK_MS = 5000  # the kick outlives its window by this much before another may be scheduled
 
 
+def window(configured: float, used: float) -> float:
+    """The batching window to use now: none while the portal's bucket is empty (a request is cheap,
+    latency comes first), the configured one once it is half full (requests are what runs out)."""
+    return configured * min(1.0, max(0.0, used) * 2)
+
+
 def kick(cache: redis.Redis, settings: Settings, *, countdown: float | None = None) -> bool:
     """Schedule one flush for this window (``countdown`` defaults to the window); True if we did."""
-    delay = settings.post_batch_window if countdown is None else max(0.0, countdown)
+    if countdown is None:
+        delay = window(settings.post_batch_window, bitrix24_client().rate_pressure()[1])
+    else:
+        delay = max(0.0, countdown)
     if not cache.set(KICK_KEY, "1", nx=True, px=int(delay * 1000) + KICK_SLACK_MS):
         return False
     app.send_task(FLUSH_TASK, kwargs={}, countdown=delay or None)
@@ -60,4 +71,4 @@ def queue_post(cache: redis.Redis, payload: PostToChatPayload, settings: Setting
     return added
 
 
-__all__ = ["FLUSH_TASK", "kick", "kick_later", "kick_now", "queue_post"]
+__all__ = ["FLUSH_TASK", "kick", "kick_later", "kick_now", "queue_post", "window"]

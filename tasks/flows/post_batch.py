@@ -260,6 +260,8 @@ def _gather_while_limited() -> None:
 
 def flush_round(cache: redis.Redis, settings: Settings, tally: Tally) -> bool:
     """Post the head message of up to ``POST_BATCH_SIZE`` subscribers; False when nothing was due."""
+    if not outbox.subscribers_waiting(cache):
+        return False
     _gather_while_limited()
     now = time.time()
     fresh: list[Waiting] = []

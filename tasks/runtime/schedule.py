@@ -28,6 +28,8 @@ from tasks.state import keys
 
 RECONCILE_TASK = "reconcile.run"
 RESEND_STALLED_TASK = "flows.resend_stalled_messages"
+FLUSH_OUTBOX_TASK = "bitrix24.flush_posts"
+FLUSH_OUTBOX_PERIOD = 60.0
 REDBEAT_KEY_PREFIX = keys.REDBEAT_PREFIX
 EXPIRY_FACTOR = 1.5
 
@@ -112,10 +114,23 @@ def resend_stalled_entry(settings: Settings) -> dict[str, Any]:
     }
 
 
+def flush_outbox_entry() -> dict[str, Any]:
+    """A flush of the post outbox (``tasks/flows/post_batch.py``) now and then, whatever arrives: a
+    flusher killed mid-batch leaves its messages waiting, and without new traffic no one else would
+    schedule the next flush before its task is redelivered (``VISIBILITY_TIMEOUT``)."""
+    return {
+        "task": FLUSH_OUTBOX_TASK,
+        "schedule": timedelta(seconds=FLUSH_OUTBOX_PERIOD),
+        "kwargs": {},
+        "options": {"queue": Queue.BITRIX24.value, "expires": round(FLUSH_OUTBOX_PERIOD * EXPIRY_FACTOR, 3)},
+    }
+
+
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "reconcile-accounts": reconcile_entry(settings),
         "resend-stalled-messages": resend_stalled_entry(settings),
+        "flush-outbox": flush_outbox_entry(),
     }
 
 
@@ -140,11 +155,13 @@ def redbeat_lock_key() -> str:
 
 
 __all__ = [
+    "FLUSH_OUTBOX_TASK",
     "RECONCILE_TASK",
     "RESEND_STALLED_TASK",
     "beat_defaults",
     "beat_schedule",
     "crontab_period",
+    "flush_outbox_entry",
     "parse_crontab",
     "reconcile_entry",
     "redbeat_lock_key",

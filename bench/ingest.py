@@ -413,6 +413,8 @@ def print_reconcile(phases: dict[str, dict[str, Any]], accounts: int) -> None:
     ratio = phases["busy"]["p95"] / phases["idle"]["p95"]
     table.add_row("busy p95 / idle p95", "", "", f"{ratio:.2f}", "", "")
     Console().print(table)
+    for name, phase in phases.items():
+        Console().print(f"{name}: Bitrix24 requests by method: {phase['methods']}")
 
 
 @click.command()

@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     effect_marker_ttl: int = Field(default=14 * 24 * 3600, gt=0, alias="EFFECT_MARKER_TTL")
     # Order per subscriber (tasks/state/order.py): a message whose predecessor (earlier Kafka record
     # timestamp, same subscriber) is not yet posted or dead-lettered waits for it at most this many
-    # seconds, then is posted anyway (out of order). 0: never wait.
-    order_wait_max: float = Field(default=300.0, ge=0, alias="ORDER_WAIT_MAX")
+    # seconds, then is posted anyway (out of order). 0: never wait, the default until the open loss
+    # under worker kills and Redis outages is fixed (README "Order per subscriber").
+    order_wait_max: float = Field(default=0.0, ge=0, alias="ORDER_WAIT_MAX")
 
     # --- Logging
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")

@@ -8,6 +8,7 @@ import re
 import time
 
 from tests.faults.conftest import StackFactory
+from tests.faults.harness import StackOptions
 from tests.faults.scenario import finish, now
 
 FIRST_POST_FAILURES = 5
@@ -25,7 +26,7 @@ def dialog_markers(stack, run: str) -> list[list[str]]:  # type: ignore[no-untyp
 
 
 def test_later_messages_wait_for_a_retried_first_post(stack_factory: StackFactory) -> None:
-    stack = stack_factory()
+    stack = stack_factory(StackOptions(env={"ORDER_WAIT_MAX": "300"}))
     assert stack.sims is not None
     bitrix24 = stack.sims.bitrix24
     stack.worker("worker1", concurrency=3)

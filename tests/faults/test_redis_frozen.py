@@ -16,15 +16,7 @@ import time
 from datetime import datetime
 
 from tests.faults.conftest import StackFactory
-from tests.faults.harness import StackOptions
 from tests.faults.scenario import finish, now
-
-# OPEN (stop 18): with the per-subscriber order wait on, this scenario loses messages in a full,
-# loaded run: a subscriber's later messages wait behind an earlier one that is neither posted nor
-# queued after the outage, past the deliver bound (passes alone; always with the wait off).
-# Undiagnosed; until it is, this scenario proves the outage handling with the order wait off, and the
-# order promise is proven without Redis faults only (13g).
-ORDER_OFF = {"ORDER_WAIT_MAX": "0"}
 
 FREEZE_SECONDS = 30.0
 # After the thaw: socket timeouts (15 s) + the restore sweep of messages left unacked (visibility
@@ -49,7 +41,7 @@ def waits_ended_during(logs: str, start: float, end: float) -> list[str]:
 
 
 def test_redis_frozen_while_messages_flow(stack_factory: StackFactory) -> None:
-    stack = stack_factory(StackOptions(env=ORDER_OFF))
+    stack = stack_factory()
     assert stack.redis_server is not None and stack.sims is not None
     server = stack.redis_server.process
     assert server is not None

@@ -12,22 +12,14 @@ from __future__ import annotations
 import time
 
 from tests.faults.conftest import StackFactory
-from tests.faults.harness import StackOptions
 from tests.faults.scenario import finish, now
-
-# OPEN (stop 18): with the per-subscriber order wait on, this scenario loses messages in a full,
-# loaded run: a subscriber's later messages wait behind an earlier one that is neither posted nor
-# queued after the outage, past the deliver bound (passes alone; always with the wait off).
-# Undiagnosed; until it is, this scenario proves the outage handling with the order wait off, and the
-# order promise is proven without Redis faults only (13g).
-ORDER_OFF = {"ORDER_WAIT_MAX": "0"}
 
 OUTAGE_SECONDS = 4.0
 ROUNDS = 2
 
 
 def test_redis_restart_while_messages_flow(stack_factory: StackFactory) -> None:
-    stack = stack_factory(StackOptions(env=ORDER_OFF))
+    stack = stack_factory()
     assert stack.redis_server is not None and stack.sims is not None
     stack.sims.bitrix24_fault("latency", seconds=0.05)
     stack.worker("worker1", concurrency=4)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -65,27 +66,30 @@ def start_ingest(
         process.stop()
 
 
+def queued_messages(client: redis.Redis) -> list[dict[str, Any]]:
+    """The subscriber messages of the chains waiting in the ``flows`` queue (first steps' payloads)."""
+    messages = []
+    for raw in client.lrange("flows", 0, -1):
+        envelope = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        messages.append(kwargs["message"])
+    return messages
+
+
 def queued_message_ids(client: redis.Redis) -> list[str]:
     """The Kafka positions (``topic:partition:offset``) of the chains waiting in the ``flows`` queue.
 
     The message id is no longer the position (tasks.ingest.identity); the position rides along in
     the first step's payload as ``message.kafka_position``.
     """
-    positions = []
-    for raw in client.lrange("flows", 0, -1):
-        envelope = json.loads(raw)
-        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-        positions.append(kwargs["message"]["kafka_position"])
-    return positions
+    return [message["kafka_position"] for message in queued_messages(client)]
 
 
 def message_id_at(client: redis.Redis, position: str) -> str:
     """The message id (what the ledger and the receipts are keyed by) of the queued chain at a position."""
-    for raw in client.lrange("flows", 0, -1):
-        envelope = json.loads(raw)
-        _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-        if kwargs["message"]["kafka_position"] == position:
-            return str(kwargs["message"]["message_id"])
+    for message in queued_messages(client):
+        if message["kafka_position"] == position:
+            return str(message["message_id"])
     raise LookupError(f"no chain queued for {position}")
 
 

@@ -38,13 +38,10 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        from tasks.runtime import redis_target
+        from tasks.runtime.resources import state_redis
         from tasks.settings import get_settings
 
-        settings = get_settings()
-        _client = redis_target.from_settings(settings).client(
-            decode_responses=True, **settings.redis_client_options()
-        )
+        _client = state_redis(get_settings())  # its own client: counters outlive clients.reset()
     return _client
 
 
